@@ -1,0 +1,7 @@
+"""Lightning callbacks of lstm_interp, importable as ``lstm_interp.callbacks``.
+
+This folder sits at the top of the repository (the design card's layout) and is installed as the
+``lstm_interp.callbacks`` package (see ``[tool.setuptools.package-dir]`` in pyproject.toml).
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,19 @@
+"""lstm_interp: train character-level LSTMs with Lightning and look inside them."""
+
+from lstm_interp.config import CharLSTMConfig, ConfigError
+from lstm_interp.models.char_lstm import CharLSTM
+from lstm_interp.tracing import Trace, trace
+from lstm_interp.vocab import CharVocab, VocabularyError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CharLSTM",
+    "CharLSTMConfig",
+    "CharVocab",
+    "ConfigError",
+    "Trace",
+    "VocabularyError",
+    "__version__",
+    "trace",
+]

@@ -1,0 +1,145 @@
+"""Exact recomputation of every gate of one recurrent layer from its input and its hidden-state sequence.
+
+The fused ``nn.LSTM``/``nn.GRU`` kernels return the hidden sequence but not the gates. Given that hidden sequence,
+every gate at every time step depends only on quantities we already have (the layer input ``x_t`` and the
+previous hidden state ``h_{t-1}``), so all gates come out of one batched matmul instead of ``T`` small ones.
+The LSTM cell state then follows the *linear* recurrence ``c_t = f_t * c_{t-1} + i_t * g_t``, which is solved by a
+blocked parallel scan: a doubling scan inside blocks of :data:`SCAN_BLOCK` steps and a short loop over blocks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Steps per block of the cell-state scan; 32 keeps the doubling scan at 5 passes and the block loop short.
+SCAN_BLOCK = 32
+
+LSTM_GATES = ("input_gate", "forget_gate", "cell_candidate", "output_gate")
+LSTM_QUANTITIES = (*LSTM_GATES, "cell", "hidden")
+GRU_QUANTITIES = ("reset_gate", "update_gate", "new_gate", "hidden")
+RNN_QUANTITIES = ("hidden",)
+QUANTITIES: dict[str, tuple[str, ...]] = {"lstm": LSTM_QUANTITIES, "gru": GRU_QUANTITIES, "rnn": RNN_QUANTITIES}
+
+
+def linear_scan(decay: Tensor, update: Tensor, initial: Tensor, block: int = SCAN_BLOCK) -> Tensor:
+    """Solve ``y_t = decay_t * y_{t-1} + update_t`` for all ``t`` with ``y_{-1} = initial``.
+
+    Args:
+        decay: (T, H) multipliers (an LSTM's forget gate).
+        update: (T, H) additions (an LSTM's ``input_gate * cell_candidate``).
+        initial: (H,) the value before the first step.
+
+    Returns:
+        (T, H), the same values as the sequential loop, up to float rounding in a different order.
+    """
+    T, H = decay.shape
+    if T == 0:
+        return update.clone()
+    nb = -(-T // block)
+    pad = nb * block - T
+    if pad:
+        # Padding with decay 1 and update 0 leaves the scan of the real steps unchanged.
+        decay = torch.cat([decay, decay.new_ones(pad, H)])
+        update = torch.cat([update, update.new_zeros(pad, H)])
+    a = decay.reshape(nb, block, H).clone()  # running product of decays inside each block
+    b = update.reshape(nb, block, H).clone()  # block-local scan from a zero start
+    k = 1
+    while k < block:
+        b[:, k:] = torch.addcmul(b[:, k:], a[:, k:], b[:, :-k])
+        a[:, k:] = a[:, k:] * a[:, :-k]
+        k *= 2
+    # Carry the value across blocks: each step is elementwise over H, and there are only T / block of them.
+    carries = torch.empty(nb, H, dtype=decay.dtype, device=decay.device)
+    carry = initial.to(decay.dtype)
+    a_last, b_last = a[:, -1], b[:, -1]
+    for j in range(nb):
+        carries[j] = carry
+        carry = torch.addcmul(b_last[j], a_last[j], carry)
+    out = torch.addcmul(b, a, carries[:, None, :])  # (nb, block, H)
+    return out.reshape(nb * block, H)[:T]
+
+
+def lstm_gates(pre: Tensor, hidden_size: int) -> dict[str, Tensor]:
+    """Turn LSTM pre-activations (T, 4H), in PyTorch's ``i, f, g, o`` order, into gates, in place."""
+    H = hidden_size
+    pre[:, : 2 * H].sigmoid_()
+    pre[:, 2 * H : 3 * H].tanh_()
+    pre[:, 3 * H :].sigmoid_()
+    return {
+        "input_gate": pre[:, :H],
+        "forget_gate": pre[:, H : 2 * H],
+        "cell_candidate": pre[:, 2 * H : 3 * H],
+        "output_gate": pre[:, 3 * H :],
+    }
+
+
+def lstm_layer_activations(
+    x: Tensor | None,
+    input_projection: Tensor | None,
+    hidden: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
+) -> dict[str, Tensor]:
+    """All gates and the cell state of one LSTM layer over one chunk.
+
+    Args:
+        x: (T, I) layer input, or ``None`` when ``input_projection`` is given.
+        input_projection: (T, 4H) precomputed ``x @ weight_ih.T + bias_ih + bias_hh`` (e.g. gathered from a
+            per-character table for an embedding input), or ``None``.
+        hidden: (T, H) the layer's hidden sequence, as the fused kernel returned it.
+        h0, c0: (H,) the state before the chunk.
+        weight_ih, weight_hh, bias_ih, bias_hh: the layer's parameters (PyTorch layout, gates ``i, f, g, o``).
+
+    Returns:
+        ``input_gate``, ``forget_gate``, ``cell_candidate``, ``output_gate`` and ``cell``, each (T, H).
+    """
+    T, H = hidden.shape
+    h_prev = torch.cat([h0[None], hidden[:-1]])  # (T, H)
+    if input_projection is not None:
+        pre = torch.addmm(input_projection, h_prev, weight_hh.T)  # (T, 4H)
+    else:
+        assert x is not None
+        bias = _bias_sum(bias_ih, bias_hh, 4 * H, hidden)
+        # One matmul for both products: [x_t, h_{t-1}] @ [W_ih; W_hh]^T.
+        pre = torch.addmm(bias, torch.cat([x, h_prev], dim=1), torch.cat([weight_ih, weight_hh], dim=1).T)
+    gates = lstm_gates(pre, H)
+    gates["cell"] = linear_scan(gates["forget_gate"], gates["input_gate"] * gates["cell_candidate"], c0)
+    return gates
+
+
+def gru_layer_activations(
+    x: Tensor,
+    hidden: Tensor,
+    h0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
+) -> dict[str, Tensor]:
+    """``reset_gate``, ``update_gate`` and ``new_gate`` of one GRU layer over one chunk, each (T, H).
+
+    PyTorch's GRU: ``r = σ(W_ir x + b_ir + W_hr h + b_hr)``, ``z = σ(W_iz x + b_iz + W_hz h + b_hz)``,
+    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``.
+    """
+    T, H = hidden.shape
+    h_prev = torch.cat([h0[None], hidden[:-1]])
+    gi = torch.addmm(_bias_sum(bias_ih, None, 3 * H, hidden), x, weight_ih.T)  # (T, 3H)
+    gh = torch.addmm(_bias_sum(bias_hh, None, 3 * H, hidden), h_prev, weight_hh.T)  # (T, 3H)
+    rz = (gi[:, : 2 * H] + gh[:, : 2 * H]).sigmoid_()
+    reset, update = rz[:, :H], rz[:, H:]
+    new = torch.addcmul(gi[:, 2 * H :], reset, gh[:, 2 * H :]).tanh_()
+    return {"reset_gate": reset, "update_gate": update, "new_gate": new}
+
+
+def _bias_sum(bias_a: Tensor | None, bias_b: Tensor | None, size: int, like: Tensor) -> Tensor:
+    bias = like.new_zeros(size)
+    if bias_a is not None:
+        bias = bias + bias_a
+    if bias_b is not None:
+        bias = bias + bias_b
+    return bias
