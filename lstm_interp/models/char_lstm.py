@@ -28,7 +28,7 @@ VOCAB_NAME = "vocab.json"
 WEIGHTS_NAME = "model.safetensors"
 
 # One entry per layer: (h, c) for an LSTM, h for a GRU or RNN; each tensor is (1, B, H).
-LayerState = Union[tuple[Tensor, Tensor], Tensor]
+LayerState = Union[tuple[Tensor, Tensor], Tensor]  # noqa: UP007 (a runtime alias: `|` needs Python 3.10 types)
 State = list[LayerState]
 
 _RNN_CLASSES: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -204,9 +204,8 @@ class CharLSTM(
             self.train(was_training)
         probs, ids = torch.softmax(logits[0].float(), dim=-1).topk(k, dim=-1)  # (T, k)
         chars = vocab.chars
-        return [
-            [(chars[i], p) for i, p in zip(row_ids, row_probs)] for row_ids, row_probs in zip(ids.tolist(), probs.tolist())
-        ]
+        rows = zip(ids.tolist(), probs.tolist(), strict=True)
+        return [[(chars[i], p) for i, p in zip(row_ids, row_probs, strict=True)] for row_ids, row_probs in rows]
 
     # ------------------------------------------------------------------ save / load
     def _save_pretrained(self, save_directory: Path) -> None:

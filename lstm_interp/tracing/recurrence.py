@@ -98,7 +98,7 @@ def lstm_layer_activations(
     Returns:
         ``input_gate``, ``forget_gate``, ``cell_candidate``, ``output_gate`` and ``cell``, each (T, H).
     """
-    T, H = hidden.shape
+    H = hidden.shape[1]
     h_prev = torch.cat([h0[None], hidden[:-1]])  # (T, H)
     if input_projection is not None:
         pre = torch.addmm(input_projection, h_prev, weight_hh.T)  # (T, 4H)
@@ -126,7 +126,7 @@ def gru_layer_activations(
     PyTorch's GRU: ``r = σ(W_ir x + b_ir + W_hr h + b_hr)``, ``z = σ(W_iz x + b_iz + W_hz h + b_hz)``,
     ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``.
     """
-    T, H = hidden.shape
+    H = hidden.shape[1]
     h_prev = torch.cat([h0[None], hidden[:-1]])
     gi = torch.addmm(_bias_sum(bias_ih, None, 3 * H, hidden), x, weight_ih.T)  # (T, 3H)
     gh = torch.addmm(_bias_sum(bias_hh, None, 3 * H, hidden), h_prev, weight_hh.T)  # (T, 3H)

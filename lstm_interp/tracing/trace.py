@@ -251,9 +251,7 @@ def _run_chunks(
     table = None
     if cfg.cell == "lstm":
         # Layer 0's input is an embedding lookup, so its input projection is a per-character table (V, 4H).
-        table = torch.addmm(
-            layer0.bias_ih_l0 + layer0.bias_hh_l0, net.embedding.weight, layer0.weight_ih_l0.T
-        )
+        table = torch.addmm(layer0.bias_ih_l0 + layer0.bias_hh_l0, net.embedding.weight, layer0.weight_ih_l0.T)
     for start in range(0, len(tokens), chunk_size):
         ids = tokens[start : start + chunk_size].to(device)
         rows = slice(start, start + len(ids))
@@ -280,7 +278,13 @@ def _run_chunks(
                 )
             elif wanted and cfg.cell == "gru":
                 acts = gru_layer_activations(
-                    x, hidden, state[i][0, 0], layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0
+                    x,
+                    hidden,
+                    state[i][0, 0],
+                    layer.weight_ih_l0,
+                    layer.weight_hh_l0,
+                    layer.bias_ih_l0,
+                    layer.bias_hh_l0,
                 )
             else:
                 acts = {}
