@@ -36,22 +36,33 @@ class BitsPerCharacter(Metric):
         self.add_state("nll_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, logits: Tensor, targets: Tensor) -> None:
-        """Add a batch.
+    def update(
+        self,
+        logits: Tensor | None = None,
+        targets: Tensor | None = None,
+        *,
+        nll_sum: Tensor | None = None,
+        count: int | None = None,
+    ) -> None:
+        """Add a batch: either ``logits`` and ``targets``, or an already summed loss.
 
         Args:
             logits: (..., V) unnormalised next-character scores (log-probabilities work too).
             targets: (...) the true next-character ids.
+            nll_sum: the summed negative log-likelihood in nats (instead of ``logits``/``targets``).
+            count: how many characters ``nll_sum`` covers.
         """
-        if logits.shape[:-1] != targets.shape:
-            raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} do not match")
-        nll = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum"
-        )
-        self.update_from_sum(nll, targets.numel())
-
-    def update_from_sum(self, nll_sum: Tensor, count: int) -> None:
-        """Add an already summed loss (in nats) over ``count`` characters."""
+        if nll_sum is None:
+            if logits is None or targets is None:
+                raise ValueError("pass `logits` and `targets`, or `nll_sum` and `count`")
+            if logits.shape[:-1] != targets.shape:
+                raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} do not match")
+            nll_sum = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum"
+            )
+            count = targets.numel()
+        elif count is None or count < 0:
+            raise ValueError(f"`count` must be a non-negative int with `nll_sum`, got {count!r}")
         self.nll_sum += nll_sum.detach().to(self.nll_sum.dtype)
         self.count += count
 

@@ -179,15 +179,15 @@ class CharLSTMModule(pl.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         loss, n = self._shared_step(batch, "val")
-        self.val_loss.update_from_sum(loss * n, n)
-        self.val_bpc.update_from_sum(loss * n, n)
+        self.val_loss.update(nll_sum=loss * n, count=n)
+        self.val_bpc.update(nll_sum=loss * n, count=n)
         self.log("val/loss", self.val_loss, prog_bar=True)
         self.log("val/bpc", self.val_bpc)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         loss, n = self._shared_step(batch, "test")
-        self.test_loss.update_from_sum(loss * n, n)
-        self.test_bpc.update_from_sum(loss * n, n)
+        self.test_loss.update(nll_sum=loss * n, count=n)
+        self.test_bpc.update(nll_sum=loss * n, count=n)
         self.log("test/loss", self.test_loss)
         self.log("test/bpc", self.test_bpc)
 
