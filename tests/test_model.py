@@ -63,7 +63,7 @@ def test_forward_shapes_and_state_carry(cell):
 
 
 def test_vocab_size_must_match_config():
-    with pytest.raises(VocabularyError, match="vocabulary has 7 characters but config.vocab_size=5"):
+    with pytest.raises(VocabularyError, match=r"vocabulary has 7 characters but config\.vocab_size=5"):
         CharLSTM(CharLSTMConfig(vocab_size=5), VOCAB)
 
 

@@ -70,7 +70,7 @@ def test_stateful_batches_carry_detached_state(tmp_path):
 
     trainer(tmp_path, max_steps=6, callbacks=[Spy()], limit_val_batches=0).fit(module, datamodule=dm)
     assert seen[0] is False and all(seen[1:])  # zero state first, then the carried one
-    h, c = module._carried["train"][0]
+    h, _ = module._carried["train"][0]
     assert not h.requires_grad and h.shape == (1, 4, 8)
     # The carried state changes predictions: it is really fed back in.
     x, _, _ = next(iter(dm.train_dataloader()))
