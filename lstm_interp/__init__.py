@@ -1,17 +1,25 @@
 """lstm_interp: train character-level LSTMs with Lightning and look inside them."""
 
 from lstm_interp.config import CharLSTMConfig, ConfigError
+from lstm_interp.data import BUNDLED_CORPORA, CharDataModule, EncodedCorpus
+from lstm_interp.metrics import BitsPerCharacter
 from lstm_interp.models.char_lstm import CharLSTM
+from lstm_interp.models.char_lstm_module import CharLSTMModule
 from lstm_interp.tracing import Trace, trace
 from lstm_interp.vocab import CharVocab, VocabularyError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BUNDLED_CORPORA",
+    "BitsPerCharacter",
+    "CharDataModule",
     "CharLSTM",
+    "CharLSTMModule",
     "CharLSTMConfig",
     "CharVocab",
     "ConfigError",
+    "EncodedCorpus",
     "Trace",
     "VocabularyError",
     "__version__",

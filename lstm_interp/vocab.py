@@ -187,7 +187,10 @@ class CharVocab:
         version = data.get("format_version", _FORMAT_VERSION)
         if version != _FORMAT_VERSION:
             raise VocabularyError(f"{source}: format_version {version!r} is not supported (expected {_FORMAT_VERSION})")
-        return cls(data["chars"])
+        try:
+            return cls(data["chars"])
+        except VocabularyError as err:
+            raise VocabularyError(f"{source}: {err}") from None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the vocabulary as JSON (atomically: a temporary file renamed into place)."""
