@@ -6,7 +6,6 @@ Names are module paths, as in TransformerLens: ``layers.0.forget_gate``, ``layer
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import fnmatch
 import json
@@ -20,7 +19,8 @@ from torch import Tensor
 
 from lstm_interp._io import atomic_path
 from lstm_interp.models.char_lstm import CharLSTM, State
-from lstm_interp.tracing.recurrence import QUANTITIES, gru_layer_activations, lstm_layer_activations
+from lstm_interp.tracing.layers import run_layers, traced_precision, zero_state
+from lstm_interp.tracing.recurrence import QUANTITIES
 from lstm_interp.vocab import OnUnknown
 
 NamesFilter = str | Sequence[str] | Callable[[str], bool] | None
@@ -34,10 +34,12 @@ class Trace(Mapping[str, Tensor]):
     Args:
         activations: name -> tensor, each with the time axis first.
         text: the text that was traced (``None`` if ids were traced).
-        tokens: (T,) the character ids.
+        tokens: (T,) the character ids (or time-step indices when the input was not characters).
         cell: ``"lstm"``, ``"gru"`` or ``"rnn"``.
         num_layers: number of recurrent layers.
         final_state: the fused kernels' state after the last character (carry it into the next trace).
+        layer_names: the name prefix of each layer, default ``layers.0``, ``layers.1``, ...; a trace of a
+            foreign ``nn.LSTM`` at module path ``encoder.rnn`` uses ``encoder.rnn.0``, ``encoder.rnn.1``, ...
 
     Example::
 
@@ -57,6 +59,7 @@ class Trace(Mapping[str, Tensor]):
         cell: str,
         num_layers: int,
         final_state: State | None = None,
+        layer_names: Sequence[str] | None = None,
     ) -> None:
         self._activations = activations
         self.text = text
@@ -64,6 +67,9 @@ class Trace(Mapping[str, Tensor]):
         self.cell = cell
         self.num_layers = num_layers
         self.final_state = final_state
+        self.layer_names = list(layer_names) if layer_names is not None else [f"layers.{i}" for i in range(num_layers)]
+        if len(self.layer_names) != num_layers:
+            raise ValueError(f"{len(self.layer_names)} layer names for {num_layers} layers: {self.layer_names}")
 
     def __getitem__(self, name: str) -> Tensor:
         try:
@@ -74,11 +80,11 @@ class Trace(Mapping[str, Tensor]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._activations)
 
+    def __repr__(self) -> str:
+        return f"Trace(cell={self.cell!r}, layers={self.layer_names}, chars={len(self.tokens)}, names={list(self)})"
+
     def __len__(self) -> int:
         return len(self._activations)
-
-    def __repr__(self) -> str:
-        return f"Trace(cell={self.cell!r}, layers={self.num_layers}, chars={len(self.tokens)}, names={list(self)})"
 
     @property
     def quantities(self) -> tuple[str, ...]:
@@ -87,7 +93,7 @@ class Trace(Mapping[str, Tensor]):
 
     def stack(self, quantity: str) -> Tensor:
         """One quantity of every layer stacked: (num_layers, T, H)."""
-        names = [f"layers.{i}.{quantity}" for i in range(self.num_layers)]
+        names = [f"{layer}.{quantity}" for layer in self.layer_names]
         missing = [n for n in names if n not in self._activations]
         if missing:
             raise KeyError(f"{missing} not in this trace; it holds {list(self._activations)}")
@@ -104,6 +110,7 @@ class Trace(Mapping[str, Tensor]):
             "format_version": str(_TRACE_FORMAT),
             "cell": self.cell,
             "num_layers": str(self.num_layers),
+            "layer_names": json.dumps(self.layer_names),
             "text": json.dumps(self.text),
         }
         with atomic_path(path) as tmp:
@@ -130,6 +137,7 @@ class Trace(Mapping[str, Tensor]):
             tokens=tokens,
             cell=metadata["cell"],
             num_layers=int(metadata["num_layers"]),
+            layer_names=json.loads(metadata["layer_names"]) if "layer_names" in metadata else None,
         )
 
 
@@ -141,7 +149,7 @@ def available_names(cell: str, num_layers: int) -> list[str]:
     return [*names, "log_probs"]
 
 
-def _select_names(names_filter: NamesFilter, names: list[str]) -> list[str]:
+def select_names(names_filter: NamesFilter, names: list[str]) -> list[str]:
     if names_filter is None:
         return names
     if callable(names_filter):
@@ -205,37 +213,52 @@ def trace(
     T = len(tokens)
     if T == 0:
         raise ValueError("cannot trace an empty text")
-    names = _select_names(names_filter, available_names(cfg.cell, cfg.num_layers))
+    names = select_names(names_filter, available_names(cfg.cell, cfg.num_layers))
     keep = set(names)
     store = {name: torch.empty(T, _width(name, cfg), dtype=dtype) for name in names}
 
     net = _float32_copy(model)
     device = net.device
+    if state is None:
+        state = [zero_state(cfg.cell, cfg.hidden_size, device) for _ in range(cfg.num_layers)]
+    state = [tuple(t.to(device, torch.float32) for t in s) if isinstance(s, tuple) else s.to(device) for s in state]
+    ids = tokens.to(device)
+
+    def embed(rows: slice) -> Tensor:
+        x = net.embedding(ids[rows])  # (L, E)
+        if "embedding" in keep:
+            store["embedding"][rows] = x.to("cpu", dtype)
+        return x
+
+    def log_probs(rows: slice, hidden: Tensor) -> None:
+        if "log_probs" in keep:
+            store["log_probs"][rows] = torch.log_softmax(net.head(hidden), dim=-1).to("cpu", dtype)
+
     was_training = model.training
     net.eval()
     try:
-        autocast_off = torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda") else None
-        with autocast_off or contextlib.nullcontext(), _flush_denormals():
-            final_state = _run_chunks(net, tokens, state, chunk_size, keep, store)
+        with traced_precision(device):
+            projection = None
+            if cfg.cell == "lstm":
+                # Layer 0's input is an embedding lookup, so its input projection is a per-character table (V, 4H).
+                layer0 = net.layers[0]
+                table = torch.addmm(layer0.bias_ih_l0 + layer0.bias_hh_l0, net.embedding.weight, layer0.weight_ih_l0.T)
+                projection = lambda rows: table[ids[rows]]  # noqa: E731
+            final_state = run_layers(
+                list(net.layers),
+                [f"layers.{i}" for i in range(cfg.num_layers)],
+                T,
+                embed,
+                state=state,
+                chunk_size=chunk_size,
+                keep=keep,
+                store=store,
+                input_projection=projection,
+                on_output=log_probs,
+            )
     finally:
         model.train(was_training)
     return Trace(store, text=text_str, tokens=tokens, cell=cfg.cell, num_layers=cfg.num_layers, final_state=final_state)
-
-
-@contextlib.contextmanager
-def _flush_denormals() -> Iterator[None]:
-    """Treat subnormal floats as zero while tracing.
-
-    Running products of forget gates pass through the subnormal range (< 1.2e-38) on their way to zero, where x86
-    arithmetic is ~100x slower; values that small are far below float32 resolution of any cell state. PyTorch's
-    default (off) is restored afterwards.
-    """
-    enabled = torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        if enabled:
-            torch.set_flush_denormal(False)
 
 
 def _width(name: str, cfg) -> int:
@@ -251,70 +274,3 @@ def _float32_copy(model: CharLSTM) -> CharLSTM:
     if all(p.dtype == torch.float32 for p in model.parameters()):
         return model
     return copy.deepcopy(model).float()
-
-
-def _run_chunks(
-    net: CharLSTM, tokens: Tensor, state: State | None, chunk_size: int, keep: set[str], store: dict[str, Tensor]
-) -> State:
-    cfg = net.config
-    device = net.device
-    H = cfg.hidden_size
-    if state is None:
-        zeros = torch.zeros(1, 1, H, device=device)
-        state = [(zeros, zeros) if cfg.cell == "lstm" else zeros for _ in range(cfg.num_layers)]
-    state = [tuple(t.to(device, torch.float32) for t in s) if isinstance(s, tuple) else s.to(device) for s in state]
-    layer0 = net.layers[0]
-    table = None
-    if cfg.cell == "lstm":
-        # Layer 0's input is an embedding lookup, so its input projection is a per-character table (V, 4H).
-        table = torch.addmm(layer0.bias_ih_l0 + layer0.bias_hh_l0, net.embedding.weight, layer0.weight_ih_l0.T)
-    for start in range(0, len(tokens), chunk_size):
-        ids = tokens[start : start + chunk_size].to(device)
-        rows = slice(start, start + len(ids))
-        x = net.embedding(ids)  # (L, E)
-        _keep(store, keep, "embedding", rows, x)
-        new_state: State = []
-        for i, layer in enumerate(net.layers):
-            prefix = f"layers.{i}."
-            out, layer_state = layer(x[None], state[i])
-            hidden = out[0]  # (L, H)
-            wanted = {n[len(prefix) :] for n in keep if n.startswith(prefix)} - {"hidden"}
-            if wanted and cfg.cell == "lstm":
-                h0, c0 = state[i]
-                acts = lstm_layer_activations(
-                    None if i == 0 else x,
-                    table[ids] if i == 0 else None,
-                    hidden,
-                    h0[0, 0],
-                    c0[0, 0],
-                    layer.weight_ih_l0,
-                    layer.weight_hh_l0,
-                    layer.bias_ih_l0,
-                    layer.bias_hh_l0,
-                )
-            elif wanted and cfg.cell == "gru":
-                acts = gru_layer_activations(
-                    x,
-                    hidden,
-                    state[i][0, 0],
-                    layer.weight_ih_l0,
-                    layer.weight_hh_l0,
-                    layer.bias_ih_l0,
-                    layer.bias_hh_l0,
-                )
-            else:
-                acts = {}
-            acts["hidden"] = hidden
-            for quantity, value in acts.items():
-                _keep(store, keep, prefix + quantity, rows, value)
-            new_state.append(layer_state)
-            x = hidden
-        if "log_probs" in keep:
-            _keep(store, keep, "log_probs", rows, torch.log_softmax(net.head(x), dim=-1))
-        state = new_state
-    return state
-
-
-def _keep(store: dict[str, Tensor], keep: set[str], name: str, rows: slice, value: Tensor) -> None:
-    if name in keep:
-        store[name][rows] = value.detach().to("cpu", store[name].dtype)
