@@ -40,7 +40,7 @@ def test_initial_state_and_no_bias():
     h0, c0 = torch.randn(2, 1, 4), torch.randn(2, 1, 4)
     tr = trace_rnn(rnn, x, name="lstm", hx=(h0, c0))
     with torch.no_grad():
-        out, (h_n, c_n) = rnn(x[:, None], (h0, c0))
+        out, (_, c_n) = rnn(x[:, None], (h0, c0))
     torch.testing.assert_close(tr["lstm.1.hidden"], out[:, 0], atol=1e-5, rtol=0)
     torch.testing.assert_close(tr["lstm.0.cell"][-1], c_n[0, 0], atol=1e-5, rtol=0)
 
@@ -58,7 +58,7 @@ def test_unsupported_modules_are_refused(module, match):
 
 
 def test_bad_inputs():
-    with pytest.raises(TypeError, match="expected an nn.LSTM, nn.GRU or nn.RNN, got Linear"):
+    with pytest.raises(TypeError, match=r"expected an nn\.LSTM, nn\.GRU or nn\.RNN, got Linear"):
         trace_rnn(nn.Linear(3, 4), torch.randn(5, 3))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"`inputs` must be \(T, 3\)"):
         trace_rnn(nn.LSTM(3, 4), torch.randn(5, 1, 3))

@@ -38,11 +38,7 @@ def check_supported(rnn: nn.Module, name: str = "module") -> None:
 def split_layers(rnn: nn.RNNBase) -> list[nn.RNNBase]:
     """One single-layer, ``batch_first`` module per layer of ``rnn``, holding copies of that layer's weights."""
     layers = []
-    cls = (
-        type(rnn)
-        if type(rnn) in (nn.LSTM, nn.GRU, nn.RNN)
-        else {"lstm": nn.LSTM, "gru": nn.GRU}.get(cell_type(rnn), nn.RNN)
-    )
+    cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell_type(rnn)]
     for k in range(rnn.num_layers):
         kwargs = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
         input_size = rnn.input_size if k == 0 else rnn.hidden_size
