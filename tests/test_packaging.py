@@ -34,10 +34,9 @@ def test_editable_install_maps_callbacks_folder():
 
 
 def test_wheel_ships_callbacks_and_bundled_corpus(tmp_path):
+    pip = [sys.executable, "-m", "pip"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True,
-        capture_output=True,
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)], check=True
     )
     (wheel,) = tmp_path.glob("lstm_interp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -45,11 +44,7 @@ def test_wheel_ships_callbacks_and_bundled_corpus(tmp_path):
     assert "lstm_interp/assets/war_and_peace.txt.xz" in names
     assert not any(n.startswith(("callbacks/", "tests/")) for n in names)
     target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-        check=True,
-        capture_output=True,
-    )
+    subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
     # The wheel's copy must win over the editable install: PYTHONPATH comes before the editable finder.
     code = (
         "import lstm_interp, lstm_interp.callbacks, lstm_interp.data as d; "
