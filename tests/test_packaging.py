@@ -41,7 +41,11 @@ def test_wheel_ships_callbacks_and_bundled_corpus(tmp_path):
     (wheel,) = tmp_path.glob("lstm_interp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "lstm_interp/callbacks/__init__.py" in names
+    subpackages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "lstm_interp").rglob("__init__.py")}
+    missing = sorted(f"{pkg}/__init__.py" for pkg in subpackages if f"{pkg}/__init__.py" not in names)
+    assert not missing, f"add these packages to [tool.setuptools] packages: {missing}"
     assert "lstm_interp/assets/war_and_peace.txt.xz" in names
+    assert {"lstm_interp/report/report.js", "lstm_interp/report/template.html"} <= names
     assert not any(n.startswith(("callbacks/", "tests/")) for n in names)
     target = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)

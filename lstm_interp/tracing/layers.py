@@ -80,6 +80,11 @@ def run_layers(
         The state after the last step (from the fused kernels).
     """
     state = list(state)
+    # Concatenated [W_ih, W_hh] of each LSTM layer, built once rather than once per chunk.
+    stacked = [
+        torch.cat([lay.weight_ih_l0, lay.weight_hh_l0], dim=1).T.contiguous() if isinstance(lay, nn.LSTM) else None
+        for lay in layers
+    ]
     for start in range(0, length, chunk_size):
         rows = slice(start, min(start + chunk_size, length))
         x = layer_input(rows)  # (L, I)
@@ -90,7 +95,7 @@ def run_layers(
             acts: dict[str, Tensor] = {}
             if wanted:
                 projection = input_projection(rows) if i == 0 and input_projection is not None else None
-                acts = _gates(layer, x, hidden, state[i], projection)
+                acts = _gates(layer, x, hidden, state[i], projection, stacked[i])
             acts["hidden"] = hidden
             for quantity, value in acts.items():
                 name = f"{prefix}.{quantity}"
@@ -104,7 +109,7 @@ def run_layers(
 
 
 def _gates(
-    layer: nn.RNNBase, x: Tensor, hidden: Tensor, state: LayerState, projection: Tensor | None
+    layer: nn.RNNBase, x: Tensor, hidden: Tensor, state: LayerState, projection: Tensor | None, stacked: Tensor | None
 ) -> dict[str, Tensor]:
     weights = (
         layer.weight_ih_l0,
@@ -114,9 +119,8 @@ def _gates(
     )
     if isinstance(layer, nn.LSTM):
         h0, c0 = state
-        return lstm_layer_activations(
-            None if projection is not None else x, projection, hidden, h0[0, 0], c0[0, 0], *weights
-        )
+        x_in = None if projection is not None else x
+        return lstm_layer_activations(x_in, projection, hidden, h0[0, 0], c0[0, 0], *weights, stacked_weight=stacked)
     if isinstance(layer, nn.GRU):
         return gru_layer_activations(x, hidden, state[0, 0], *weights)  # type: ignore[index]
     return {}

@@ -88,6 +88,7 @@ def lstm_layer_activations(
     weight_hh: Tensor,
     bias_ih: Tensor | None,
     bias_hh: Tensor | None,
+    stacked_weight: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """All gates and the cell state of one LSTM layer over one chunk.
 
@@ -98,6 +99,7 @@ def lstm_layer_activations(
         hidden: (T, H) the layer's hidden sequence, as the fused kernel returned it.
         h0, c0: (H,) the state before the chunk.
         weight_ih, weight_hh, bias_ih, bias_hh: the layer's parameters (PyTorch layout, gates ``i, f, g, o``).
+        stacked_weight: ``torch.cat([weight_ih, weight_hh], 1).T`` (I + H, 4H), if the caller keeps it across chunks.
 
     Returns:
         ``input_gate``, ``forget_gate``, ``cell_candidate``, ``output_gate`` and ``cell``, each (T, H).
@@ -110,7 +112,9 @@ def lstm_layer_activations(
         assert x is not None
         bias = _bias_sum(bias_ih, bias_hh, 4 * H, hidden)
         # One matmul for both products: [x_t, h_{t-1}] @ [W_ih; W_hh]^T.
-        pre = torch.addmm(bias, torch.cat([x, h_prev], dim=1), torch.cat([weight_ih, weight_hh], dim=1).T)
+        if stacked_weight is None:
+            stacked_weight = torch.cat([weight_ih, weight_hh], dim=1).T
+        pre = torch.addmm(bias, torch.cat([x, h_prev], dim=1), stacked_weight)
     gates = lstm_gates(pre, H)
     gates["cell"] = linear_scan(gates["forget_gate"], gates["input_gate"] * gates["cell_candidate"], c0)
     return gates

@@ -1,0 +1,21 @@
+"""Figures of traces and analyses, built with matplotlib's object API (no pyplot, no global backend).
+
+Every function returns a :class:`~matplotlib.figure.Figure`; write it with :func:`save_figure`, or hand it to a
+logger (TensorBoard's ``add_figure``).
+"""
+
+from lstm_interp.plots.cell_heatmap import plot_cell_heatmap
+from lstm_interp.plots.cell_text import plot_cell_text
+from lstm_interp.plots.gate_saturation import plot_gate_saturation
+from lstm_interp.plots.saturation_history import plot_saturation_history
+from lstm_interp.plots.save import save_figure
+from lstm_interp.plots.topk_predictions import plot_topk_predictions
+
+__all__ = [
+    "plot_cell_heatmap",
+    "plot_cell_text",
+    "plot_gate_saturation",
+    "plot_saturation_history",
+    "plot_topk_predictions",
+    "save_figure",
+]

@@ -1,0 +1,164 @@
+"""Helpers shared by the figures: argument checks, the text-on-a-grid layout, value scales and colours.
+
+Private to :mod:`lstm_interp.plots`; every public plot function lives in its own module.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import Colormap, Normalize
+
+from lstm_interp.tracing import Trace
+
+# Bundled with matplotlib, so always found, and it has every marker glyph used below (↵ ␣ ⇥ ·).
+MONOSPACE = "DejaVu Sans Mono"
+# Non-finite values are drawn in this neutral grey, distinct from every colour of the diverging and red maps.
+BAD_COLOR = (0.62, 0.62, 0.62, 1.0)
+EMPTY_COLOR = (1.0, 1.0, 1.0, 0.0)
+DPI = 100
+# Matplotlib's Agg canvas refuses images over 2**16 pixels on a side; stay well below it.
+MAX_PIXELS = 30_000
+MISSING_CHAR = "·"
+
+SIGMOID_QUANTITIES = frozenset({"input_gate", "forget_gate", "output_gate", "reset_gate", "update_gate"})
+GATE_COLORS = {
+    "input_gate": "tab:blue",
+    "forget_gate": "tab:red",
+    "output_gate": "tab:green",
+    "reset_gate": "tab:purple",
+    "update_gate": "tab:orange",
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How one quantity is coloured: the transform applied first, its range, and the colorbar label."""
+
+    label: str
+    vmin: float
+    vmax: float
+    tanh: bool = False
+
+    @property
+    def norm(self) -> Normalize:
+        return Normalize(self.vmin, self.vmax, clip=True)
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """The transformed values, with every non-finite one (even +-inf, which tanh would tame) as NaN."""
+        finite = np.isfinite(values)
+        return np.where(finite, np.tanh(values) if self.tanh else values, np.nan)
+
+
+def scale_for(quantity: str) -> Scale:
+    """Cells are squashed with tanh as in the paper; sigmoid gates span [0, 1] (0.5 at the colormap's centre)."""
+    if quantity == "cell":
+        return Scale("tanh(cell)", -1.0, 1.0, tanh=True)
+    if quantity in SIGMOID_QUANTITIES:
+        return Scale(quantity, 0.0, 1.0)
+    return Scale(quantity, -1.0, 1.0)
+
+
+def step_window(num_steps: int, start: int, length: int | None) -> slice:
+    """The steps ``start`` to ``start + length`` (clipped to the trace), after checking both arguments."""
+    if not 0 <= start < num_steps:
+        raise ValueError(f"`start` must be in [0, {num_steps}) for a trace of {num_steps} steps, got {start!r}")
+    if length is not None and length < 1:
+        raise ValueError(f"`length` must be >= 1 or None, got {length!r}")
+    stop = num_steps if length is None else min(num_steps, start + length)
+    return slice(start, stop)
+
+
+def check_positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+
+
+def has_text(trace: Trace) -> bool:
+    """Whether the trace knows one character per step (a trace of ids or of a foreign module may not)."""
+    return trace.text is not None and len(trace.text) == len(trace.tokens)
+
+
+def window_chars(trace: Trace, window: slice) -> list[str]:
+    """The characters of the steps in ``window``; ``·`` per step when the trace has no text (or not one per step)."""
+    if not has_text(trace):
+        return [MISSING_CHAR] * (window.stop - window.start)
+    return list(trace.text[window])
+
+
+def visible(char: str, *, space: str = " ") -> str:
+    """A drawable stand-in for whitespace and control characters."""
+    if char == "\n":
+        return "↵"
+    if char == "\t":
+        return "⇥"
+    if char == " ":
+        return space
+    if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+        return MISSING_CHAR
+    return char
+
+
+def layout(chars: Sequence[str], chars_per_line: int) -> tuple[list[tuple[int, int]], int]:
+    """Place characters on a grid: (row, column) per character, and the number of rows.
+
+    A newline occupies its own cell (drawn as ``↵``) and the next character starts a new row; a line longer than
+    ``chars_per_line`` wraps.
+    """
+    positions: list[tuple[int, int]] = []
+    row, col = 0, 0
+    for char in chars:
+        if col >= chars_per_line:
+            row, col = row + 1, 0
+        positions.append((row, col))
+        col = chars_per_line if char == "\n" else col + 1
+    return positions, (row + 1 if positions else 0)
+
+
+def layer_values(trace: Trace, layer: str, quantity: str) -> np.ndarray:
+    """``trace[f"{layer}.{quantity}"]`` as a float64 (T, H) array, with errors that list what the trace has.
+
+    Raises:
+        ValueError: ``layer`` is not a layer of the trace, or ``quantity`` is not one this kind of cell has.
+        KeyError: the name exists for this architecture but the trace did not keep it.
+    """
+    if layer not in trace.layer_names:
+        raise ValueError(f"layer {layer!r} is not in this trace; its layers are {trace.layer_names}")
+    if quantity not in trace.quantities:
+        raise ValueError(f"{quantity!r} is not a quantity of a {trace.cell!r} layer; they are {trace.quantities}")
+    name = f"{layer}.{quantity}"
+    if name not in trace:
+        raise KeyError(f"{name!r} is not in this trace (a `names_filter` dropped it); it holds {list(trace)}")
+    return trace[name].double().numpy()
+
+
+def diverging_cmap(name: str = "RdBu") -> Colormap:
+    """The colormap with non-finite values in :data:`BAD_COLOR` (a copy: registered colormaps stay untouched)."""
+    return colormaps[name].with_extremes(bad=BAD_COLOR)
+
+
+def rgba(values: np.ndarray, cmap: Colormap, norm: Normalize) -> np.ndarray:
+    """Colours of ``values`` (any shape) with NaN/inf in :data:`BAD_COLOR`: shape (..., 4)."""
+    finite = np.isfinite(values)
+    colors = cmap(norm(np.where(finite, values, 0.0)))
+    colors[~finite] = BAD_COLOR
+    return colors
+
+
+def ink_for(background: Sequence[float]) -> str:
+    """Black text on light backgrounds and white on dark ones (relative luminance of the sRGB colour)."""
+    r, g, b = background[:3]
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.45 else "black"
+
+
+def check_height(height_in: float, what: str) -> None:
+    if height_in * DPI > MAX_PIXELS:
+        raise ValueError(
+            f"the {what} would be {math.ceil(height_in * DPI)} pixels tall (at most {MAX_PIXELS}); "
+            "plot part of the text with `start` and `length`"
+        )

@@ -1,0 +1,175 @@
+"""``plot_cell_text``: the text itself, each character on a background coloured by one unit (Karpathy et al., Fig. 2).
+
+This is the picture that made the paper famous: a quote-detection cell turns blue inside quotes and red outside;
+a line-length cell fades across each line. One panel per unit, all showing the same stretch of text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Colormap, Normalize
+from matplotlib.figure import Figure
+
+from lstm_interp.plots._common import (
+    DPI,
+    EMPTY_COLOR,
+    MONOSPACE,
+    check_height,
+    check_positive,
+    diverging_cmap,
+    ink_for,
+    layer_values,
+    layout,
+    rgba,
+    scale_for,
+    step_window,
+    visible,
+    window_chars,
+)
+from lstm_interp.tracing import Trace
+
+# Sizes in inches at DPI 100: 80 characters per line make a figure about 1000 pixels wide; a 10 pt monospace
+# glyph is 8.4 pixels wide, so 12-pixel cells keep words readable as words.
+CELL_WIDTH = 0.12
+CELL_HEIGHT = 0.23
+TITLE_HEIGHT = 0.32
+PANEL_GAP = 0.12
+MARGIN = 0.25
+COLORBAR_HEIGHT = 0.9  # the colorbar, its tick labels and its label, below the panels
+MIN_WIDTH = 5.0  # narrow grids (few characters per line) still need room for titles and the colorbar
+
+
+def plot_cell_text(
+    trace: Trace,
+    units: Sequence[tuple[str, int]],
+    *,
+    quantity: str = "cell",
+    start: int = 0,
+    length: int | None = None,
+    chars_per_line: int = 80,
+    font_size: float = 10.0,
+    cmap: str = "RdBu",
+) -> Figure:
+    """Draw the traced text once per unit, each character's background coloured by that unit's value there.
+
+    Colours use a diverging map (``RdBu`` by default: red is negative, blue positive, white zero, as in the paper).
+    For ``quantity="cell"`` the value is ``tanh(c)`` on [-1, +1]; ``hidden``, ``cell_candidate`` and ``new_gate``
+    already lie in [-1, +1]. Sigmoid gates (input, forget, output, reset, update) lie in [0, 1] and use the same
+    diverging map stretched over [0, 1], so 0.5 is white and a saturated gate is deep red (0) or deep blue (1).
+    Newlines are drawn as ``↵`` and start a new line; lines longer than ``chars_per_line`` wrap. Non-finite values
+    are drawn on grey and counted in the panel title. A trace without text shows ``·`` per step.
+
+    Args:
+        trace: a trace holding ``f"{layer}.{quantity}"`` for every layer named in ``units``.
+        units: the (layer name, unit index) pairs to show, one panel each, top to bottom.
+        quantity: the per-layer quantity to colour by.
+        start: the first step to draw.
+        length: how many steps to draw (``None``: to the end of the trace).
+        chars_per_line: where long lines wrap.
+        font_size: character size in points.
+        cmap: a diverging matplotlib colormap name.
+
+    Returns:
+        A :class:`~matplotlib.figure.Figure` with one axes per unit (titled ``"layers.1 unit 37 (cell)"``) and a
+        colorbar axes below them.
+
+    Raises:
+        ValueError: empty ``units``, a layer the trace lacks, a unit index out of range, an unknown ``quantity``,
+            bad ``start``/``length``/``chars_per_line``, or a figure too tall to render (use ``length``).
+        KeyError: the trace was filtered and lacks ``f"{layer}.{quantity}"``.
+
+    Example::
+
+        >>> fig = plot_cell_text(tr, [("layers.1", 37), ("layers.0", 5)], length=800)  # doctest: +SKIP
+        >>> save_figure(fig, "quote_cell.png")  # doctest: +SKIP
+    """
+    units = list(units)
+    if not units:
+        raise ValueError("`units` is empty; pass (layer name, unit index) pairs such as [('layers.0', 3)]")
+    check_positive("chars_per_line", chars_per_line)
+    window = step_window(len(trace.tokens), start, length)
+    scale = scale_for(quantity)
+    columns = []
+    for layer, unit in units:
+        values = layer_values(trace, layer, quantity)
+        if not 0 <= unit < values.shape[1]:
+            raise ValueError(f"unit {unit!r} is out of range for {layer!r}, which has {values.shape[1]} units")
+        columns.append(scale.apply(values[window, unit]))
+
+    chars = window_chars(trace, window)
+    positions, num_rows = layout(chars, chars_per_line)
+    panel_height = TITLE_HEIGHT + num_rows * CELL_HEIGHT
+    width = max(MIN_WIDTH, 2 * MARGIN + chars_per_line * CELL_WIDTH)
+    height = MARGIN + len(units) * (panel_height + PANEL_GAP) + COLORBAR_HEIGHT
+    check_height(height, f"figure of {len(units)} panels of {num_rows} lines")
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    colormap = diverging_cmap(cmap)
+    rows = np.array([r for r, _ in positions])
+    cols = np.array([c for _, c in positions])
+    top = height - MARGIN
+    for (layer, unit), column in zip(units, columns, strict=True):
+        top -= TITLE_HEIGHT
+        bottom = top - num_rows * CELL_HEIGHT
+        ax = fig.add_axes(
+            (MARGIN / width, bottom / height, chars_per_line * CELL_WIDTH / width, (top - bottom) / height)
+        )
+        _draw_panel(ax, chars, rows, cols, column, num_rows, chars_per_line, colormap, scale.norm, font_size)
+        title = f"{layer} unit {unit} ({quantity})"
+        bad = int(np.sum(~np.isfinite(column)))
+        if bad:
+            title += f"  [{bad} non-finite value{'s' * (bad != 1)} on grey]"
+        ax.set_title(title, loc="left", fontsize=font_size, pad=4)
+        top = bottom - PANEL_GAP
+
+    colorbar_width = 4.0
+    cax = fig.add_axes((MARGIN / width, 0.5 / height, colorbar_width / width, 0.14 / height))
+    bar = fig.colorbar(ScalarMappable(scale.norm, colormap), cax=cax, orientation="horizontal")
+    bar.set_label(scale.label, fontsize=font_size - 1)
+    bar.ax.tick_params(labelsize=font_size - 2)
+    return fig
+
+
+def _draw_panel(
+    ax: Axes,
+    chars: list[str],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    num_rows: int,
+    chars_per_line: int,
+    colormap: Colormap,
+    norm: Normalize,
+    font_size: float,
+) -> None:
+    """Backgrounds as one image (fast even for thousands of characters), then one text artist per visible glyph."""
+    grid = np.zeros((num_rows, chars_per_line, 4))
+    grid[:] = EMPTY_COLOR
+    colors = rgba(values, colormap, norm)
+    grid[rows, cols] = colors
+    ax.imshow(grid, extent=(0, chars_per_line, num_rows, 0), interpolation="nearest", aspect="auto")
+    ax.set_xlim(0, chars_per_line)
+    ax.set_ylim(num_rows, 0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color("0.85")
+    for char, row, col, color in zip(chars, rows, cols, colors, strict=True):
+        glyph = visible(char)
+        if glyph == " ":
+            continue  # the coloured background already shows a space
+        ax.text(
+            col + 0.5,
+            row + 0.5,
+            glyph,
+            ha="center",
+            va="center_baseline",
+            fontsize=font_size,
+            fontfamily=MONOSPACE,
+            color=ink_for(color),
+            alpha=0.5 if char == "\n" else 1.0,  # the marker is not part of the text: keep it quieter
+        )

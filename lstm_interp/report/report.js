@@ -1,0 +1,384 @@
+/* lstm_interp report. The data are one byte per (unit, character), an index into COLOURS below; arrays are
+ * decoded from the page's base64 blobs the first time they are shown. One span per character is created once per
+ * probe; a recolour is a single pass writing style.backgroundColor, skipping spans whose colour is unchanged.
+ * Hover uses one delegated listener on the text, never one per character. */
+"use strict";
+(() => {
+  const meta = JSON.parse(document.getElementById("report-meta").textContent);
+  const el = (id) => document.getElementById(id);
+  const ui = {
+    probe: el("probe"), layer: el("layer"), quantity: el("quantity"), unit: el("unit"), slider: el("unit-slider"),
+    prev: el("prev"), next: el("next"), count: el("unit-count"), text: el("text"), status: el("status"),
+    tooltip: el("tooltip"), top: el("top-units"), topCaption: el("top-caption"), features: el("features"),
+  };
+
+  // Diverging blue-white-red scale (after ColorBrewer RdBu), its ends lightened so that black text on them keeps
+  // a contrast ratio above 5.
+  const ANCHORS = [[-1, [58, 132, 193]], [-0.5, [166, 206, 227]], [0, [247, 247, 247]],
+    [0.5, [247, 176, 150]], [1, [222, 84, 70]]];
+  function colourAt(x) {
+    let j = 1;
+    while (j < ANCHORS.length - 1 && x > ANCHORS[j][0]) j++;
+    const [x0, c0] = ANCHORS[j - 1], [x1, c1] = ANCHORS[j];
+    const t = Math.min(1, Math.max(0, (x - x0) / (x1 - x0)));
+    return `rgb(${c0.map((v, k) => Math.round(v + t * (c1[k] - v))).join(", ")})`;
+  }
+  const COLOURS = Array.from({ length: 256 }, (_, b) => colourAt(b / 127.5 - 1));
+
+  // How a byte reads back for each kind of quantity (see lstm_interp/report/_encode.py).
+  const KINDS = {
+    gate: { lo: "0", mid: "0.5", hi: "1", label: (q) => q, value: (b) => b / 255,
+      caption: (q) => `${q}: sigmoid, 0..1, centred at 0.5` },
+    tanh: { lo: "−1", mid: "0", hi: "+1", label: (q) => `tanh(${q})`, value: (b) => b / 127.5 - 1,
+      caption: (q) => `tanh(${q}): −1..+1` },
+    signed: { lo: "−1", mid: "0", hi: "+1", label: (q) => q, value: (b) => b / 127.5 - 1,
+      caption: (q) => `${q}: −1..+1` },
+  };
+
+  const state = { probe: 0, layer: 0, quantity: 0, unit: 0 };
+  const api = (window.lstmReport = { state, renders: 0, timings: [], select });
+  const blobs = new Map(); // blob id -> Promise<Uint8Array>; a few recent ones kept, as each can be megabytes
+  const MAX_CACHED = 8;
+  const BLOCK_CHARS = 400;
+  let spans = [], chars = [], shown = null, predictions = null, generation = 0, hovered = null;
+
+  function decodeBlob(id) {
+    if (blobs.has(id)) {
+      const hit = blobs.get(id);
+      blobs.delete(id);
+      blobs.set(id, hit);
+      return hit;
+    }
+    const node = el(id);
+    const text = node.textContent;
+    let bytes;
+    if (Uint8Array.fromBase64) bytes = Uint8Array.fromBase64(text);
+    else {
+      const bin = atob(text);
+      bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    }
+    let result = Promise.resolve(bytes);
+    if (node.hasAttribute("data-deflated")) {
+      if (typeof DecompressionStream === "undefined") throw new Error("this browser lacks DecompressionStream");
+      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+      result = new Response(stream).arrayBuffer().then((buffer) => new Uint8Array(buffer));
+    }
+    blobs.set(id, result);
+    if (blobs.size > MAX_CACHED) blobs.delete(blobs.keys().next().value);
+    return result;
+  }
+
+  const probe = () => meta.probes[state.probe];
+  const layer = () => probe().layers[state.layer];
+  const quantity = () => layer().quantities[state.quantity];
+
+  function fail(error) {
+    console.error(error);
+    ui.status.textContent = `error: ${error.message || error}`;
+    ui.status.classList.add("error");
+  }
+
+  function visible(c) {
+    if (c === "\n") return "↵\n";
+    if (c === "\t") return "→\t";
+    const code = c.codePointAt(0);
+    if (code < 32) return String.fromCodePoint(0x2400 + code);
+    return code === 127 ? "␡" : c;
+  }
+
+  function renderProbe() {
+    chars = Array.from(probe().text); // by code point, as Python counts characters
+    const frag = document.createDocumentFragment();
+    spans = new Array(chars.length);
+    // Whole lines are grouped into blocks of about BLOCK_CHARS; the CSS gives each block content-visibility:
+    // auto, so the browser restyles and paints only the blocks on screen after a recolour.
+    let block = null, blockChars = 0, blockLines = 0;
+    for (let i = 0; i < chars.length; i++) {
+      if (block === null) {
+        block = document.createElement("div");
+        blockChars = blockLines = 0;
+      }
+      const s = document.createElement("span");
+      const shownAs = visible(chars[i]);
+      s.textContent = shownAs;
+      if (shownAs !== chars[i]) s.className = "ctl";
+      s._i = i;
+      spans[i] = s;
+      block.appendChild(s);
+      blockChars++;
+      if (chars[i] === "\n") blockLines++;
+      if ((chars[i] === "\n" && blockChars >= BLOCK_CHARS) || i === chars.length - 1) {
+        block.style.containIntrinsicSize = `auto ${(1.65 * 13 * (blockLines + 1)).toFixed(0)}px`;
+        frag.appendChild(block);
+        block = null;
+      }
+    }
+    ui.text.replaceChildren(frag);
+    shown = new Int16Array(chars.length).fill(-1);
+    predictions = null;
+    hideTooltip();
+    const p = probe().predictions, which = state.probe;
+    if (p) {
+      Promise.all([decodeBlob(p.ids), decodeBlob(p.probs)]).then(([ids, probs]) => {
+        if (state.probe === which) predictions = { k: p.k, ids: new Uint16Array(ids.buffer, 0, ids.length / 2), probs };
+      }).catch(fail);
+    }
+  }
+
+  function fill(select, labels, index) {
+    select.replaceChildren(...labels.map((label, i) => new Option(label, String(i))));
+    select.value = String(index);
+  }
+
+  function setProbe(index) {
+    const layerName = layer().name, quantityName = quantity().name;
+    state.probe = index;
+    ui.probe.value = String(index);
+    renderProbe();
+    const found = probe().layers.findIndex((l) => l.name === layerName);
+    setLayer(Math.max(0, found), quantityName);
+  }
+
+  function setLayer(index, quantityName = quantity().name) {
+    state.layer = index;
+    fill(ui.layer, probe().layers.map((l) => l.name), index);
+    const names = layer().quantities.map((q) => q.name);
+    const found = names.indexOf(quantityName);
+    fill(ui.quantity, names, Math.max(0, found));
+    setQuantity(Math.max(0, found));
+  }
+
+  function setQuantity(index, unit = state.unit) {
+    state.quantity = index;
+    ui.quantity.value = String(index);
+    const q = quantity(), kind = KINDS[q.kind];
+    ui.unit.max = ui.slider.max = String(q.units - 1);
+    ui.count.textContent = `of ${q.units}`;
+    el("legend-bar").style.background = `linear-gradient(to right, ${COLOURS.filter((_, b) => b % 17 === 0).join(", ")})`;
+    el("legend-lo").textContent = kind.lo;
+    el("legend-mid").textContent = kind.mid;
+    el("legend-hi").textContent = kind.hi;
+    el("legend-caption").textContent = kind.caption(q.name);
+    renderTopUnits();
+    setUnit(unit);
+  }
+
+  function setUnit(unit) {
+    const q = quantity();
+    unit = Math.min(q.units - 1, Math.max(0, Math.trunc(Number(unit)) || 0));
+    state.unit = unit;
+    ui.unit.value = ui.slider.value = String(unit);
+    for (const li of document.querySelectorAll(".unit-list li")) {
+      const same = Number(li.dataset.unit) === unit && (!li.dataset.layer || li.dataset.layer === layer().name);
+      li.classList.toggle("current", same);
+    }
+    recolour().catch(fail);
+  }
+
+  /** Select by names, as a feature match does: any of probe, layer, quantity, unit. */
+  function select({ probe: p, layer: layerName, quantity: quantityName, unit }) {
+    if (p !== undefined && p !== state.probe && meta.probes[p]) setProbe(p);
+    const li = probe().layers.findIndex((l) => l.name === layerName);
+    if (li >= 0 && li !== state.layer) setLayer(li, quantityName || quantity().name);
+    const qi = layer().quantities.findIndex((q) => q.name === quantityName);
+    if (qi >= 0 && qi !== state.quantity) setQuantity(qi, unit ?? state.unit);
+    else setUnit(unit ?? state.unit);
+  }
+
+  async function recolour() {
+    const mine = ++generation;
+    const q = quantity(), kind = KINDS[q.kind], unit = state.unit, label = `${layer().name} · ${kind.label(q.name)}`;
+    if (!blobs.has(q.blob)) ui.status.textContent = `decoding ${label}…`;
+    const codes = await decodeBlob(q.blob);
+    if (mine !== generation) return; // a later change superseded this one
+    const T = spans.length, offset = unit * T;
+    if (codes.length !== q.units * T) throw new Error(`${label}: ${codes.length} values for ${q.units} × ${T}`);
+    const t0 = performance.now();
+    let changed = 0, sum = 0, sumSq = 0, lo = 255, hi = 0;
+    for (let i = 0; i < T; i++) {
+      const c = codes[offset + i];
+      if (shown[i] !== c) {
+        shown[i] = c;
+        spans[i].style.backgroundColor = COLOURS[c];
+        changed++;
+      }
+      sum += c;
+      sumSq += c * c;
+      if (c < lo) lo = c;
+      if (c > hi) hi = c;
+    }
+    const loopMs = performance.now() - t0;
+    const timing = { unit, chars: T, changed, loopMs, frameMs: null };
+    api.timings.push(timing);
+    // Two frames later the browser has restyled and painted the change: that is what the user waits for.
+    requestAnimationFrame(() => requestAnimationFrame(() => { timing.frameMs = performance.now() - t0; }));
+    const mean = sum / T, sd = Math.sqrt(Math.max(0, sumSq / T - mean * mean));
+    const scale = q.kind === "gate" ? 1 / 255 : 1 / 127.5, shift = q.kind === "gate" ? 0 : -1;
+    const f = (v) => v.toFixed(2);
+    ui.status.classList.remove("error");
+    ui.status.textContent = `${label} · unit ${unit} — mean ${f(mean * scale + shift)} · sd ${f(sd * scale)} · ` +
+      `range ${f(kind.value(lo))}..${f(kind.value(hi))} · ${T.toLocaleString()} chars recoloured in ${loopMs.toFixed(1)} ms`;
+    if (hovered) showTooltip(hovered);
+    api.renders++;
+    document.body.dataset.renders = String(api.renders);
+  }
+
+  function unitItem(unit, fraction, number, layerName) {
+    const li = document.createElement("li");
+    li.dataset.unit = String(unit);
+    if (layerName) li.dataset.layer = layerName;
+    const name = document.createElement("span");
+    name.textContent = layerName ? `${layerName} #${unit}` : `#${unit}`;
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.style.width = `${Math.max(2, Math.round(100 * fraction))}%`;
+    const num = document.createElement("span");
+    num.className = "num";
+    num.textContent = number;
+    li.append(name, ...(layerName ? [] : [bar]), num);
+    return li;
+  }
+
+  function renderTopUnits() {
+    const q = quantity(), top = q.top, most = top.length ? top[0][1] || 1 : 1;
+    ui.topCaption.textContent = `${layer().name} · ${KINDS[q.kind].label(q.name)}, variance over the text`;
+    ui.top.replaceChildren(...top.map(([unit, variance]) => unitItem(unit, variance / most, variance.toFixed(3))));
+  }
+
+  function renderFeatures() {
+    if (!meta.features || !meta.features.length) return;
+    el("features-section").hidden = false;
+    for (const feature of meta.features) {
+      const box = document.createElement("div");
+      box.className = "feature";
+      const h = document.createElement("h3");
+      h.textContent = feature.name;
+      const list = document.createElement("ol");
+      list.className = "unit-list";
+      feature.matches.forEach((m, i) => {
+        const score = m.score === undefined ? "" : `${m.sign < 0 ? "−" : ""}${m.score.toFixed(2)}`;
+        const li = unitItem(m.unit, 1, score, m.layer);
+        li.dataset.feature = `${meta.features.indexOf(feature)}:${i}`;
+        list.append(li);
+      });
+      box.append(h, list);
+      ui.features.append(box);
+    }
+  }
+
+  function describe(c) {
+    return { "\n": "newline", " ": "space", "\t": "tab" }[c] || (c.codePointAt(0) < 32 ? "control" : "");
+  }
+
+  function showTooltip(span) {
+    hovered?.classList.remove("hover");
+    hovered = span;
+    span.classList.add("hover");
+    const i = span._i, c = chars[i], q = quantity(), kind = KINDS[q.kind], tt = ui.tooltip;
+    let line = 1, col = 1;
+    for (let j = i - 1; j >= 0 && chars[j] !== "\n"; j--) col++;
+    for (let j = 0; j < i; j++) if (chars[j] === "\n") line++;
+    const head = document.createElement("div");
+    head.className = "tt-head";
+    const box = document.createElement("span");
+    box.className = "tt-char";
+    box.textContent = c === " " ? "␣" : visible(c).trimEnd() || c;
+    const where = document.createElement("span");
+    where.className = "muted";
+    where.textContent = `${describe(c) ? describe(c) + " · " : ""}position ${i} · line ${line}, col ${col}`;
+    head.append(box, where);
+    const value = document.createElement("div");
+    value.className = "tt-value";
+    const b = shown[i];
+    value.textContent = b < 0 ? "…" : `${layer().name} #${state.unit} ${kind.label(q.name)} = ${kind.value(b).toFixed(3)}`;
+    tt.replaceChildren(head, value);
+    if (predictions) {
+      const table = document.createElement("table");
+      table.className = "tt-preds";
+      for (let r = 0; r < predictions.k; r++) {
+        const pc = meta.vocab[predictions.ids[i * predictions.k + r]], p = predictions.probs[i * predictions.k + r] / 255;
+        const tr = table.insertRow();
+        if (pc === chars[i + 1]) tr.className = "next";
+        const cc = tr.insertCell(), bar = tr.insertCell(), pp = tr.insertCell();
+        cc.className = "c";
+        cc.textContent = pc === " " ? "␣" : visible(pc).trimEnd() || pc;
+        const fill = document.createElement("div");
+        fill.className = "bar";
+        fill.style.width = `${Math.max(1, Math.round(100 * p))}%`;
+        bar.append(fill);
+        pp.className = "p";
+        pp.textContent = p < 0.005 ? "<1%" : `${(100 * p).toFixed(0)}%`;
+      }
+      const note = document.createElement("div");
+      note.className = "tt-note";
+      note.textContent = "top predictions for the next character; green = what came next";
+      tt.append(table, note);
+    } else if (probe().predictions === null) {
+      const note = document.createElement("div");
+      note.className = "tt-note";
+      note.textContent = "no predictions in this report";
+      tt.append(note);
+    }
+    tt.hidden = false;
+    const r = span.getBoundingClientRect(), w = tt.offsetWidth, h = tt.offsetHeight;
+    const top = r.bottom + 6 + h > window.innerHeight ? r.top - h - 6 : r.bottom + 6;
+    tt.style.left = `${Math.max(4, Math.min(r.left, window.innerWidth - w - 8))}px`;
+    tt.style.top = `${Math.max(4, top)}px`;
+  }
+
+  function hideTooltip() {
+    hovered?.classList.remove("hover");
+    hovered = null;
+    ui.tooltip.hidden = true;
+  }
+
+  function wire() {
+    ui.probe.addEventListener("change", () => setProbe(Number(ui.probe.value)));
+    ui.layer.addEventListener("change", () => setLayer(Number(ui.layer.value)));
+    ui.quantity.addEventListener("change", () => setQuantity(Number(ui.quantity.value)));
+    ui.unit.addEventListener("input", () => ui.unit.value !== "" && setUnit(ui.unit.value));
+    ui.unit.addEventListener("change", () => setUnit(ui.unit.value));
+    ui.slider.addEventListener("input", () => setUnit(ui.slider.value));
+    ui.prev.addEventListener("click", () => setUnit(state.unit - 1));
+    ui.next.addEventListener("click", () => setUnit(state.unit + 1));
+    ui.text.addEventListener("mouseover", (e) => { if (e.target._i !== undefined) showTooltip(e.target); });
+    ui.text.addEventListener("mouseleave", hideTooltip);
+    ui.text.addEventListener("scroll", hideTooltip, { passive: true });
+    ui.top.addEventListener("click", (e) => {
+      const li = e.target.closest("li");
+      if (li) setUnit(Number(li.dataset.unit));
+    });
+    ui.features.addEventListener("click", (e) => {
+      const li = e.target.closest("li[data-feature]");
+      if (!li) return;
+      const [f, m] = li.dataset.feature.split(":").map(Number);
+      select(meta.features[f].matches[m]);
+    });
+    document.addEventListener("keydown", (e) => {
+      if (e.target.matches("input, select, textarea") || e.altKey || e.ctrlKey || e.metaKey) return;
+      if (e.key === "ArrowRight") setUnit(state.unit + 1);
+      else if (e.key === "ArrowLeft") setUnit(state.unit - 1);
+      else return;
+      e.preventDefault();
+    });
+  }
+
+  try {
+    if (meta.probes.length > 1) {
+      el("probe-field").hidden = false;
+      fill(ui.probe, meta.probes.map((p) => p.label), 0);
+    }
+    wire();
+    renderFeatures();
+    renderProbe();
+    fill(ui.layer, probe().layers.map((l) => l.name), 0);
+    const names = layer().quantities.map((q) => q.name);
+    const first = Math.max(0, names.indexOf("cell"));
+    fill(ui.quantity, names, first);
+    const top = layer().quantities[first].top;
+    setQuantity(first, top.length ? top[0][0] : 0); // open on the most variable unit: something to see at once
+  } catch (error) {
+    fail(error);
+  }
+})();
