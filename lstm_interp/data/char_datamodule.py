@@ -100,7 +100,9 @@ class CharDataModule(pl.LightningDataModule):
         ignore = ["text"]
         if dataset is not None and not isinstance(dataset, str):
             ignore.append("dataset")
-        if isinstance(vocab, CharVocab):
+        if vocab is None or isinstance(vocab, CharVocab):
+            # None is left out rather than saved: Lightning merges these hparams with the model's, where `vocab`
+            # holds the characters worked out from this very corpus, and refuses keys whose values differ.
             ignore.append("vocab")
         self.save_hyperparameters(ignore=ignore)
         if isinstance(vocab, CharVocab):

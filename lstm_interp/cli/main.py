@@ -1,0 +1,122 @@
+"""``lstm-interp``: one console script, one subcommand per job (train, evaluate, sample, trace, demo).
+
+The top-level parser only knows each subcommand's name and one line of help; the module that implements a
+subcommand is imported when it is chosen, so ``lstm-interp --help`` or ``sample`` never pays for importing Lightning.
+``fit``/``validate``/``test`` are handed whole to :class:`~lstm_interp.cli.char_lstm_cli.CharLSTMCLI` (a
+``LightningCLI``), which parses its own arguments and YAML configs.
+
+Exit codes: 0 on success, 2 for a bad argument (argparse's convention, with a one-line message naming the value),
+1 for an error while running (a model folder without its files, text outside the vocabulary, ...), reported in one
+line without a traceback. Set ``LSTM_INTERP_DEBUG=1`` to get the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import NamedTuple
+
+PROG = "lstm-interp"
+
+
+class Command(NamedTuple):
+    """A subcommand: the module implementing it (imported on use) and its one-line help."""
+
+    module: str
+    help: str
+
+
+# Each module has `main(argv, *, prog) -> int`; the Lightning ones also take the subcommand name.
+COMMANDS: dict[str, Command] = {
+    "fit": Command("lstm_interp.cli.char_lstm_cli", "train a model from a YAML config and flags (LightningCLI)"),
+    "validate": Command("lstm_interp.cli.char_lstm_cli", "evaluate a model on the validation split (--ckpt_path)"),
+    "test": Command("lstm_interp.cli.char_lstm_cli", "evaluate a model on the test split (--ckpt_path)"),
+    "sample": Command("lstm_interp.cli.sample", "generate text from a saved model folder or a .ckpt"),
+    "trace": Command("lstm_interp.cli.trace_command", "record every gate, cell and hidden state over a text"),
+    "demo": Command("lstm_interp.cli.demo", "train a small model on War and Peace in a few minutes, then sample"),
+}
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: ``--help``, ``--version`` and the list of subcommands."""
+    from lstm_interp import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train character-level LSTMs with Lightning and look inside them.",
+        epilog=f"Run '{PROG} COMMAND --help' for the options of a command. Start with '{PROG} demo'.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True)
+    for name, command in COMMANDS.items():
+        # The real parsers live in the command modules; these entries only give the listing and the choices.
+        subparsers.add_parser(name, help=command.help, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lstm-interp`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status.
+
+    Args:
+        argv: the arguments after the program name, e.g. ``["sample", "model/", "--seed", "0"]``.
+
+    Returns:
+        0 on success, 1 for an error while running, 2 for bad arguments. Argparse's and LightningCLI's
+        ``SystemExit`` is turned into the returned status, so that callers in Python get a number either way.
+
+    Example::
+
+        >>> main(["sample", "lstm_interp_demo/model", "--length", "100", "--seed", "0"])  # doctest: +SKIP
+        0
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not args or args[0] not in COMMANDS:
+            # Only `--help`, `--version`, a missing or an unknown command get here; all of them exit.
+            build_parser().parse_args(args)
+            return 2  # unreachable with a required subcommand, but keeps the return type honest
+        return _run_command(args[0], args[1:])
+    except SystemExit as exit_:
+        return _exit_status(exit_.code)
+
+
+def _run_command(name: str, args: list[str]) -> int:
+    prog = f"{PROG} {name}"
+    module = importlib.import_module(COMMANDS[name].module)
+    try:
+        if name in LIGHTNING_COMMANDS:
+            return module.main(name, args, prog=PROG)
+        return module.main(args, prog=prog)
+    except (OSError, ValueError) as err:
+        # Missing files, malformed models and text outside the vocabulary (VocabularyError and ConfigError are
+        # ValueErrors) are the user's to fix: one line says what and where; a traceback would only bury it.
+        if os.environ.get("LSTM_INTERP_DEBUG"):
+            raise
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(err: BaseException) -> str:
+    message = str(err) or type(err).__name__
+    # FileNotFoundError from open() carries the path separately from its message.
+    filename = getattr(err, "filename", None)
+    if isinstance(err, OSError) and filename is not None and str(filename) not in message:
+        message = f"{message}: {filename!r}"
+    return " ".join(message.split())
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)  # sys.exit("message") means: print it and fail
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
