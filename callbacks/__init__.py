@@ -4,4 +4,6 @@ This folder sits at the top of the repository (the design card's layout) and is 
 ``lstm_interp.callbacks`` package (see ``[tool.setuptools.package-dir]`` in pyproject.toml).
 """
 
-__all__: list[str] = []
+from lstm_interp.callbacks.lstm_activation_monitor import LSTMActivationMonitor
+
+__all__ = ["LSTMActivationMonitor"]

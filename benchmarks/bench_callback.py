@@ -1,0 +1,137 @@
+"""Cost of ``LSTMActivationMonitor`` at its default settings: training throughput with and without it.
+
+A 2-layer, 256-unit ``CharLSTMModule`` trains on the bundled *War and Peace* (``CharDataModule(corpus=
+"war_and_peace")``) with a ``TensorBoardLogger`` in both runs, so the only difference is the monitor: one probe text
+(a passage of the book), every other argument at its default. The default schedule records every 500 steps and at
+the end of training (skipped when that step was just recorded), so ``--steps 1500`` makes three recordings: steps
+500, 1000 and 1500. Timing runs from the start of step ``--warmup`` to the end of training (``on_train_end``, after
+the monitor's own), so every recording is counted. The two runs alternate ``--rounds`` times (the machine is shared
+and noisy), starting with a different one each round, and the best round of each is kept.
+
+Besides the two throughputs, the monitor's own time per recording is measured (tracing, statistics, safetensors,
+figures, HTML, index), which gives the overhead of any other interval: ``recording / (interval * step time)``.
+
+Usage::
+
+    python benchmarks/bench_callback.py [--steps 1500] [--warmup 10] [--rounds 2] [--batch 64] [--seq 100]
+                                        [--threads N] [--probe-chars 400]
+
+Target: overhead <= 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lstm_interp.callbacks import LSTMActivationMonitor
+
+from lstm_interp.data import CharDataModule
+from lstm_interp.models.char_lstm_module import CharLSTMModule
+
+
+class Timer(pl.Callback):
+    """Wall time from the start of step ``warmup`` to the end of training (placed after the monitor)."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.start: float | None = None
+        self.end: float | None = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.warmup and self.start is None:
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.end = time.perf_counter()
+
+
+class TimedMonitor(LSTMActivationMonitor):
+    """The monitor, also noting how long each recording takes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seconds: list[float] = []
+
+    def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        before = len(self.recordings)
+        start = time.perf_counter()
+        super()._record(trainer, pl_module)
+        if len(self.recordings) > before:
+            self.seconds.append(time.perf_counter() - start)
+
+
+def run(args: argparse.Namespace, dm: CharDataModule, probe: str | None, root: Path) -> tuple[float, list[float]]:
+    # The vocabulary comes from the datamodule (giving it to both would clash in the logged hyperparameters).
+    module = CharLSTMModule(num_layers=2, hidden_size=256, embedding_size=64, lr=2e-3, lr_schedule="constant")
+    timer = Timer(args.warmup)
+    monitor = TimedMonitor(probe) if probe is not None else None
+    trainer = pl.Trainer(
+        max_steps=args.steps,
+        gradient_clip_val=5.0,
+        limit_val_batches=0,
+        logger=TensorBoardLogger(root, name="monitor" if monitor else "baseline"),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[monitor, timer] if monitor else [timer],
+    )
+    torch.manual_seed(0)  # the network is built in `configure_model`: the same initial weights in every run
+    trainer.fit(module, datamodule=dm)
+    assert timer.start is not None and timer.end is not None
+    return timer.end - timer.start, monitor.seconds if monitor else []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seq", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--probe-chars", type=int, default=400, help="length of the probe passage")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dm = CharDataModule(corpus="war_and_peace", batch_size=args.batch, seq_len=args.seq, cache_dir=tmp)
+        dm.prepare_data()
+        dm.setup("fit")
+        probe = dm.corpus.text(len(dm.corpus) - args.probe_chars, len(dm.corpus))  # from the test part
+        base_times: list[float] = []
+        monitor_times: list[float] = []
+        recordings: list[float] = []
+        for round_ in range(args.rounds):
+            for with_monitor in (round_ % 2 == 1, round_ % 2 == 0):
+                seconds, record = run(args, dm, probe if with_monitor else None, Path(tmp) / f"round{round_}")
+                (monitor_times if with_monitor else base_times).append(seconds)
+                recordings += record
+                print(f"round {round_}: {'with' if with_monitor else 'without'} monitor {seconds:.1f}s", flush=True)
+
+    chars = (args.steps - args.warmup) * args.batch * args.seq
+    base_cps, monitor_cps = chars / min(base_times), chars / min(monitor_times)
+    step_s = min(base_times) / (args.steps - args.warmup)
+    per_recording = sorted(recordings)[len(recordings) // 2]
+    print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"model: 2x256 LSTM; batch {args.batch} x {args.seq}; {args.steps - args.warmup} timed steps after "
+          f"{args.warmup}; probe {len(probe)} chars; best of {args.rounds} alternating rounds")
+    print(f"without monitor  {base_cps:9.0f} chars/s  (rounds: {', '.join(f'{t:.1f}s' for t in base_times)})")
+    print(f"with monitor     {monitor_cps:9.0f} chars/s  (rounds: {', '.join(f'{t:.1f}s' for t in monitor_times)})")
+    print(f"overhead: {100 * (base_cps - monitor_cps) / base_cps:.2f}%  "
+          f"({len(recordings) // args.rounds} recordings per run)")
+    print(f"one recording: {per_recording:.2f}s median of {len(recordings)}; one step: {step_s * 1000:.0f} ms; "
+          f"so every 500 steps costs {100 * per_recording / (500 * step_s):.2f}% of training time")
+
+
+if __name__ == "__main__":
+    main()

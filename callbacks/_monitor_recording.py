@@ -1,0 +1,289 @@
+"""What :class:`~lstm_interp.callbacks.LSTMActivationMonitor` watches (:class:`Targets`), and its recordings.
+
+:class:`Recorder` makes one recording: it traces the probes, computes the statistics and writes tensors, scalars,
+figures and report; the monitor then rewrites the index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from matplotlib import pyplot as plt
+from torch import Tensor, nn
+
+from lstm_interp.analysis.gate_saturation import gate_saturation
+from lstm_interp.models.char_lstm import CharLSTM
+from lstm_interp.report.html_report import write_html_report
+from lstm_interp.tracing.layers import cell_type
+from lstm_interp.tracing.recurrence import QUANTITIES
+from lstm_interp.tracing.trace import Trace, trace
+from lstm_interp.vocab import CharVocab
+
+from ._probe_capture import Probe, concat_traces, eval_mode, run_and_capture, select_modules, trace_modules
+from ._recording_writer import (
+    FigureLogger,
+    Group,
+    draw_figures,
+    figure_to_rgb,
+    read_index_entries,
+    save_activations,
+    write_index,
+    write_png,
+)
+
+if TYPE_CHECKING:
+    from .lstm_activation_monitor import LSTMActivationMonitor
+
+
+@dataclass
+class Targets:
+    """The resolved recurrent modules and encoded probes of one fit.
+
+    Args:
+        network: the CharLSTM traced directly, or ``None`` when ``modules`` are hooked.
+        modules: module path -> recurrent module (empty for a CharLSTM).
+        probes: the probes, encoded.
+        chars: the vocabulary, if known (top-k figure and report).
+        quantities: the per-layer quantities saved.
+        labels: one per group of traces: ``""`` for a single one, else the module path.
+    """
+
+    network: CharLSTM | None
+    modules: dict[str, nn.RNNBase]
+    probes: list[Probe]
+    chars: str | None
+    quantities: set[str]
+    labels: list[str] = field(default_factory=list)
+
+    @classmethod
+    def resolve(cls, monitor: LSTMActivationMonitor, pl_module: pl.LightningModule) -> Targets:
+        """Find the modules, encode the probes and check both (see the monitor's ``Raises``)."""
+        network = getattr(pl_module, "network", None)
+        chars = monitor._chars_for(pl_module)
+        direct = isinstance(network, CharLSTM) and monitor.modules is None and monitor.probe_tensors is None
+        if direct and monitor.encode is None and network.vocab is not None:
+            assert monitor.probe_texts is not None
+            texts = [monitor._clean_text(i, t, network.vocab) for i, t in enumerate(monitor.probe_texts)]
+            probes = [Probe(text, network.vocab.encode(text), None) for text in texts]
+            cells = {"network": network.config.cell}
+            targets = cls(network, {}, probes, chars, _quantities(monitor.quantities, cells), [""])
+            return targets
+
+        modules = select_modules(pl_module, monitor.modules)
+        cells = {path: cell_type(rnn) for path, rnn in modules.items()}
+        probes = _foreign_probes(monitor, pl_module, chars)
+        labels = [""] if len(modules) == 1 else list(modules)
+        targets = cls(None, modules, probes, chars, _quantities(monitor.quantities, cells), labels)
+        # One forward pass now, on every rank, so a PackedSequence input or an unused module fails at fit start,
+        # not hundreds of steps later on rank zero alone.
+        with torch.no_grad(), eval_mode(pl_module):
+            run_and_capture(pl_module, modules, targets.probes[0].inputs.to(pl_module.device))  # type: ignore[union-attr]
+        return targets
+
+    def trace(self, pl_module: pl.LightningModule) -> list[list[Trace]]:
+        """Traces of every probe (outer list) and group (inner list), computed in eval mode without gradients."""
+        with torch.no_grad(), eval_mode(pl_module):
+            if self.network is not None:
+                network = self.network
+                return [[trace(network, p.text, names_filter=_not_embedding)] for p in self.probes]  # type: ignore[arg-type]
+            device = pl_module.device
+            return [
+                trace_modules(pl_module, self.modules, dataclasses.replace(p, inputs=p.inputs.to(device)), self.chars)  # type: ignore[union-attr]
+                for p in self.probes
+            ]
+
+
+def _not_embedding(name: str) -> bool:
+    return name != "embedding"
+
+
+def _quantities(wanted: list[str] | None, cells: dict[str, str]) -> set[str]:
+    if wanted is None:
+        return {q for cell in cells.values() for q in QUANTITIES[cell]}
+    for path, cell in cells.items():
+        missing = [q for q in wanted if q not in QUANTITIES[cell]]
+        if missing:
+            raise ValueError(
+                f"`quantities` {missing!r} are not quantities of {path!r} ({cell.upper()}); "
+                f"it has {list(QUANTITIES[cell])}"
+            )
+    return set(wanted)
+
+
+def _foreign_probes(monitor: LSTMActivationMonitor, pl_module: pl.LightningModule, chars: str | None) -> list[Probe]:
+    texts = monitor.probe_texts
+    if monitor.probe_tensors is not None:
+        probes = []
+        for i, t in enumerate(monitor.probe_tensors):
+            one_row = t.dim() == 1 or t.shape[0] == 1
+            tokens = t.reshape(-1).long() if one_row and not t.is_floating_point() else None
+            probes.append(Probe(texts[i] if texts else None, tokens, t[None] if t.dim() == 1 else t))
+        return probes
+    assert texts is not None
+    if monitor.encode is None and chars is None:
+        raise ValueError(
+            f"{type(pl_module).__name__} is not a CharLSTMModule, so the monitor cannot turn `probe_texts` into "
+            "its input: give `encode=` (str -> ids), `chars=` (the vocabulary in id order) or `probe_tensors=`"
+        )
+    probes = []
+    for i, text in enumerate(texts):
+        if monitor.encode is not None:
+            ids = monitor.encode(text)
+            if not isinstance(ids, Tensor) or ids.is_floating_point() or ids.numel() == 0:
+                raise ValueError(f"`encode({text!r})` must give a non-empty tensor of integer ids, got {ids!r}")
+            tokens = ids.detach().reshape(-1).long().cpu()
+        else:
+            vocab = CharVocab(chars)  # type: ignore[arg-type]
+            text = monitor._clean_text(i, text, vocab)
+            tokens = vocab.encode(text)
+        probes.append(Probe(text, tokens, tokens[None]))
+    return probes
+
+
+class Recorder:
+    """Makes recordings into one folder: traces, statistics, files, scalars and figures.
+
+    Args:
+        monitor: the callback (its settings).
+        folder: where everything goes.
+    """
+
+    def __init__(self, monitor: LSTMActivationMonitor, folder: Path) -> None:
+        self.monitor = monitor
+        self.folder = folder
+        self.figure_logger = FigureLogger()
+
+    def merge_on_disk(self, entries: list[dict[str, Any]], start_step: int) -> list[dict[str, Any]]:
+        """``entries`` plus recordings that an index here or in a restored recording's folder lists at steps up to
+        ``start_step`` and that the checkpoint missed (made after it was saved, e.g. the one at the end of fit).
+
+        Later ones are dropped: the run that made them is being redone from ``start_step``.
+        """
+        known = {entry["step"] for entry in entries}
+        merged = list(entries)
+        for where in dict.fromkeys([self.folder, *(Path(entry["dir"]) for entry in entries)]):
+            for entry in read_index_entries(where):
+                if entry["step"] <= start_step and entry["step"] not in known:
+                    known.add(entry["step"])
+                    merged.append(entry)
+        return sorted(merged, key=lambda entry: entry["step"])
+
+    def record(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, targets: Targets, history: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Trace the probes now and write everything but the index; returns the new index entry.
+
+        Args:
+            trainer: the trainer (step, epoch, loggers).
+            pl_module: the module being trained.
+            targets: what to trace.
+            history: the recordings so far (for the saturation-history figure).
+        """
+        monitor, step = self.monitor, trainer.global_step
+        low, high = monitor.saturation_thresholds
+        traced = targets.trace(pl_module)  # [probe][group]
+        groups: list[Group] = []
+        for g, label in enumerate(targets.labels):
+            per_probe = [traces[g] for traces in traced]
+            combined = concat_traces(per_probe)
+            saturation = gate_saturation(combined, low, high) if combined.cell != "rnn" else None
+            groups.append(Group(label, per_probe[0], combined, saturation))
+        summary = {k: v for group in groups if group.saturation for k, v in group.saturation.summary().items()}
+        nonfinite = sum(int((~torch.isfinite(t)).sum()) for traces in traced for tr in traces for t in tr.values())
+        if nonfinite:
+            rank_zero_warn(
+                f"LSTMActivationMonitor: {nonfinite} activation values at step {step} are NaN or infinite; the "
+                "statistics leave them out and the figures draw them grey"
+            )
+
+        files: dict[str, Any] = {"activations": f"step_{step}.safetensors"}
+        save_activations(
+            self.folder / files["activations"],
+            traced,
+            quantities=targets.quantities,
+            dtype=monitor.dtype,
+            metadata={"step": step, "epoch": trainer.current_epoch, "probe_texts": [p.text for p in targets.probes]},
+        )
+        if summary:
+            metrics = {f"{monitor.name}/{key}": value for key, value in summary.items()}
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=step)
+        if monitor.log_figures:
+            history_now = [(e["step"], e["summary"]) for e in sorted(history, key=lambda e: e["step"])]
+            files["figures"] = self._figures(trainer, groups, [*history_now, (step, summary)], targets.chars, step)
+        if monitor.html:
+            files["html"] = self._html(traced, targets, step)
+        if files.get("html") is None:
+            files.pop("html", None)
+        return {
+            "step": step,
+            "epoch": trainer.current_epoch,
+            "dir": str(self.folder),
+            "files": files,
+            "summary": summary,
+            "nonfinite": nonfinite,
+        }
+
+    def _figures(
+        self,
+        trainer: pl.Trainer,
+        groups: list[Group],
+        history: list[tuple[int, dict[str, float]]],
+        chars: str | None,
+        step: int,
+    ) -> dict[str, str]:
+        monitor = self.monitor
+        written: dict[str, str] = {}
+        for kind, draw in draw_figures(
+            groups, history, chars=chars, cells_to_plot=monitor.cells_to_plot, top_k=monitor.top_k
+        ):
+            try:
+                fig = draw()
+                try:
+                    rgb = figure_to_rgb(fig)
+                finally:
+                    plt.close(fig)  # only the pixels are needed from here on
+            except Exception as err:  # a figure must never stop a training run of hours
+                rank_zero_warn(f"LSTMActivationMonitor: could not draw the {kind} figure at step {step}: {err}")
+                continue
+            name = f"step_{step}_{kind}.png"
+            write_png(self.folder / name, rgb)
+            self.figure_logger.log(trainer.loggers, f"{monitor.name}/{kind}", rgb, step, self.folder)
+            written[kind] = name
+        return written
+
+    def _html(self, traced: list[list[Trace]], targets: Targets, step: int) -> str | None:
+        name = f"step_{step}.html"
+        try:
+            # The last group is the module nearest the output: the one that has the log-probabilities, if any.
+            write_html_report(
+                [traces[-1] for traces in traced],
+                self.folder / name,
+                chars=targets.chars,
+                title=f"{self.monitor.name} at step {step}",
+                top_k=self.monitor.top_k,
+                step=step,
+                quantities=self.monitor.quantities,
+            )
+        except Exception as err:  # as for figures: a report must never stop a training run
+            rank_zero_warn(f"LSTMActivationMonitor: could not write the HTML report at step {step}: {err}")
+            return None
+        return name
+
+    def write_index(self, entries: list[dict[str, Any]], targets: Targets) -> None:
+        monitor = self.monitor
+        header = {
+            "name": monitor.name,
+            "probe_texts": [p.text for p in targets.probes],
+            "modules": list(targets.modules) or ["network"],
+            "quantities": sorted(targets.quantities),
+            "dtype": str(monitor.dtype).removeprefix("torch."),
+            "saturation_thresholds": list(monitor.saturation_thresholds),
+        }
+        write_index(self.folder, header, entries)

@@ -1,0 +1,231 @@
+"""Files, figures and logger output of :class:`~lstm_interp.callbacks.LSTMActivationMonitor`.
+
+Every file is written atomically (temporary file, then rename), so a reader of ``index.json`` never meets a
+half-written recording, and the index itself is rewritten last, once everything it lists exists. Figures are
+yielded lazily (:func:`draw_figures`), so the monitor renders, writes and closes each before drawing the next: one
+figure in memory at a time, however many the recording has.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from lightning.fabric.loggers.tensorboard import TensorBoardLogger as FabricTensorBoardLogger
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_warn
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from safetensors.torch import save_file
+
+from lstm_interp._io import atomic_path, atomic_write_text
+from lstm_interp.analysis.gate_saturation import GateSaturation
+from lstm_interp.plots import (
+    plot_cell_heatmap,
+    plot_cell_text,
+    plot_gate_saturation,
+    plot_saturation_history,
+    plot_topk_predictions,
+)
+from lstm_interp.tracing.trace import Trace
+
+INDEX_NAME = "index.json"
+INDEX_FORMAT = "lstm_interp.activation_monitor"
+INDEX_FORMAT_VERSION = 1
+
+# Figures show the start of the probe: drawing costs one text artist per character (and unit, or guess), which makes
+# up most of a recording's time, and the paper's pictures need a few lines of text, not a chapter. The HTML report
+# shows the whole of every probe.
+CELL_TEXT_STEPS = 240  # three lines of 80 characters
+TOPK_STEPS = 120  # two lines of 60
+HEATMAP_STEPS = 150  # the most that plot_cell_heatmap labels with characters
+HEATMAP_UNITS = 64
+
+
+def save_activations(
+    path: Path,
+    probes: Sequence[Sequence[Trace]],
+    *,
+    quantities: set[str],
+    dtype: torch.dtype,
+    metadata: dict[str, Any],
+) -> None:
+    """Write the chosen quantities of every probe to one ``.safetensors`` file, keys ``probe<i>/<name>``.
+
+    ``log_probs`` is kept whenever a trace has it; ``probe<i>/tokens`` holds the ids of the probe's time steps.
+    Metadata values are stored as JSON strings (safetensors metadata is ``str -> str``).
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    for i, traces in enumerate(probes):
+        for tr in traces:
+            for name, values in tr.items():
+                if name == "log_probs" or name.rsplit(".", 1)[-1] in quantities:
+                    tensors[f"probe{i}/{name}"] = values.to("cpu", dtype).contiguous()
+            tensors.setdefault(f"probe{i}/tokens", tr.tokens.to(torch.long).contiguous())
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={key: json.dumps(value) for key, value in metadata.items()})
+
+
+def write_index(dirpath: Path, header: dict[str, Any], entries: Iterable[dict[str, Any]]) -> Path:
+    """Rewrite ``index.json``: the header, then one record per recording with file paths relative to ``dirpath``.
+
+    Recordings restored from a run that wrote elsewhere (a resumed run with a new logger version) keep pointing at
+    their files there, through ``..`` paths.
+    """
+    records = []
+    for entry in sorted(entries, key=lambda e: e["step"]):
+        where = Path(entry["dir"])
+        files = {
+            kind: (
+                {k: os.path.relpath(where / f, dirpath) for k, f in name.items()}
+                if isinstance(name, dict)
+                else os.path.relpath(where / name, dirpath)
+            )
+            for kind, name in entry["files"].items()
+        }
+        records.append({key: value for key, value in entry.items() if key != "dir"} | {"files": files})
+    document = {"format": INDEX_FORMAT, "format_version": INDEX_FORMAT_VERSION, **header, "recordings": records}
+    path = dirpath / INDEX_NAME
+    atomic_write_text(path, json.dumps(_json_safe(document), indent=1, ensure_ascii=False))
+    return path
+
+
+def read_index_entries(dirpath: Path) -> list[dict[str, Any]]:
+    """The recordings that ``dirpath/index.json`` lists with files in ``dirpath`` itself, as entries.
+
+    Empty if there is no index or it is unreadable. Records pointing elsewhere (``..`` paths, restored by a resumed
+    run) are left out: they belong to the run that wrote them.
+    """
+    try:
+        document = json.loads((dirpath / INDEX_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(document, dict) or document.get("format") != INDEX_FORMAT:
+        return []
+    entries = []
+    for record in document.get("recordings", []):
+        files = record.get("files", {})
+        names = [n for f in files.values() for n in (f.values() if isinstance(f, dict) else [f])]
+        if isinstance(record.get("step"), int) and all(isinstance(n, str) and Path(n).name == n for n in names):
+            summary = {k: math.nan if v is None else v for k, v in record.get("summary", {}).items()}
+            entries.append({**record, "summary": summary, "dir": str(dirpath)})
+    return entries
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become ``null`` (a NaN-poisoned run must still give a readable index)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def figure_to_rgb(fig: Figure) -> np.ndarray:
+    """The rendered figure as an (H, W, 3) uint8 array: what the PNG file and every logger receive."""
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write pixels from :func:`figure_to_rgb` as a PNG file, atomically."""
+    with atomic_path(path) as tmp:
+        PIL.Image.fromarray(rgb).save(tmp, format="PNG")
+
+
+class FigureLogger:
+    """Sends rendered figures to every logger that can take images; warns once per logger type that cannot.
+
+    A figure is rendered once (:func:`figure_to_rgb`) and the pixels go to the PNG file and to every logger:
+    rendering is most of a figure's cost, and ``experiment.add_figure`` or ``save_figure`` would each render again.
+    """
+
+    def __init__(self) -> None:
+        self._warned: set[str] = set()
+
+    def log(self, loggers: Sequence[Logger], tag: str, rgb: np.ndarray, step: int, png_dir: Path) -> None:
+        for logger in loggers:
+            if isinstance(logger, FabricTensorBoardLogger):
+                # What `add_figure` does after rendering the figure itself.
+                logger.experiment.add_image(tag, rgb, global_step=step, dataformats="HWC")
+            elif callable(getattr(logger, "log_image", None)):
+                logger.log_image(key=tag, images=[rgb], step=step)
+            elif type(logger).__name__ not in self._warned:
+                self._warned.add(type(logger).__name__)
+                rank_zero_warn(
+                    f"LSTMActivationMonitor: the logger {type(logger).__name__} takes neither TensorBoard images "
+                    f"nor `log_image`, so figures go to PNG files only, in {str(png_dir)!r}"
+                )
+
+
+@dataclass
+class Group:
+    """One monitored recurrent module (or the whole CharLSTM) in one recording.
+
+    Args:
+        label: ``""`` when it is the only one, else its module path (suffix of figure kinds).
+        plotted: its trace on the probe that the figures show.
+        combined: its traces on all probes end to end (what the statistics and unit choice use).
+        saturation: gate saturation of ``combined`` (``None`` for a plain RNN, which has no gates).
+    """
+
+    label: str
+    plotted: Trace
+    combined: Trace
+    saturation: GateSaturation | None
+
+
+def top_variance_units(tr: Trace, quantity: str, count: int) -> list[tuple[str, int]]:
+    """The ``count`` units of the last layer whose ``quantity`` varies most, as (layer, unit) pairs."""
+    layer = tr.layer_names[-1]
+    values = torch.nan_to_num(tr[f"{layer}.{quantity}"].float(), nan=0.0, posinf=0.0, neginf=0.0)  # (T, H)
+    variance = values.var(dim=0, correction=0) if len(values) > 1 else values.abs().mean(dim=0)
+    order = torch.argsort(variance, descending=True, stable=True)[:count]
+    return [(layer, int(unit)) for unit in order]
+
+
+def draw_figures(
+    groups: Sequence[Group],
+    history: Sequence[tuple[int, dict[str, float]]],
+    *,
+    chars: str | None,
+    cells_to_plot: int,
+    top_k: int,
+) -> Iterator[tuple[str, Callable[[], Figure]]]:
+    """``(kind, draw)`` pairs: calling ``draw()`` makes the figure, so a failing one can be skipped by the caller.
+
+    Kinds: ``cell_text``, ``gate_saturation``, ``topk_predictions``, ``cell_heatmap`` (each with ``_<module
+    path>`` appended when several modules are monitored) and ``saturation_history``.
+    """
+    for group in groups:
+        suffix = f"_{group.label}" if group.label else ""
+        tr = group.plotted
+        quantity = "cell" if "cell" in tr.quantities else "hidden"
+        units = top_variance_units(group.combined, quantity, cells_to_plot)
+        yield f"cell_text{suffix}", _bind(plot_cell_text, tr, units, quantity=quantity, length=CELL_TEXT_STEPS)
+        if group.saturation is not None:
+            yield f"gate_saturation{suffix}", _bind(plot_gate_saturation, group.saturation)
+        if "log_probs" in tr and chars is not None:
+            k = min(top_k, len(chars))
+            yield f"topk_predictions{suffix}", _bind(plot_topk_predictions, tr, chars, k=k, length=TOPK_STEPS)
+        layer = tr.layer_names[-1]
+        heatmap_units = [u for _, u in top_variance_units(group.combined, quantity, HEATMAP_UNITS)]
+        heatmap = _bind(plot_cell_heatmap, tr, layer, quantity=quantity, units=heatmap_units, length=HEATMAP_STEPS)
+        yield f"cell_heatmap{suffix}", heatmap
+    if history and any(group.saturation is not None for group in groups):
+        yield "saturation_history", _bind(plot_saturation_history, list(history))
+
+
+def _bind(plot: Callable[..., Figure], *args: Any, **kwargs: Any) -> Callable[[], Figure]:
+    return lambda: plot(*args, **kwargs)

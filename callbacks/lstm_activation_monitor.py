@@ -1,0 +1,323 @@
+"""``LSTMActivationMonitor``: record what the LSTM cells do on fixed probe text while a model trains."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+from lstm_interp.models.char_lstm import CharLSTM
+from lstm_interp.tracing.recurrence import QUANTITIES
+from lstm_interp.vocab import CharVocab, VocabularyError
+
+from ._monitor_recording import Recorder, Targets
+
+_ALL_QUANTITIES = tuple(dict.fromkeys(q for qs in QUANTITIES.values() for q in qs))
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+DEFAULT_NAME = "lstm_interp"
+
+
+class LSTMActivationMonitor(Callback):
+    r"""Record the gates, cells and hidden states of a model's LSTMs on fixed probe texts while it trains.
+
+    Each recording traces every probe exactly (:func:`~lstm_interp.trace` for a
+    :class:`~lstm_interp.CharLSTMModule`; for any other LightningModule, one forward pass of the probe with a
+    pre-hook capturing each chosen ``nn.LSTM``/``nn.GRU``/``nn.RNN``'s input, then
+    :func:`~lstm_interp.tracing.trace_rnn`), and writes to ``<log_dir>/lstm_interp/``:
+
+    - ``step_<N>.safetensors``: the chosen quantities, keys ``probe<i>/<layer>.<quantity>`` (e.g.
+      ``probe0/layers.0.cell``), plus ``probe<i>/log_probs`` and ``probe<i>/tokens``; the probe texts in its metadata;
+    - ``step_<N>_<kind>.png``: cell text of the ``cells_to_plot`` most variable last-layer units, gate saturation,
+      top-k predictions (when the model predicts characters), cell heatmap and the saturation history so far;
+    - ``step_<N>.html``: a self-contained report (``html=True``);
+    - ``index.json``: every recording (step, epoch, files, probe texts, summary scalars), rewritten after each.
+
+    Every file is written atomically. The summary scalars (per layer and gate, the mean fraction of time units
+    are below/above the saturation thresholds; mean and std of cells) go to every logger as
+    ``lstm_interp/<layer>/<gate>/left_saturated`` etc.; figures go to TensorBoard (``add_figure``) and to loggers with
+    a ``log_image`` method. Recordings run on global rank zero only, without gradients, and never call a collective.
+
+    Args:
+        probe_texts: the fixed text(s) to trace.
+        probe_tensors: instead of (or labelled by) ``probe_texts``: what the module's ``forward`` takes for one
+            sequence, e.g. a (T,) or (1, T) id tensor (a 1-D tensor gets a batch dimension).
+        modules: module path(s) or globs of the recurrent modules to watch (``"encoder.lstm"``); ``None`` watches
+            a CharLSTMModule's network, or every ``nn.LSTM``/``nn.GRU``/``nn.RNN`` of any other module.
+        encode: for a foreign module, turns a probe text into ids (str -> LongTensor).
+        chars: the vocabulary in id order; encodes texts when ``encode`` is not given, and makes a (1, T, V) output
+            of ``forward`` count as next-character logits (for the top-k figure). Taken from a CharLSTMModule.
+        every_n_train_steps: record when ``trainer.global_step % n == 0`` after a training batch (``None``: never).
+            A recording takes a few seconds (2.7 s for a 2x256 LSTM and a 400-character probe on one CPU core,
+            mostly drawing figures), so the default 500 costs about 1% of CPU training time; with a GPU's faster
+            steps, raise it or set ``log_figures=False`` (see ``benchmarks/RESULTS.md``, "Callback overhead").
+        every_n_epochs: record after every ``n``-th training epoch (``None``: never). A recording is always made
+            when training ends, unless that step was just recorded.
+        quantities: which per-layer quantities to save (default: all of the cell's); the statistics always use the
+            gates and cells.
+        saturation_thresholds: ``(low, high)``: a gate is left-saturated below ``low``, right-saturated above ``high``.
+        cells_to_plot: how many of the most variable last-layer units the cell-text figure shows.
+        top_k: guesses per character in the top-k figure.
+        dtype: storage dtype of the saved activations (``torch.float16``, ``torch.bfloat16`` or ``torch.float32``).
+        dirpath: the folder for everything written (default ``<trainer.log_dir>/<name>``, or
+            ``<trainer.default_root_dir>/<name>`` without a logger).
+        name: prefix of the logged names and default folder name; ``None`` gives ``"lstm_interp"`` to the first such
+            monitor of a trainer and ``"lstm_interp_<probe hash>"`` to others.
+        on_unknown: ``"error"`` for probe characters outside the vocabulary, or ``"skip"`` to drop them (with a
+            warning).
+        log_figures: draw figures (PNG files and loggers); ``False`` keeps only tensors, index and scalars.
+        html: also write an HTML report per recording.
+
+    Raises:
+        ValueError: no probe, an empty probe, non-positive intervals, thresholds outside (0, 1) or ``low >= high``,
+            unknown quantities or dtype; at fit start, a module without recurrent modules, ``modules`` entries that
+            match none, a bidirectional or ``proj_size`` LSTM, or a PackedSequence input (each naming the module).
+        VocabularyError: at fit start, probe characters outside the vocabulary (listed) with ``on_unknown="error"``.
+
+    Example::
+
+        >>> from lstm_interp.callbacks import LSTMActivationMonitor
+        >>> monitor = LSTMActivationMonitor(probe_texts=['He said, "Well, Prince."\n'], every_n_train_steps=500)
+        >>> trainer = Trainer(callbacks=[monitor])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        probe_texts: str | Sequence[str] | None = None,
+        *,
+        probe_tensors: Sequence[Tensor] | None = None,
+        modules: str | Sequence[str] | None = None,
+        encode: Callable[[str], Tensor] | None = None,
+        chars: str | None = None,
+        every_n_train_steps: int | None = 500,
+        every_n_epochs: int | None = None,
+        quantities: Sequence[str] | None = None,
+        saturation_thresholds: tuple[float, float] = (0.1, 0.9),
+        cells_to_plot: int = 4,
+        top_k: int = 5,
+        dtype: torch.dtype = torch.float16,
+        dirpath: str | os.PathLike | None = None,
+        name: str | None = None,
+        on_unknown: Literal["error", "skip"] = "error",
+        log_figures: bool = True,
+        html: bool = True,
+    ) -> None:
+        self.probe_texts = _check_texts(probe_texts)
+        self.probe_tensors = _check_tensors(probe_tensors)
+        if self.probe_texts is None and self.probe_tensors is None:
+            raise ValueError("give `probe_texts` (or `probe_tensors`): the fixed input the monitor traces")
+        if self.probe_texts is not None and self.probe_tensors is not None and (
+            len(self.probe_texts) != len(self.probe_tensors)
+        ):
+            raise ValueError(
+                f"{len(self.probe_texts)} `probe_texts` label {len(self.probe_tensors)} `probe_tensors`; "
+                "give one text per tensor"
+            )
+        self.modules = [modules] if isinstance(modules, str) else list(modules) if modules is not None else None
+        if self.modules is not None and (not self.modules or not all(isinstance(m, str) and m for m in self.modules)):
+            raise ValueError(f"`modules` must be a module path or a non-empty list of them, got {modules!r}")
+        if encode is not None and not callable(encode):
+            raise ValueError(f"`encode` must be a callable (str -> ids), got {encode!r}")
+        if chars is not None and (not isinstance(chars, str) or not chars):
+            raise ValueError(f"`chars` must be the vocabulary as a non-empty string, got {chars!r}")
+        for arg, value in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{arg}` must be a positive integer or None, got {value!r}")
+        low, high = _check_thresholds(saturation_thresholds)
+        if quantities is not None:
+            quantities = [quantities] if isinstance(quantities, str) else list(quantities)
+            unknown = [q for q in quantities if q not in _ALL_QUANTITIES]
+            if unknown or not quantities:
+                raise ValueError(f"`quantities` {unknown or quantities!r} are not known; choose from {_ALL_QUANTITIES}")
+        for arg, value in (("cells_to_plot", cells_to_plot), ("top_k", top_k)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{arg}` must be a positive integer, got {value!r}")
+        if dtype not in _DTYPES:
+            raise ValueError(f"`dtype` must be one of {_DTYPES}, got {dtype!r}")
+        if name is not None and (not isinstance(name, str) or not name or os.sep in name or name in (".", "..")):
+            raise ValueError(f"`name` must be a non-empty folder name, got {name!r}")
+        if on_unknown not in ("error", "skip"):
+            raise ValueError(f"`on_unknown` must be 'error' or 'skip', got {on_unknown!r}")
+
+        self.encode = encode
+        self.chars = chars
+        self.every_n_train_steps = every_n_train_steps
+        self.every_n_epochs = every_n_epochs
+        self.quantities = quantities
+        self.saturation_thresholds = (low, high)
+        self.cells_to_plot = cells_to_plot
+        self.top_k = top_k
+        self.dtype = dtype
+        self.dirpath = Path(dirpath) if dirpath is not None else None
+        self.on_unknown = on_unknown
+        self.log_figures = log_figures
+        self.html = html
+        self._name = name
+        self.name = name or DEFAULT_NAME
+        self.probe_hash = _probe_hash(self.probe_texts, self.probe_tensors)
+        # Recordings made so far (also those restored from a checkpoint); each is a JSON-able dict.
+        self.recordings: list[dict[str, Any]] = []
+        self._targets: Targets | None = None
+        self._recorder: Recorder | None = None
+        self._start_step = 0
+
+    @property
+    def state_key(self) -> str:
+        key: dict[str, Any] = {"probe": self.probe_hash, "modules": self.modules}
+        if self._name is not None:
+            key["name"] = self._name
+        return self._generate_state_key(**key)
+
+    @property
+    def recorded_steps(self) -> list[int]:
+        """The global steps recorded so far, in order."""
+        return sorted(entry["step"] for entry in self.recordings)
+
+    # ------------------------------------------------------------------ hooks
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Checked here rather than in `setup`: modules built in `configure_model` (CharLSTMModule builds its network
+        # there when the vocabulary comes from the datamodule) exist only after the setup hooks. Every rank checks,
+        # so that all of them stop alike on a bad probe.
+        self.name = self._resolve_name(trainer)
+        self._targets = Targets.resolve(self, pl_module)
+        self._recorder = None  # a new fit may log elsewhere (a new logger version)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_step = trainer.global_step
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.every_n_train_steps is not None and trainer.global_step % self.every_n_train_steps == 0:
+            self._record(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._record(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"recordings": [dict(entry) for entry in self.recordings], "name": self.name}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.recordings = [dict(entry) for entry in state_dict.get("recordings", [])]
+
+    # ------------------------------------------------------------------ internals
+    def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or self._targets is None or trainer.global_step in self.recorded_steps:
+            return
+        if self._recorder is None:
+            self._recorder = Recorder(self, self._folder(trainer))
+            self.recordings = self._recorder.merge_on_disk(self.recordings, self._start_step)
+        entry = self._recorder.record(trainer, pl_module, self._targets, self.recordings)
+        self.recordings.append(entry)
+        self._recorder.write_index(self.recordings, self._targets)
+
+    def _folder(self, trainer: pl.Trainer) -> Path:
+        """Where this monitor writes, worked out locally: ``trainer.log_dir`` would broadcast, a collective."""
+        if self.dirpath is not None:
+            return self.dirpath
+        base: str | None = None
+        if trainer.loggers:
+            logger = trainer.loggers[0]
+            base = logger.log_dir if isinstance(logger, (TensorBoardLogger, CSVLogger)) else logger.save_dir
+        return Path(base or trainer.default_root_dir) / self.name
+
+    def _resolve_name(self, trainer: pl.Trainer) -> str:
+        # Lightning itself refuses two monitors with one state key (same probes, modules and name).
+        monitors = [cb for cb in trainer.callbacks if isinstance(cb, LSTMActivationMonitor)]  # type: ignore[attr-defined]
+        for other in monitors:
+            if other is self:
+                continue
+            if self._name is not None and other._name == self._name:
+                raise ValueError(f"two LSTMActivationMonitors are named {self._name!r}; give each its own `name=`")
+            if self.dirpath is not None and other.dirpath is not None and other.dirpath == self.dirpath:
+                raise ValueError(
+                    f"two LSTMActivationMonitors write to {str(self.dirpath)!r}; give each its own `dirpath=`"
+                )
+        if self._name is not None:
+            return self._name
+        unnamed = [m for m in monitors if m._name is None]
+        return DEFAULT_NAME if unnamed[0] is self else f"{DEFAULT_NAME}_{self.probe_hash}"
+
+    def _chars_for(self, pl_module: pl.LightningModule) -> str | None:
+        network = getattr(pl_module, "network", None)
+        if self.chars is None and isinstance(network, CharLSTM) and network.vocab is not None:
+            return network.vocab.chars
+        return self.chars
+
+    def _clean_text(self, index: int, text: str, vocab: CharVocab) -> str:
+        """The probe text with unknown characters dropped (``on_unknown="skip"``), or a VocabularyError naming them."""
+        unknown = vocab.unknown_chars(text)
+        if not unknown:
+            return text
+        if self.on_unknown == "error":
+            try:
+                vocab.encode(text)
+            except VocabularyError as err:
+                raise VocabularyError(f"`probe_texts[{index}]` ({_short(text)!r}): {err}") from None
+        rank_zero_warn(f"LSTMActivationMonitor: `probe_texts[{index}]` loses {sorted(unknown)}: not in the vocabulary")
+        kept = "".join(c for c in text if c not in unknown)
+        if not kept:
+            raise ValueError(f"`probe_texts[{index}]` ({_short(text)!r}) has no character of the vocabulary")
+        return kept
+
+
+def _check_texts(probe_texts: str | Sequence[str] | None) -> list[str] | None:
+    if probe_texts is None:
+        return None
+    texts = [probe_texts] if isinstance(probe_texts, str) else list(probe_texts)
+    if not texts:
+        raise ValueError(f"`probe_texts` is empty ({probe_texts!r}); give at least one text")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"`probe_texts[{i}]` must be a string, got {type(text).__name__}: {_short(text)!r}")
+        if not text:
+            raise ValueError(f"`probe_texts[{i}]` is an empty text ({text!r}); every probe needs characters")
+    return texts
+
+
+def _check_tensors(probe_tensors: Sequence[Tensor] | None) -> list[Tensor] | None:
+    if probe_tensors is None:
+        return None
+    tensors = [probe_tensors] if isinstance(probe_tensors, Tensor) else list(probe_tensors)
+    if not tensors:
+        raise ValueError(f"`probe_tensors` is empty ({probe_tensors!r}); give at least one tensor")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor) or t.numel() == 0:
+            raise ValueError(f"`probe_tensors[{i}]` must be a non-empty tensor, got {_short(t)!r}")
+    return [t.detach().cpu() for t in tensors]
+
+
+def _check_thresholds(thresholds: tuple[float, float]) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in thresholds)
+    except (TypeError, ValueError):
+        raise ValueError(f"`saturation_thresholds` must be a pair (low, high), got {thresholds!r}") from None
+    if not 0 < low < high < 1:
+        raise ValueError(f"`saturation_thresholds` must satisfy 0 < low < high < 1, got {tuple(thresholds)!r}")
+    return low, high
+
+
+def _probe_hash(texts: list[str] | None, tensors: list[Tensor] | None) -> str:
+    digest = hashlib.sha1(json.dumps(texts).encode())
+    for t in tensors or []:
+        digest.update(str((t.dtype, tuple(t.shape))).encode())
+        digest.update(t.contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:8]
+
+
+def _short(value: Any, limit: int = 60) -> Any:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

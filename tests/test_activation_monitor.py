@@ -1,0 +1,419 @@
+"""LSTMActivationMonitor with a real Trainer: files, scalars and figures in TensorBoard, foreign modules, resuming,
+two monitors, DDP, and every validation error."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lstm_interp.callbacks import LSTMActivationMonitor
+from safetensors import safe_open
+from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+
+from lstm_interp import VocabularyError, trace
+from lstm_interp.data import CharDataModule
+from lstm_interp.models.char_lstm_module import CharLSTMModule
+
+TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 20
+VOCAB = "".join(sorted(set(TEXT)))  # CharVocab.from_text's order
+PROBE = "the dog sat on the mat.\n"
+
+
+def datamodule(tmp_path: Path) -> CharDataModule:
+    return CharDataModule(text=TEXT, vocab=VOCAB, batch_size=4, seq_len=16, cache_dir=str(tmp_path / "cache"))
+
+
+def char_module(**kwargs: Any) -> CharLSTMModule:
+    torch.manual_seed(0)
+    return CharLSTMModule(vocab=VOCAB, hidden_size=8, embedding_size=4, lr_schedule="constant", **kwargs)
+
+
+def fit(tmp_path: Path, module: pl.LightningModule, callbacks: list, **kwargs: Any) -> pl.Trainer:
+    ckpt_path = kwargs.pop("ckpt_path", None)
+    kwargs = {
+        "default_root_dir": tmp_path,
+        "max_steps": 4,
+        "limit_train_batches": 4,
+        "limit_val_batches": 0,
+        "logger": TensorBoardLogger(tmp_path, name="tb"),
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "callbacks": callbacks,
+        **kwargs,
+    }
+    trainer = pl.Trainer(**kwargs)
+    trainer.fit(module, datamodule=datamodule(tmp_path), ckpt_path=ckpt_path)
+    return trainer
+
+
+def index(folder: Path) -> dict:
+    return json.loads((folder / "index.json").read_text())
+
+
+def events(logger: TensorBoardLogger) -> EventAccumulator:
+    acc = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+class TinyLM(pl.LightningModule):
+    """Embedding -> 2-layer nn.LSTM at ``encoder.lstm`` -> linear: a module lstm_interp did not build."""
+
+    def __init__(self, batch_first: bool = True, bidirectional: bool = False, cell: type = nn.LSTM) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.batch_first = batch_first
+        self.embed = nn.Embedding(len(VOCAB), 4)
+        rnn = cell(4, 8, num_layers=2, batch_first=batch_first, bidirectional=bidirectional)
+        self.encoder = nn.ModuleDict({"lstm": rnn})
+        self.head = nn.Linear(16 if bidirectional else 8, len(VOCAB))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids)  # (B, T, E)
+        x = x if self.batch_first else x.transpose(0, 1)
+        out, _ = self.encoder["lstm"](x)
+        out = out if self.batch_first else out.transpose(0, 1)
+        return self.head(out)  # (B, T, V)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return nn.functional.cross_entropy(self(x).reshape(-1, len(VOCAB)), y.reshape(-1))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class ModeSpy(pl.Callback):
+    """Runs after the monitor: notes the modes and hooks it left behind."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bool, bool, int]] = []
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.embed.eval()  # a submodule kept in eval mode on purpose (as a frozen BatchNorm would be)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        lstm = pl_module.encoder["lstm"]
+        self.seen.append((lstm.training, pl_module.embed.training, len(lstm._forward_pre_hooks)))
+
+
+class ImagelessLogger(Logger):
+    """A logger with scalars but no way to take figures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics: list[tuple[int | None, dict[str, float]]] = []
+
+    @property
+    def name(self) -> str:
+        return "imageless"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.metrics.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared machine: a second intra-op thread only waits for the first (10-100x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class ImageLogger(ImagelessLogger):
+    """A logger with ``log_image``, as W&B's and Neptune's have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[tuple[str, int | None, tuple[int, ...], np.dtype]] = []
+
+    def log_image(self, key: str, images: list, step: int | None = None) -> None:
+        self.images += [(key, step, image.shape, image.dtype) for image in images]
+
+
+# ---------------------------------------------------------------------------------------------- CharLSTMModule
+def test_char_module_records_files_scalars_and_figures(tmp_path):
+    module = char_module()
+    monitor = LSTMActivationMonitor([PROBE, "the cat sat.\n"], every_n_train_steps=2)
+    trainer = fit(tmp_path, module, [monitor])
+    folder = Path(trainer.logger.log_dir) / "lstm_interp"
+
+    doc = index(folder)
+    assert [r["step"] for r in doc["recordings"]] == [2, 4]  # the end of fit (step 4) is not recorded twice
+    assert doc["probe_texts"] == [PROBE, "the cat sat.\n"]
+    last = doc["recordings"][-1]
+    assert last["files"]["activations"] == "step_4.safetensors"
+    assert set(last["files"]["figures"]) == {
+        "cell_text", "gate_saturation", "topk_predictions", "cell_heatmap", "saturation_history"
+    }
+    assert all((folder / name).is_file() for name in last["files"]["figures"].values())
+    assert (folder / "step_4.html").is_file() and last["files"]["html"] == "step_4.html"
+    assert 0 <= last["summary"]["layers.1/forget_gate/right_saturated"] <= 1
+    assert not list(folder.glob("*.tmp"))  # atomic writes leave nothing behind
+
+    tensors = load_file(folder / "step_4.safetensors")
+    assert tensors["probe0/layers.0.cell"].dtype == torch.float16
+    assert tensors["probe1/layers.1.forget_gate"].shape == (len("the cat sat.\n"), 8)
+    expected = trace(module.network, PROBE)  # the model at step 4 is the final one
+    torch.testing.assert_close(tensors["probe0/layers.1.cell"].float(), expected["layers.1.cell"], atol=2e-3, rtol=0)
+    torch.testing.assert_close(tensors["probe0/log_probs"].float(), expected["log_probs"], atol=1e-2, rtol=0)
+    with safe_open(folder / "step_4.safetensors", "pt") as f:
+        assert json.loads(f.metadata()["probe_texts"]) == [PROBE, "the cat sat.\n"]
+
+    acc = events(trainer.logger)
+    scalars = acc.Tags()["scalars"]
+    assert "lstm_interp/layers.0/input_gate/left_saturated" in scalars and "lstm_interp/layers.1/cell/std" in scalars
+    assert [e.step for e in acc.Scalars("lstm_interp/layers.1/forget_gate/right_saturated")] == [2, 4]
+    images = acc.Tags()["images"]
+    assert {"lstm_interp/cell_text", "lstm_interp/topk_predictions", "lstm_interp/saturation_history"} <= set(images)
+    assert [e.step for e in acc.Images("lstm_interp/cell_heatmap")] == [2, 4]
+
+
+def test_epochs_schedule_and_no_logger_folder(tmp_path):
+    monitor = LSTMActivationMonitor(PROBE, every_n_train_steps=None, every_n_epochs=1, quantities=["cell"],
+                                    dtype=torch.float32, log_figures=False, html=False)
+    module = CharLSTMModule(hidden_size=8, embedding_size=4)  # built in configure_model, from the data's vocabulary
+    fit(tmp_path, module, [monitor], logger=False, max_steps=-1, max_epochs=2, limit_train_batches=3)
+    folder = tmp_path / "lstm_interp"  # default_root_dir without a logger
+    assert [r["step"] for r in index(folder)["recordings"]] == [3, 6]
+    tensors = load_file(folder / "step_6.safetensors")
+    assert set(tensors) == {"probe0/layers.0.cell", "probe0/layers.1.cell", "probe0/log_probs", "probe0/tokens"}
+    assert tensors["probe0/layers.0.cell"].dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------------------------- foreign modules
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_foreign_lstm_is_traced_exactly_and_left_as_it_was(tmp_path, batch_first):
+    module, spy = TinyLM(batch_first=batch_first), ModeSpy()
+    encode = None if batch_first else (lambda text: torch.tensor([VOCAB.index(c) for c in text]))
+    monitor = LSTMActivationMonitor(PROBE, modules="encoder.lstm", chars=VOCAB, encode=encode, every_n_train_steps=2,
+                                    log_figures=batch_first, html=False)
+    trainer = fit(tmp_path, module, [monitor, spy])
+    assert spy.seen and all(seen == (True, False, 0) for seen in spy.seen)  # train mode back, eval kept, no hooks
+
+    folder = Path(trainer.logger.log_dir) / "lstm_interp"
+    tensors = load_file(folder / "step_4.safetensors")
+    ids = torch.tensor([VOCAB.index(c) for c in PROBE])
+    module.eval()
+    with torch.no_grad():
+        x = module.embed(ids)[None] if batch_first else module.embed(ids)[:, None]
+        out, (_, c_n) = module.encoder["lstm"](x)
+        logits = module(ids[None])[0]
+    out = out[0] if batch_first else out[:, 0]
+    torch.testing.assert_close(tensors["probe0/encoder.lstm.1.hidden"].float(), out, atol=2e-3, rtol=0)
+    torch.testing.assert_close(tensors["probe0/encoder.lstm.0.cell"][-1].float(), c_n[0, 0], atol=2e-3, rtol=0)
+    torch.testing.assert_close(tensors["probe0/log_probs"].float(), logits.log_softmax(-1), atol=1e-2, rtol=0)
+    if batch_first:
+        figures = index(folder)["recordings"][-1]["files"]["figures"]
+        assert {"cell_text", "gate_saturation", "topk_predictions", "cell_heatmap"} <= set(figures)
+
+
+def test_foreign_gru_and_rnn_together(tmp_path):
+    class TwoCells(TinyLM):
+        def __init__(self) -> None:
+            super().__init__(cell=nn.GRU)
+            self.decoder = nn.RNN(8, 8)  # time first
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            out, _ = self.encoder["lstm"](self.embed(ids))
+            out, _ = self.decoder(out.transpose(0, 1), torch.zeros(1, ids.shape[0], 8))
+            return self.head(out.transpose(0, 1))
+
+    monitor = LSTMActivationMonitor(probe_tensors=[torch.tensor([VOCAB.index(c) for c in PROBE])],
+                                    every_n_train_steps=None, html=False)
+    trainer = fit(tmp_path, TwoCells(), [monitor], max_steps=2)
+    record = index(Path(trainer.logger.log_dir) / "lstm_interp")["recordings"]
+    assert [r["step"] for r in record] == [2]
+    figures = set(record[0]["files"]["figures"])
+    assert {"cell_text_decoder", "cell_heatmap_decoder", "gate_saturation_encoder.lstm"} <= figures
+    assert "gate_saturation_decoder" not in figures and "topk_predictions_decoder" not in figures  # no gates, chars
+    tensors = load_file(Path(trainer.logger.log_dir) / "lstm_interp" / "step_2.safetensors")
+    assert {"probe0/encoder.lstm.0.update_gate", "probe0/decoder.hidden"} <= set(tensors)
+    assert "encoder.lstm.1/reset_gate/left_saturated" in record[0]["summary"]
+
+
+def test_bidirectional_lstm_is_refused(tmp_path):
+    monitor = LSTMActivationMonitor(PROBE, chars=VOCAB)
+    with pytest.raises(ValueError, match=r"'encoder\.lstm' is bidirectional"):
+        fit(tmp_path, TinyLM(bidirectional=True), [monitor])
+
+
+def test_packed_sequence_is_refused(tmp_path):
+    class Packed(TinyLM):
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            packed = nn.utils.rnn.pack_padded_sequence(self.embed(ids), [ids.shape[1]] * len(ids), batch_first=True)
+            out, _ = self.encoder["lstm"](packed)
+            return self.head(nn.utils.rnn.pad_packed_sequence(out, batch_first=True)[0])
+
+    module = Packed()
+    with pytest.raises(ValueError, match=r"'encoder\.lstm' received a PackedSequence"):
+        fit(tmp_path, module, [LSTMActivationMonitor(PROBE, chars=VOCAB)])
+    assert not any(m._forward_pre_hooks for m in module.modules())  # removed although the forward failed
+
+
+# ---------------------------------------------------------------------------------------------- resume, two monitors
+@pytest.mark.parametrize(
+    ("every", "in_checkpoint", "expected"),
+    [
+        (2, [2, 4, 6], [2, 4, 6, 8, 10, 12]),
+        # Step 6 is recorded at the end of fit, after the last checkpoint: the resumed run finds it in index.json.
+        (4, [4], [4, 6, 8, 12]),
+    ],
+)
+def test_resume_continues_numbering_without_duplicates(tmp_path, every, in_checkpoint, expected):
+    def monitor() -> LSTMActivationMonitor:
+        return LSTMActivationMonitor(PROBE, every_n_train_steps=every, log_figures=False, html=False)
+
+    first = monitor()
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    logger = TensorBoardLogger(tmp_path, name="tb", version="run")  # one folder for both runs
+    fit(tmp_path, char_module(), [first, checkpoint], max_steps=6, limit_train_batches=3, enable_checkpointing=True,
+        logger=logger)
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert [r["step"] for r in saved["callbacks"][first.state_key]["recordings"]] == in_checkpoint
+
+    second = monitor()
+    fit(tmp_path, char_module(), [second, ModelCheckpoint(dirpath=tmp_path / "ckpt")], max_steps=12,
+        limit_train_batches=3, enable_checkpointing=True, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"),
+        logger=TensorBoardLogger(tmp_path, name="tb", version="run"))
+    folder = Path(logger.log_dir) / "lstm_interp"
+    assert [r["step"] for r in index(folder)["recordings"]] == expected  # each step once
+    assert second.recorded_steps == expected  # the whole history, for the saturation-history figure too
+    assert all((folder / f"step_{s}.safetensors").is_file() for s in expected)
+    scalars = events(logger).Scalars("lstm_interp/layers.0/forget_gate/right_saturated")
+    assert sorted({e.step for e in scalars}) == expected
+
+
+def test_two_monitors_write_apart(tmp_path):
+    a = LSTMActivationMonitor(PROBE, every_n_train_steps=None, log_figures=False, html=False)
+    b = LSTMActivationMonitor("the cat.\n", every_n_train_steps=None, log_figures=False, html=False)
+    assert a.state_key != b.state_key
+    trainer = fit(tmp_path, char_module(), [a, b], max_steps=2)
+    log_dir = Path(trainer.logger.log_dir)
+    assert b.name == f"lstm_interp_{b.probe_hash}"
+    assert index(log_dir / "lstm_interp")["probe_texts"] == [PROBE]
+    assert index(log_dir / b.name)["probe_texts"] == ["the cat.\n"]
+    scalars = events(trainer.logger).Tags()["scalars"]
+    assert f"{b.name}/layers.0/cell/mean" in scalars and "lstm_interp/layers.0/cell/mean" in scalars
+
+    with pytest.raises(RuntimeError, match="more than one stateful callback of type `LSTMActivationMonitor`"):
+        fit(tmp_path, char_module(), [LSTMActivationMonitor(PROBE), LSTMActivationMonitor(PROBE)])
+    twins = [LSTMActivationMonitor(PROBE, name="probe"), LSTMActivationMonitor("the", name="probe")]
+    with pytest.raises(ValueError, match="two LSTMActivationMonitors are named 'probe'"):
+        fit(tmp_path, char_module(), twins)
+
+
+def test_ddp_two_processes_only_rank_zero_writes(tmp_path):
+    script = Path(__file__).with_name("_ddp_monitor_script.py")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    folder = tmp_path / "rec"
+    steps = [r["step"] for r in index(folder)["recordings"]]
+    assert steps == [2, 4]
+    assert sorted(p.name for p in folder.glob("step_*.safetensors")) == ["step_2.safetensors", "step_4.safetensors"]
+    reports = {r: json.loads((tmp_path / f"rank_{r}.json").read_text()) for r in (0, 1)}
+    assert reports[0] == {"recordings": 2, "writes": 2} and reports[1] == {"recordings": 0, "writes": 0}
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"probe_texts": []}, r"`probe_texts` is empty \(\[\]\)"),
+        ({"probe_texts": ["ok", ""]}, r"`probe_texts\[1\]` is an empty text \(''\)"),
+        ({}, "give `probe_texts`"),
+        ({"probe_texts": "a", "every_n_train_steps": 0}, "`every_n_train_steps` must be a positive .*, got 0"),
+        ({"probe_texts": "a", "every_n_epochs": -2}, "`every_n_epochs` must be a positive integer or None, got -2"),
+        ({"probe_texts": "a", "saturation_thresholds": (0.0, 0.9)}, r"0 < low < high < 1, got \(0.0, 0.9\)"),
+        ({"probe_texts": "a", "saturation_thresholds": (0.9, 0.1)}, r"got \(0.9, 0.1\)"),
+        ({"probe_texts": "a", "saturation_thresholds": (0.5, 1.0)}, r"got \(0.5, 1.0\)"),
+        ({"probe_texts": "a", "quantities": ["cell", "forget"]}, r"\['forget'\] are not known"),
+        ({"probe_texts": "a", "dtype": torch.int8}, "`dtype` must be one of"),
+        ({"probe_texts": "a", "cells_to_plot": 0}, "`cells_to_plot` must be a positive integer, got 0"),
+        ({"probe_texts": "a", "on_unknown": "replace"}, "`on_unknown` must be 'error' or 'skip', got 'replace'"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LSTMActivationMonitor(**kwargs)
+
+
+def test_probe_characters_outside_the_vocabulary(tmp_path):
+    with pytest.raises(VocabularyError, match=r"`probe_texts\[0\]`.*'Z' \(first at 4\), 'Q'"):
+        fit(tmp_path, char_module(), [LSTMActivationMonitor("the ZQ cat")])
+    skipping = LSTMActivationMonitor("the ZQ cat", on_unknown="skip", every_n_train_steps=None, log_figures=False,
+                                     html=False)
+    with pytest.warns(UserWarning, match=r"loses \['Q', 'Z'\]"):
+        trainer = fit(tmp_path, char_module(), [skipping], max_steps=1)
+    assert index(Path(trainer.logger.log_dir) / "lstm_interp")["probe_texts"] == ["the  cat"]
+
+
+def test_modules_that_do_not_exist(tmp_path):
+    class NoRNN(TinyLM):
+        def __init__(self) -> None:
+            super().__init__()
+            del self.encoder
+
+    with pytest.raises(ValueError, match=r"NoRNN has no nn\.LSTM, nn\.GRU or nn\.RNN module"):
+        fit(tmp_path, NoRNN(), [LSTMActivationMonitor(PROBE, chars=VOCAB)])
+    with pytest.raises(ValueError, match=r"\['decoder.lstm'\] match no recurrent module of TinyLM; its recurrent "
+                                         r"modules are \['encoder.lstm'\]"):
+        fit(tmp_path, TinyLM(), [LSTMActivationMonitor(PROBE, chars=VOCAB, modules=["decoder.lstm"])])
+    with pytest.raises(ValueError, match="give `encode=`"):
+        fit(tmp_path, TinyLM(), [LSTMActivationMonitor(PROBE)])
+    with pytest.raises(ValueError, match=r"`quantities` \['forget_gate'\] are not quantities of 'encoder.lstm'"):
+        fit(tmp_path, TinyLM(cell=nn.GRU), [LSTMActivationMonitor(PROBE, chars=VOCAB, quantities=["forget_gate"])])
+
+
+def test_logger_without_images_warns_once_and_keeps_pngs(tmp_path):
+    logger, image_logger = ImagelessLogger(), ImageLogger()
+    monitor = LSTMActivationMonitor(PROBE, every_n_train_steps=2, html=False)
+    with pytest.warns(UserWarning, match="ImagelessLogger takes neither") as caught:
+        fit(tmp_path, char_module(), [monitor], logger=[logger, image_logger])
+    assert sum("ImagelessLogger" in str(w.message) for w in caught) == 1
+    folder = tmp_path / "lstm_interp"  # a logger without log_dir: its save_dir (None), so default_root_dir
+    assert (folder / "step_2_cell_text.png").is_file() and (folder / "step_4_gate_saturation.png").is_file()
+    for each in (logger, image_logger):
+        steps = [step for step, metrics in each.metrics if "lstm_interp/layers.0/forget_gate/left_saturated" in metrics]
+        assert steps == [2, 4]
+    key, step, shape, dtype = image_logger.images[0]
+    assert (key, step, shape[2], dtype) == ("lstm_interp/cell_text", 2, 3, np.uint8)
+    assert sum(key == "lstm_interp/saturation_history" for key, *_ in image_logger.images) == 2
+
+
+def test_nonfinite_activations_warn_and_still_plot(tmp_path):
+    module = char_module()
+    with torch.no_grad():
+        module.network.layers[1].weight_hh_l0[0, 0] = float("nan")
+    monitor = LSTMActivationMonitor(PROBE, every_n_train_steps=None, html=False)
+    with pytest.warns(UserWarning, match=r"\d+ activation values at step 1 are NaN or infinite"):
+        trainer = fit(tmp_path, module, [monitor], max_steps=1)
+    folder = Path(trainer.logger.log_dir) / "lstm_interp"
+    record = index(folder)["recordings"][0]
+    assert record["nonfinite"] > 0
+    assert {"cell_text", "gate_saturation", "cell_heatmap"} <= set(record["files"]["figures"])
+    assert all(v is None or math.isfinite(v) for v in record["summary"].values())
