@@ -265,6 +265,10 @@ def test_demo_with_a_few_steps(tmp_path: Path, cache_dir: Path) -> None:
     assert str(out_dir / "model") in out
     assert "nats per character" in out and "bits per character" in out
     assert out.count("----- sample at temperature") == 2
+    # The activation monitor recorded at the end of training; the summary points at its report and figures.
+    (report,) = (out_dir / "logs").glob("version_*/lstm_interp/step_3.html")
+    assert str(report) in out
+    assert (report.parent / "step_3_cell_text.png").is_file() and str(report.parent / "step_3_cell_text.png") in out
 
 
 def test_run_demo_rejects_bad_values(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lstm_interp.callbacks import LSTMActivationMonitor
 from lstm_interp.cli.sample import positive_float, positive_int, temperature
 from lstm_interp.data import CharDataModule
 from lstm_interp.models.char_lstm_module import CharLSTMModule
@@ -39,6 +40,7 @@ DEFAULT_MAX_STEPS = 1500
 DEFAULT_MAX_MINUTES = 3.5
 DEFAULT_HIDDEN_SIZE = 128
 SAMPLE_PROMPT = "The "
+PROBE_CHARS = 800
 
 
 @dataclass
@@ -163,6 +165,8 @@ def run_demo(
         warmup_steps=min(50, max_steps // 10),
     )
     logger = TensorBoardLogger(save_dir=str(out), name="logs")
+    # The opening of the novel: dialogue, quotes and line breaks, where the paper's quote and line cells show up.
+    monitor = LSTMActivationMonitor(probe_texts=[data.corpus.text(0, PROBE_CHARS)], every_n_train_steps=500)
     # Fixed names, overwritten by a rerun, so that the summary's paths stay the same from one run to the next.
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints",
@@ -183,7 +187,7 @@ def run_demo(
         gradient_clip_val=5.0,
         log_every_n_steps=10,
         logger=logger,
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, monitor],
         enable_progress_bar=progress_bar,
         default_root_dir=str(out),
     )
@@ -205,6 +209,7 @@ def run_demo(
         result.steps = trainer.global_step
 
         _save_model(module, checkpoint, result)
+        _report(result)
         _evaluate(module, data, result, accelerator=accelerator, precision=precision, progress_bar=progress_bar)
         _sample(module, result, temperatures=temperatures, length=sample_length, seed=seed)
     print(summary(result))
@@ -257,6 +262,18 @@ def torch_threads(count: int) -> Iterator[int]:
 
 def _size(data: CharDataModule) -> str:
     return f"{len(data.corpus):,} characters, {len(data.vocab)} distinct"
+
+
+def _report(result: DemoResult) -> None:
+    """Point the summary at the activation monitor's last recording: its HTML report and figures."""
+    folder = result.log_dir / "lstm_interp"
+    reports = sorted(folder.glob("step_*.html"), key=lambda p: int(p.stem.split("_")[1]))
+    if not reports:
+        return
+    last = reports[-1]
+    result.outputs.append(DemoOutput("activation report", last, "open in a browser: pick layer, quantity and unit"))
+    for png in sorted(folder.glob(f"{last.stem}_*.png")):
+        result.outputs.append(DemoOutput("figure", png, png.stem.removeprefix(last.stem + "_").replace("_", " ")))
 
 
 def _save_model(module: CharLSTMModule, checkpoint: ModelCheckpoint, result: DemoResult) -> None:
