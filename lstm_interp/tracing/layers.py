@@ -8,10 +8,8 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from lstm_interp.models.char_lstm import LayerState
 from lstm_interp.tracing.recurrence import gru_layer_activations, lstm_layer_activations
-
-# Per-layer recurrent state: (h, c) for an LSTM, h otherwise; each (1, 1, H).
-LayerState = tuple[Tensor, Tensor] | Tensor
 
 
 def cell_type(layer: nn.Module) -> str:
