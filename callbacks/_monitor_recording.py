@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib import pyplot as plt
 from torch import Tensor, nn
 
+from lstm_interp.analysis.find_cells import find_cells
 from lstm_interp.analysis.gate_saturation import gate_saturation
+from lstm_interp.features import compute_feature
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.report.html_report import write_html_report
 from lstm_interp.tracing.layers import cell_type
@@ -52,6 +55,7 @@ class Targets:
         chars: the vocabulary, if known (top-k figure and report).
         quantities: the per-layer quantities saved.
         labels: one per group of traces: ``""`` for a single one, else the module path.
+        features: feature name -> (values over all probes end to end, kind), for the feature matches.
     """
 
     network: CharLSTM | None
@@ -60,6 +64,7 @@ class Targets:
     chars: str | None
     quantities: set[str]
     labels: list[str] = field(default_factory=list)
+    features: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
 
     @classmethod
     def resolve(cls, monitor: LSTMActivationMonitor, pl_module: pl.LightningModule) -> Targets:
@@ -73,6 +78,7 @@ class Targets:
             probes = [Probe(text, network.vocab.encode(text), None) for text in texts]
             cells = {"network": network.config.cell}
             targets = cls(network, {}, probes, chars, _quantities(monitor.quantities, cells), [""])
+            targets.features = _feature_values(monitor, targets.probes)
             return targets
 
         modules = select_modules(pl_module, monitor.modules)
@@ -80,6 +86,7 @@ class Targets:
         probes = _foreign_probes(monitor, pl_module, chars)
         labels = [""] if len(modules) == 1 else list(modules)
         targets = cls(None, modules, probes, chars, _quantities(monitor.quantities, cells), labels)
+        targets.features = _feature_values(monitor, targets.probes)
         # One forward pass now, on every rank, so a PackedSequence input or an unused module fails at fit start,
         # not hundreds of steps later on rank zero alone.
         with torch.no_grad(), eval_mode(pl_module):
@@ -97,6 +104,45 @@ class Targets:
                 trace_modules(pl_module, self.modules, dataclasses.replace(p, inputs=p.inputs.to(device)), self.chars)  # type: ignore[union-attr]
                 for p in self.probes
             ]
+
+
+def _feature_values(monitor: LSTMActivationMonitor, probes: list[Probe]) -> dict[str, tuple[np.ndarray, str]]:
+    """Each feature on the probe texts, computed per probe (a quote opened in one probe does not run into the next)
+    and joined end to end like the traces the statistics use."""
+    if not monitor.features:
+        return {}
+    values: dict[str, tuple[np.ndarray, str]] = {}
+    for feature in monitor.features:
+        parts = []
+        for i, probe in enumerate(probes):
+            if probe.text is None or probe.tokens is None or len(probe.text) != len(probe.tokens):
+                raise ValueError(
+                    f"feature {feature.name!r} needs one probe character per time step, but `probe_texts[{i}]` "
+                    "does not match its encoded input one to one"
+                )
+            parts.append(compute_feature(feature, probe.text))
+        joined = np.concatenate(parts)
+        if np.all(joined == joined[0]):
+            raise ValueError(
+                f"feature {feature.name!r} is {joined[0].item()!r} on every character of the probe texts, so how well "
+                "a unit tracks it is undefined; choose probe texts on which it varies, or drop it from `features`"
+            )
+        values[feature.name] = (joined, feature.kind)
+    return values
+
+
+def _feature_matches(targets: Targets, combined: Trace, top: int) -> dict[str, list[dict[str, Any]]]:
+    """The ``top`` units of ``combined`` tracking each feature, as rows for the report and the index."""
+    quantity = "cell" if combined.cell == "lstm" else "hidden"
+    matches: dict[str, list[dict[str, Any]]] = {}
+    for name, (values, kind) in targets.features.items():
+        table = find_cells(combined, values, quantity, top, kind=kind)  # type: ignore[arg-type]
+        matches[name] = [
+            {"layer": row.layer, "unit": row.unit, "quantity": quantity, "score": row.score, "sign": row.sign,
+             "metric": row.metric}
+            for row in table.rows
+        ]
+    return matches
 
 
 def _not_embedding(name: str) -> bool:
@@ -195,6 +241,8 @@ class Recorder:
             saturation = gate_saturation(combined, low, high) if combined.cell != "rnn" else None
             groups.append(Group(label, per_probe[0], combined, saturation))
         summary = {k: v for group in groups if group.saturation for k, v in group.saturation.summary().items()}
+        # The report shows the last group (the module nearest the output), so the matches are searched there.
+        features = self._features(groups[-1].combined, targets, step)
         nonfinite = sum(int((~torch.isfinite(t)).sum()) for traces in traced for tr in traces for t in tr.values())
         if nonfinite:
             rank_zero_warn(
@@ -210,15 +258,16 @@ class Recorder:
             dtype=monitor.dtype,
             metadata={"step": step, "epoch": trainer.current_epoch, "probe_texts": [p.text for p in targets.probes]},
         )
-        if summary:
-            metrics = {f"{monitor.name}/{key}": value for key, value in summary.items()}
+        scalars = summary | {f"features/{name}/best_score": rows[0]["score"] for name, rows in features.items() if rows}
+        if scalars:
+            metrics = {f"{monitor.name}/{key}": value for key, value in scalars.items()}
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=step)
         if monitor.log_figures:
             history_now = [(e["step"], e["summary"]) for e in sorted(history, key=lambda e: e["step"])]
             files["figures"] = self._figures(trainer, groups, [*history_now, (step, summary)], targets.chars, step)
         if monitor.html:
-            files["html"] = self._html(traced, targets, step)
+            files["html"] = self._html(traced, targets, step, features or None)
         if files.get("html") is None:
             files.pop("html", None)
         return {
@@ -228,7 +277,17 @@ class Recorder:
             "files": files,
             "summary": summary,
             "nonfinite": nonfinite,
+            **({"features": features} if features else {}),
         }
+
+    def _features(self, combined: Trace, targets: Targets, step: int) -> dict[str, list[dict[str, Any]]]:
+        if not targets.features:
+            return {}
+        try:
+            return _feature_matches(targets, combined, self.monitor.feature_top)
+        except Exception as err:  # e.g. non-finite activations: a diverged run must still be recorded
+            rank_zero_warn(f"LSTMActivationMonitor: could not match units to features at step {step}: {err}")
+            return {}
 
     def _figures(
         self,
@@ -258,7 +317,13 @@ class Recorder:
             written[kind] = name
         return written
 
-    def _html(self, traced: list[list[Trace]], targets: Targets, step: int) -> str | None:
+    def _html(
+        self,
+        traced: list[list[Trace]],
+        targets: Targets,
+        step: int,
+        feature_matches: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> str | None:
         name = f"step_{step}.html"
         try:
             # The last group is the module nearest the output: the one that has the log-probabilities, if any.
@@ -270,6 +335,7 @@ class Recorder:
                 top_k=self.monitor.top_k,
                 step=step,
                 quantities=self.monitor.quantities,
+                feature_matches=feature_matches,
             )
         except Exception as err:  # as for figures: a report must never stop a training run
             rank_zero_warn(f"LSTMActivationMonitor: could not write the HTML report at step {step}: {err}")

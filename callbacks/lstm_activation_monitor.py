@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from lstm_interp.features import Feature, get_feature
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing.recurrence import QUANTITIES
 from lstm_interp.vocab import CharVocab, VocabularyError
@@ -76,18 +77,29 @@ class LSTMActivationMonitor(Callback):
             warning).
         log_figures: draw figures (PNG files and loggers); ``False`` keeps only tensors, index and scalars.
         html: also write an HTML report per recording.
+        features: features of the probe texts (registered names such as ``"inside_quotes"`` or
+            :class:`~lstm_interp.features.Feature` objects) to match units against at every recording: the
+            ``feature_top`` best units of each (:func:`~lstm_interp.find_cells` on the cell state, or the hidden state
+            of a GRU/RNN, over all probes) are listed in the HTML report, in ``index.json`` and logged as
+            ``<name>/features/<feature>/best_score``. Needs ``probe_texts``.
+        feature_top: how many units to keep per feature.
 
     Raises:
         ValueError: no probe, an empty probe, non-positive intervals, thresholds outside (0, 1) or ``low >= high``,
-            unknown quantities or dtype; at fit start, a module without recurrent modules, ``modules`` entries that
-            match none, a bidirectional or ``proj_size`` LSTM, or a PackedSequence input (each naming the module).
+            unknown quantities or dtype, ``features`` without ``probe_texts``; at fit start, a feature that is
+            constant on the probe texts (its score would be undefined), a module without recurrent modules,
+            ``modules`` entries that match none, a bidirectional or ``proj_size`` LSTM, or a PackedSequence input
+            (each naming the module).
         VocabularyError: at fit start, probe characters outside the vocabulary (listed) with ``on_unknown="error"``.
+        UnknownFeatureError: (a ``ValueError``) a feature name that is not registered; the message lists the known.
 
     Example::
 
         >>> from lstm_interp.callbacks import LSTMActivationMonitor
         >>> monitor = LSTMActivationMonitor(probe_texts=['He said, "Well, Prince."\n'], every_n_train_steps=500)
         >>> trainer = Trainer(callbacks=[monitor])  # doctest: +SKIP
+        >>> # also list, in each report, the units that best track quotes and the position in the line:
+        >>> LSTMActivationMonitor(probe_texts=[text], features=["inside_quotes", "position_in_line"])  # doctest: +SKIP
     """
 
     def __init__(
@@ -110,6 +122,8 @@ class LSTMActivationMonitor(Callback):
         on_unknown: Literal["error", "skip"] = "error",
         log_figures: bool = True,
         html: bool = True,
+        features: Sequence[str | Feature] | None = None,
+        feature_top: int = 3,
     ) -> None:
         self.probe_texts = _check_texts(probe_texts)
         self.probe_tensors = _check_tensors(probe_tensors)
@@ -147,6 +161,16 @@ class LSTMActivationMonitor(Callback):
             raise ValueError(f"`name` must be a non-empty folder name, got {name!r}")
         if on_unknown not in ("error", "skip"):
             raise ValueError(f"`on_unknown` must be 'error' or 'skip', got {on_unknown!r}")
+        if isinstance(features, (str, Feature)):
+            features = [features]
+        self.features = [get_feature(f) for f in features] if features is not None else []
+        if features is not None and not self.features:
+            raise ValueError(f"`features` is empty ({features!r}); give feature names or None")
+        if self.features and self.probe_texts is None:
+            raise ValueError("`features` are computed from the probe texts: give `probe_texts` as well")
+        if isinstance(feature_top, bool) or not isinstance(feature_top, int) or feature_top < 1:
+            raise ValueError(f"`feature_top` must be a positive integer, got {feature_top!r}")
+        self.feature_top = feature_top
 
         self.encode = encode
         self.chars = chars

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from lstm_interp import VocabularyError, trace
+from lstm_interp import VocabularyError, find_cells, trace
 from lstm_interp.data import CharDataModule
 from lstm_interp.models.char_lstm_module import CharLSTMModule
 
@@ -191,6 +192,37 @@ def test_char_module_records_files_scalars_and_figures(tmp_path):
     assert [e.step for e in acc.Images("lstm_interp/cell_heatmap")] == [2, 4]
 
 
+def test_feature_matches_in_index_scalars_and_report(tmp_path):
+    probe = PROBE + "the cat sat on the log.\n"
+    module = char_module()
+    monitor = LSTMActivationMonitor(probe, every_n_train_steps=2, features=["start_of_word", "position_in_line"],
+                                    feature_top=2, log_figures=False)
+    trainer = fit(tmp_path, module, [monitor])
+    folder = Path(trainer.logger.log_dir) / "lstm_interp"
+    last = index(folder)["recordings"][-1]
+    assert set(last["features"]) == {"start_of_word", "position_in_line"}
+    # The monitor's matches are find_cells on the model it traced: at step 4 that is the final one.
+    expected = find_cells(trace(module.network, probe), "start_of_word", top=2)
+    got = last["features"]["start_of_word"]
+    assert [(r["layer"], r["unit"]) for r in got] == [(r.layer, r.unit) for r in expected.rows]
+    assert got[0]["score"] == pytest.approx(expected.rows[0].score, abs=1e-6) and got[0]["metric"] == "auc"
+    assert last["features"]["position_in_line"][0]["metric"] == "pearson"
+
+    scores = events(trainer.logger).Scalars("lstm_interp/features/start_of_word/best_score")
+    assert [e.step for e in scores] == [2, 4] and scores[-1].value == pytest.approx(got[0]["score"], abs=1e-6)
+    page = (folder / "step_4.html").read_text()
+    meta = re.search(r'<script type="application/json" id="report-meta">(.*?)</script>', page, re.S)
+    meta = json.loads(meta.group(1))
+    assert [f["name"] for f in meta["features"]] == ["start_of_word", "position_in_line"]
+    assert meta["features"][0]["matches"][0]["unit"] == got[0]["unit"]
+
+
+def test_feature_that_is_constant_on_the_probe_is_refused_at_fit_start(tmp_path):
+    monitor = LSTMActivationMonitor(PROBE, features=["inside_quotes"])  # PROBE has no quote
+    with pytest.raises(ValueError, match=r"feature 'inside_quotes' is False on every character of the probe texts"):
+        fit(tmp_path, char_module(), [monitor])
+
+
 def test_epochs_schedule_and_no_logger_folder(tmp_path):
     monitor = LSTMActivationMonitor(PROBE, every_n_train_steps=None, every_n_epochs=1, quantities=["cell"],
                                     dtype=torch.float32, log_figures=False, html=False)
@@ -355,6 +387,10 @@ def test_ddp_two_processes_only_rank_zero_writes(tmp_path):
         ({"probe_texts": "a", "dtype": torch.int8}, "`dtype` must be one of"),
         ({"probe_texts": "a", "cells_to_plot": 0}, "`cells_to_plot` must be a positive integer, got 0"),
         ({"probe_texts": "a", "on_unknown": "replace"}, "`on_unknown` must be 'error' or 'skip', got 'replace'"),
+        ({"probe_texts": "a", "features": ["inside_quote"]}, r"unknown feature 'inside_quote' \(did you mean"),
+        ({"probe_texts": "a", "features": []}, r"`features` is empty \(\[\]\)"),
+        ({"probe_tensors": [torch.ones(3, dtype=torch.long)], "features": "inside_quotes"}, "give `probe_texts`"),
+        ({"probe_texts": "a", "features": "inside_quotes", "feature_top": 0}, "`feature_top` must be a positive"),
     ],
 )
 def test_bad_arguments(kwargs, match):
