@@ -265,7 +265,10 @@ class Recorder:
                 logger.log_metrics(metrics, step=step)
         if monitor.log_figures:
             history_now = [(e["step"], e["summary"]) for e in sorted(history, key=lambda e: e["step"])]
-            files["figures"] = self._figures(trainer, groups, [*history_now, (step, summary)], targets.chars, step)
+            best = [(rows[0]["layer"], rows[0]["unit"]) for rows in features.values() if rows]
+            files["figures"] = self._figures(
+                trainer, groups, [*history_now, (step, summary)], targets.chars, step, best
+            )
         if monitor.html:
             files["html"] = self._html(traced, targets, step, features or None)
         if files.get("html") is None:
@@ -296,11 +299,17 @@ class Recorder:
         history: list[tuple[int, dict[str, float]]],
         chars: str | None,
         step: int,
+        feature_units: list[tuple[str, int]],
     ) -> dict[str, str]:
         monitor = self.monitor
         written: dict[str, str] = {}
         for kind, draw in draw_figures(
-            groups, history, chars=chars, cells_to_plot=monitor.cells_to_plot, top_k=monitor.top_k
+            groups,
+            history,
+            chars=chars,
+            cells_to_plot=monitor.cells_to_plot,
+            top_k=monitor.top_k,
+            feature_units=feature_units,
         ):
             try:
                 fig = draw()

@@ -202,17 +202,24 @@ def draw_figures(
     chars: str | None,
     cells_to_plot: int,
     top_k: int,
+    feature_units: Sequence[tuple[str, int]] = (),
 ) -> Iterator[tuple[str, Callable[[], Figure]]]:
     """``(kind, draw)`` pairs: calling ``draw()`` makes the figure, so a failing one can be skipped by the caller.
+
+    The cell-text figure of the last group shows ``feature_units`` (the best unit of each chosen feature) first, then
+    the most variable units, ``cells_to_plot`` in all (or more, when there are more features).
 
     Kinds: ``cell_text``, ``gate_saturation``, ``topk_predictions``, ``cell_heatmap`` (each with ``_<module
     path>`` appended when several modules are monitored) and ``saturation_history``.
     """
-    for group in groups:
+    for g, group in enumerate(groups):
         suffix = f"_{group.label}" if group.label else ""
         tr = group.plotted
         quantity = "cell" if "cell" in tr.quantities else "hidden"
-        units = top_variance_units(group.combined, quantity, cells_to_plot)
+        chosen = list(dict.fromkeys(feature_units)) if g == len(groups) - 1 else []
+        ranked = top_variance_units(group.combined, quantity, cells_to_plot + len(chosen))
+        variable = [u for u in ranked if u not in chosen]
+        units = chosen + variable[: max(0, cells_to_plot - len(chosen))]
         yield f"cell_text{suffix}", _bind(plot_cell_text, tr, units, quantity=quantity, length=CELL_TEXT_STEPS)
         if group.saturation is not None:
             yield f"gate_saturation{suffix}", _bind(plot_gate_saturation, group.saturation)

@@ -66,7 +66,8 @@ class LSTMActivationMonitor(Callback):
         quantities: which per-layer quantities to save (default: all of the cell's); the statistics always use the
             gates and cells.
         saturation_thresholds: ``(low, high)``: a gate is left-saturated below ``low``, right-saturated above ``high``.
-        cells_to_plot: how many of the most variable last-layer units the cell-text figure shows.
+        cells_to_plot: how many last-layer units the cell-text figure shows: the best unit of each of ``features``
+            first, then the most variable ones.
         top_k: guesses per character in the top-k figure.
         dtype: storage dtype of the saved activations (``torch.float16``, ``torch.bfloat16`` or ``torch.float32``).
         dirpath: the folder for everything written (default ``<trainer.log_dir>/<name>``, or

@@ -192,7 +192,7 @@ def test_char_module_records_files_scalars_and_figures(tmp_path):
     assert [e.step for e in acc.Images("lstm_interp/cell_heatmap")] == [2, 4]
 
 
-def test_feature_matches_in_index_scalars_and_report(tmp_path):
+def test_feature_matches_in_index_scalars_report_and_cell_text(tmp_path):
     probe = PROBE + "the cat sat on the log.\n"
     module = char_module()
     monitor = LSTMActivationMonitor(probe, every_n_train_steps=2, features=["start_of_word", "position_in_line"],
@@ -215,6 +215,18 @@ def test_feature_matches_in_index_scalars_and_report(tmp_path):
     meta = json.loads(meta.group(1))
     assert [f["name"] for f in meta["features"]] == ["start_of_word", "position_in_line"]
     assert meta["features"][0]["matches"][0]["unit"] == got[0]["unit"]
+
+
+def test_cell_text_figure_opens_with_the_feature_units():
+    from lstm_interp.callbacks._recording_writer import Group, draw_figures
+
+    tr = trace(char_module().network, PROBE)
+    group = Group("", tr, tr, None)
+    kinds = dict(draw_figures([group], [], chars=None, cells_to_plot=3, top_k=2, feature_units=[("layers.0", 5)]))
+    fig = kinds["cell_text"]()
+    titles = [t for t in (ax.get_title(loc="left") or ax.get_title() for ax in fig.axes) if t]
+    assert len(titles) == 3 and titles[0].startswith("layers.0 unit 5")
+    assert all(t.startswith("layers.1") for t in titles[1:])  # then the most variable last-layer units
 
 
 def test_feature_that_is_constant_on_the_probe_is_refused_at_fit_start(tmp_path):

@@ -166,7 +166,12 @@ def run_demo(
     )
     logger = TensorBoardLogger(save_dir=str(out), name="logs")
     # The opening of the novel: dialogue, quotes and line breaks, where the paper's quote and line cells show up.
-    monitor = LSTMActivationMonitor(probe_texts=[data.corpus.text(0, PROBE_CHARS)], every_n_train_steps=500)
+    # The report and the cell-text figure open on the units that best track those two features.
+    monitor = LSTMActivationMonitor(
+        probe_texts=[data.corpus.text(0, PROBE_CHARS)],
+        every_n_train_steps=500,
+        features=["inside_quotes", "position_in_line"],
+    )
     # Fixed names, overwritten by a rerun, so that the summary's paths stay the same from one run to the next.
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints",
