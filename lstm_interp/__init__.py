@@ -4,6 +4,7 @@ from lstm_interp.analysis import explain_unit, find_cells, gate_saturation
 from lstm_interp.callbacks import LSTMActivationMonitor
 from lstm_interp.config import CharLSTMConfig, ConfigError
 from lstm_interp.data import BUNDLED_CORPORA, CharDataModule, EncodedCorpus
+from lstm_interp.hub import load_pretrained, push_to_hub
 from lstm_interp.metrics import BitsPerCharacter
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.models.char_lstm_module import CharLSTMModule
@@ -30,6 +31,8 @@ __all__ = [
     "explain_unit",
     "find_cells",
     "gate_saturation",
+    "load_pretrained",
+    "push_to_hub",
     "trace",
     "trace_rnn",
     "write_html_report",

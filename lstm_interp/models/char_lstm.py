@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import Union
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub import HfApi, PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -32,6 +38,11 @@ LayerState = Union[tuple[Tensor, Tensor], Tensor]  # noqa: UP007 (a runtime alia
 State = list[LayerState]
 
 _RNN_CLASSES: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+class RepoUnavailableError(FileNotFoundError):
+    """A Hub repo (or revision) that does not exist or is not accessible, or a Hub that cannot be reached while the
+    file is not cached. Unlike a file missing from a repo that exists, this is what a fallback may recover from."""
 
 
 class CharLSTM(
@@ -231,8 +242,13 @@ class CharLSTM(
     ) -> CharLSTM:
         """Load a model saved with :meth:`save_pretrained`, from a local folder or a Hub repo id.
 
+        Weights stored in another floating dtype (float16, say) are cast to the model's float32 parameters.
+
         Raises:
-            FileNotFoundError: if the folder, repo or one of the three files is missing (the message names it).
+            RepoUnavailableError: (a ``FileNotFoundError``) if the Hub repo or revision does not exist or is not
+                accessible, or the Hub cannot be reached (or ``HF_HUB_OFFLINE`` is set) and the file is not cached.
+            FileNotFoundError: if the folder, or one of the three files in the folder or repo, is missing (the
+                message names the file and the folder or repo).
             ConfigError | VocabularyError: if ``config.json`` / ``vocab.json`` is malformed or from another version.
             ValueError: if ``model.safetensors`` is truncated, corrupted, or does not fit the config.
         """
@@ -241,18 +257,26 @@ class CharLSTM(
             name: _resolve_file(source, name, revision, cache_dir, force_download, local_files_only, token)
             for name in (CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME)
         }
-        config = CharLSTMConfig.load(files[CONFIG_NAME])
-        vocab = CharVocab.load(files[VOCAB_NAME])
-        model = cls(config, vocab)
-        weights_path = files[WEIGHTS_NAME]
+        from_hub = not os.path.isdir(source)
         try:
-            state = load_file(str(weights_path), device=str(map_location))
+            config = CharLSTMConfig.load(files[CONFIG_NAME])
+            vocab = CharVocab.load(files[VOCAB_NAME])
+        except (ConfigError, VocabularyError) as err:
+            if not from_hub:  # the message already names the file in the folder
+                raise
+            raise type(err)(f"Hub repo {source!r} (revision {revision or 'main'!r}): {err}") from err
+        model = cls(config, vocab)
+        weights = repr(str(files[WEIGHTS_NAME]))
+        if from_hub:
+            weights = f"{WEIGHTS_NAME} of Hub repo {source!r} (revision {revision or 'main'!r}, cached at {weights})"
+        try:
+            state = load_file(str(files[WEIGHTS_NAME]), device=str(map_location))
         except (SafetensorError, OSError) as err:
-            raise ValueError(f"weights file {str(weights_path)!r} is corrupted or truncated: {err}") from err
+            raise ValueError(f"weights file {weights} is corrupted or truncated: {err}") from err
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as err:
-            raise ValueError(f"weights file {str(weights_path)!r} does not match {CONFIG_NAME}: {err}") from err
+            raise ValueError(f"weights file {weights} does not match {CONFIG_NAME}: {err}") from err
         model.to(map_location)
         model.eval()
         return model
@@ -287,11 +311,49 @@ def _resolve_file(
                 token=token,
             )
         )
-    except EntryNotFoundError as err:
-        raise FileNotFoundError(f"{filename} is missing from the Hub repo {source!r}: {err}") from err
-    except RepositoryNotFoundError as err:
-        raise FileNotFoundError(f"Hub repo {source!r} not found (or {filename} missing from it): {err}") from err
-    except LocalEntryNotFoundError as err:
-        raise FileNotFoundError(
-            f"{filename} of {source!r} is not cached and the Hub cannot be reached (offline?): {err}"
+    except LocalEntryNotFoundError as err:  # first: it is also an EntryNotFoundError
+        raise RepoUnavailableError(
+            f"{filename} of Hub repo {source!r} is not cached and the Hub cannot be reached "
+            f"(offline, or HF_HUB_OFFLINE set?): {_first_line(err)}"
         ) from err
+    except EntryNotFoundError as err:
+        raise FileNotFoundError(f"{filename} is missing from the Hub repo {source!r}: {_first_line(err)}") from err
+    except GatedRepoError as err:  # first: it is also a RepositoryNotFoundError
+        raise RepoUnavailableError(
+            f"Hub repo {source!r} is gated: accept its conditions on the Hub and pass a token ({filename})"
+        ) from err
+    except RevisionNotFoundError as err:
+        raise RepoUnavailableError(f"revision {revision!r} not found in Hub repo {source!r} ({filename})") from err
+    except RepositoryNotFoundError as err:
+        # Some Hub-compatible servers (olah) answer a missing *file* with RepoNotFound: ask about the repo itself.
+        found = _repo_status(source, revision, token)
+        if found == "file missing":
+            raise FileNotFoundError(
+                f"{filename} is missing from the Hub repo {source!r} (revision {revision or 'main'!r})"
+            ) from err
+        if found == "revision missing":
+            raise RepoUnavailableError(f"revision {revision!r} not found in Hub repo {source!r} ({filename})") from err
+        raise RepoUnavailableError(
+            f"Hub repo {source!r} not found, or private and no valid token given (reading {filename}): "
+            f"{_first_line(err)}"
+        ) from err
+
+
+def _repo_status(source: str, revision: str | None, token: str | bool | None) -> str:
+    """After a RepoNotFound answer: ``"file missing"``, ``"revision missing"`` or ``"repo missing"``."""
+    api = HfApi()
+    for probe, found in ((revision or "main", "file missing"), ("main", "revision missing")):
+        if found == "revision missing" and revision in (None, "main"):
+            break
+        try:
+            api.repo_info(source, revision=probe, token=token)
+            return found
+        except Exception:  # a best-effort probe: any failure counts as "not found"
+            continue
+    return "repo missing"
+
+
+def _first_line(err: BaseException) -> str:
+    """The gist of a huggingface_hub error: its first two non-empty lines ("404 Client Error. Entry Not Found ...")."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:2]) or type(err).__name__

@@ -1,0 +1,117 @@
+"""Publish a model to the Hugging Face Hub: its files, a freshly rendered model card, all in one commit."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from huggingface_hub import CommitOperationAdd, HfApi
+
+from lstm_interp.hub.model_card import RESULTS_NAME, save_model_card
+from lstm_interp.models.char_lstm import CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, CharLSTM
+
+IMAGES_DIR = "images"
+IMAGE_SUFFIXES = (".png",)
+DEFAULT_COMMIT_MESSAGE = "Upload lstm_interp model"
+
+
+def push_to_hub(
+    model_or_dir: CharLSTM | str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | bool | None = None,
+    create_pr: bool = False,
+    dtype: torch.dtype | None = None,
+) -> str:
+    """Upload a model to a Hub repo in one commit, creating the repo (and the branch) if needed.
+
+    The commit holds ``config.json``, ``vocab.json``, ``model.safetensors`` and a ``README.md`` model card rendered
+    by :func:`~lstm_interp.hub.make_model_card` (a model without ``results.json`` gets a minimal card), plus the
+    folder's ``results.json`` and ``images/*.png`` if it has them. A folder is loaded first, so that a broken model
+    is refused before anything is uploaded. The Hub is the one of ``HF_ENDPOINT`` (default huggingface.co).
+
+    Args:
+        model_or_dir: a :class:`~lstm_interp.CharLSTM`, or a folder written by ``save_pretrained`` (such as
+            ``model_cards/novel``).
+        repo_id: ``"org/name"`` of the Hub repo.
+        private: create the repo private (ignored if it exists already: its visibility is left alone).
+        revision: the branch to commit to (created from ``main`` if missing); default ``main``.
+        commit_message: the commit's summary line (default: ``"Upload lstm_interp model"``).
+        token: a Hub token with write access (default: ``HF_TOKEN`` or the saved login).
+        create_pr: open a pull request with the commit instead of committing to the branch.
+        dtype: store the weights in this floating dtype (``torch.float16`` halves the file); default: as they are.
+
+    Returns:
+        The URL of the commit (of the pull request with ``create_pr=True``).
+
+    Raises:
+        FileNotFoundError, ValueError: if the folder is not a loadable model (see ``CharLSTM.from_pretrained``), or
+            ``dtype`` is not a floating dtype.
+        huggingface_hub.errors.HfHubHTTPError: if the Hub refuses a request (no token, no write access, ...).
+
+    Example::
+
+        >>> push_to_hub("model_cards/novel", "me/char-lstm-war-and-peace", private=True)  # doctest: +SKIP
+        'https://huggingface.co/me/char-lstm-war-and-peace/commit/0d1f...'
+    """
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise ValueError(f"`dtype` must be a floating torch.dtype such as torch.float16, or None, got {dtype!r}")
+    if not isinstance(model_or_dir, (CharLSTM, str, os.PathLike)):
+        raise TypeError(f"`model_or_dir` must be a CharLSTM or a model folder, got {type(model_or_dir).__name__}")
+    api = HfApi(token=token)
+    with tempfile.TemporaryDirectory(prefix="lstm_interp_push_") as tmp:
+        staging = Path(tmp)
+        _stage(model_or_dir, staging, dtype, repo_id)
+        operations = [
+            CommitOperationAdd(path_in_repo=path.relative_to(staging).as_posix(), path_or_fileobj=str(path))
+            for path in _files_to_upload(staging)
+        ]
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+        repo_id = repo_url.repo_id or repo_id
+        if revision not in (None, "main") and not create_pr:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
+            revision=revision,
+            create_pr=create_pr,
+        )
+    return commit.pr_url if create_pr and commit.pr_url else commit.commit_url
+
+
+def _stage(model_or_dir: CharLSTM | str | os.PathLike, staging: Path, dtype: torch.dtype | None, repo_id: str) -> None:
+    """Write into ``staging`` exactly what the commit will hold, then render the card from it."""
+    if isinstance(model_or_dir, CharLSTM):
+        model = copy.deepcopy(model_or_dir).to(dtype) if dtype is not None else model_or_dir
+        model._save_pretrained(staging)  # the three files; the mixin's generic card is not wanted
+    else:
+        source = Path(model_or_dir)
+        model = CharLSTM.from_pretrained(source)  # refuse a broken model before uploading anything
+        if dtype is not None:
+            model.to(dtype)._save_pretrained(staging)
+        else:
+            for name in (CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME):
+                shutil.copyfile(source / name, staging / name)
+        if (source / RESULTS_NAME).is_file():
+            shutil.copyfile(source / RESULTS_NAME, staging / RESULTS_NAME)
+        for image in sorted((source / IMAGES_DIR).glob("*")):
+            if image.suffix.lower() in IMAGE_SUFFIXES and image.is_file():
+                (staging / IMAGES_DIR).mkdir(exist_ok=True)
+                shutil.copyfile(image, staging / IMAGES_DIR / image.name)
+    save_model_card(staging, repo_id=repo_id)
+
+
+def _files_to_upload(staging: Path) -> list[Path]:
+    """The model's files first, then the card, results and images: a stable order for the commit."""
+    names = [CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, "README.md", RESULTS_NAME]
+    files = [staging / name for name in names if (staging / name).is_file()]
+    images = sorted((staging / IMAGES_DIR).glob("*")) if (staging / IMAGES_DIR).is_dir() else []
+    return files + images

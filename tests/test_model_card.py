@@ -1,0 +1,162 @@
+"""Model cards rendered from a folder's config.json and results.json (``lstm_interp.hub.model_card``)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab
+from lstm_interp.hub import PRETRAINED, make_model_card, save_model_card
+
+ROOT = Path(__file__).resolve().parents[1]
+CARDS = sorted(p.parent.name for p in (ROOT / "model_cards").glob("*/config.json"))
+
+RESULTS = {
+    "name": "novel",
+    "repo_id": "lstm-interp/char-lstm-war-and-peace",
+    "license": "mit",
+    "dataset": {
+        "name": "War and Peace (Maude translation)",
+        "license": "public domain",
+        "source": "https://www.gutenberg.org/ebooks/2600",
+        "split": [0.8, 0.1, 0.1],
+        "characters": 3196211,
+    },
+    "metrics": {
+        "test_loss_nats": 1.3012,
+        "test_bpc": 1.8773,
+        "val_loss_nats": 1.29,
+        "test_loss_nats_float32": 1.3009,
+        "ngram_order": 20,
+        "ngram_test_nats": 1.45,
+        "paper_lstm_nats": 1.077,
+        "paper_ngram20_nats": 1.195,
+        "target_nats": 1.25,
+    },
+    "training": {
+        "steps": 20000,
+        "time_s": 5432.0,
+        "hardware": "1x NVIDIA H100",
+        "precision": "bf16-mixed",
+        "config": "configs/novel.yaml",
+        "learning_curve": "images/learning_curve.png",
+    },
+    "cells": [
+        {"feature": "inside_quotes", "layer": 1, "unit": 3, "quantity": "cell", "metric": "auc", "score": 0.93,
+         "sign": -1, "target": 0.9, "met": True, "image": "images/inside_quotes.png"},
+        {"feature": "line_position", "layer": 0, "unit": 7, "quantity": "cell", "metric": "pearson", "score": 0.61,
+         "sign": 1, "target": 0.8, "met": False},
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    vocab = CharVocab.from_text('The "quoted" text\n')
+    model = CharLSTM(CharLSTMConfig(vocab_size=len(vocab), num_layers=2, hidden_size=8, embedding_size=4), vocab)
+    folder = tmp_path / "novel"
+    model.half().save_pretrained(folder)
+    (folder / "README.md").unlink()  # the mixin's card
+    return folder
+
+
+@pytest.fixture
+def full_dir(model_dir: Path) -> Path:
+    (model_dir / "images").mkdir()
+    for name in ("learning_curve.png", "inside_quotes.png"):
+        (model_dir / "images" / name).write_bytes(b"\x89PNG\r\n\x1a\n")
+    (model_dir / "results.json").write_text(json.dumps(RESULTS))
+    return model_dir
+
+
+def test_minimal_card_without_results(model_dir):
+    card = make_model_card(model_dir, repo_id="me/tiny")
+    text = str(card)
+    assert card.data.library_name == "lstm_interp" and "char-rnn" in card.data.tags
+    assert card.data.eval_results is None and card.data.license is None
+    assert "## Configuration" in text and "| `hidden_size` | 8 |" in text and "stored as float16" in text
+    assert 'load_pretrained("me/tiny")' in text and '"The "' in text
+    for absent in ("## Data", "## Results", "## Training", "## Interpretable cells", "\n\n\n"):
+        assert absent not in text
+
+
+def test_full_card_has_every_section_and_model_index(full_dir):
+    card = make_model_card(full_dir)
+    text = str(card)
+    assert card.data.license == "mit" and card.data.datasets == ["war-and-peace-maude-translation"]
+    assert "novel" in card.data.tags and card.data.pipeline_tag == "text-generation"
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert values == {"cross_entropy": 1.3012, "bits_per_character": 1.8773}
+    assert card.data.model_name == "char-lstm-war-and-peace"
+    assert "# lstm-interp/char-lstm-war-and-peace" in text
+    assert "| characters | 3,196,211 |" in text and "80 / 10 / 10 %" in text
+    assert "| **this model** (weights as stored) | 1.301 | 1.877 |" in text
+    assert "| paper: best LSTM (Karpathy et al. 2015) | 1.077 | 1.554 |" in text
+    assert "20-gram, interpolated modified Kneser–Ney" in text and "| paper: 20-gram | 1.195 |" in text
+    assert "Target: at most 1.250 nats/char on the test split: **missed**." in text
+    assert "| training time | 1 h 30 min |" in text and "![learning curve" in text
+    assert "| `inside_quotes` | 1 | 3 | cell | − | auc | 0.930 | 0.90 | met |" in text
+    assert "| missed (best 0.610) |" in text and "(images/inside_quotes.png)" in text
+    assert 'load_pretrained("novel")' in text and "\n\n\n" not in text
+
+
+def test_usage_names_the_repo_when_pushed_elsewhere(full_dir):
+    assert PRETRAINED["novel"] == RESULTS["repo_id"]
+    text = str(make_model_card(full_dir, repo_id="me/my-copy"))
+    assert 'load_pretrained("me/my-copy")' in text and "# me/my-copy" in text
+
+
+def test_save_model_card_writes_readme_that_loads_back(full_dir):
+    path = save_model_card(full_dir)
+    assert path == full_dir / "README.md"
+    assert path.read_text() == str(make_model_card(full_dir))
+    assert not list(full_dir.glob(".README.md.*"))  # the atomic write left no temporary file
+    loaded = ModelCard.load(path)
+    assert loaded.data.library_name == "lstm_interp"
+    assert {r.metric_type for r in loaded.data.eval_results} == {"cross_entropy", "bits_per_character"}
+
+
+@pytest.mark.parametrize(
+    ("patch", "error", "match"),
+    [
+        ({"metrics": {"test_loss_nats": "1.3"}}, ValueError, r"`metrics\.test_loss_nats` must be a number, got '1\.3'"),
+        ({"cells": [{"feature": "x", "layer": 1.5}]}, ValueError, r"`cells\[0\]\.layer` must be an integer"),
+        ({"cells": [{"met": "yes"}]}, ValueError, r"`cells\[0\]\.met` must be true or false"),
+        ({"dataset": {"split": [0.8, "x"]}}, ValueError, r"`dataset\.split` must be a list of numbers"),
+        ({"training": []}, ValueError, r"`training` must be a JSON object"),
+        ({"training": {"learning_curve": "images/none.png"}}, FileNotFoundError, r"names 'images/none\.png'"),
+        ({"training": {"learning_curve": "../escape.png"}}, ValueError, r"must be a path inside the model folder"),
+    ],
+)
+def test_bad_results_are_reported_by_key(model_dir, patch, error, match):
+    (model_dir / "results.json").write_text(json.dumps(patch))
+    with pytest.raises(error, match=match):
+        make_model_card(model_dir)
+
+
+def test_truncated_results_json_is_reported(model_dir):
+    (model_dir / "results.json").write_text(json.dumps(RESULTS)[:50])
+    with pytest.raises(ValueError, match=r"results\.json.* is not valid JSON"):
+        make_model_card(model_dir)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        make_model_card(model_dir / "nowhere")
+
+
+def test_template_ships_in_the_pretrained_package():
+    packaged = resources.files("lstm_interp.pretrained").joinpath("template.md").read_text(encoding="utf-8")
+    assert packaged == (ROOT / "model_cards" / "template.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", CARDS)
+def test_committed_cards_are_rendered_from_their_files(name):
+    """model_cards/<name>/README.md is what save_model_card makes of its config.json and results.json."""
+    folder = ROOT / "model_cards" / name
+    assert (folder / "README.md").read_text(encoding="utf-8") == str(make_model_card(folder)), (
+        f"regenerate it: python -c 'from lstm_interp.hub import save_model_card; save_model_card(\"{folder}\")'"
+    )
