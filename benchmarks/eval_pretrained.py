@@ -41,6 +41,7 @@ from lstm_interp import CharLSTM, EncodedCorpus, find_cells, trace
 from lstm_interp._io import atomic_write_text
 from lstm_interp.cli.sample import load_model
 from lstm_interp.features import compute_feature
+from lstm_interp.hub.model_card import save_model_card
 from lstm_interp.plots import plot_cell_text, save_figure
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,6 +207,7 @@ def main() -> None:
     parser.add_argument("--prime", type=int, default=500)
     parser.add_argument("--heldout", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--note", action="append", default=[], help="a sentence for the card's Notes (repeatable)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     name, out = args.name, args.out or REPO / "model_cards" / args.name
@@ -268,16 +270,22 @@ def main() -> None:
             "learning_curve": "images/learning_curve.png",
             "val_curve": curve["val_curve"],
         },
-        "heldout": f"the first {len(heldout):,} characters of the test part",
         "cells": cells,
+        "notes": [
+            f"Test and validation losses: each part is cut into {args.streams} contiguous pieces scored as one batch, "
+            f"each piece primed (unscored) on the {args.prime} characters before it; float32 arithmetic. With the "
+            f"weights rounded to float16, as stored here, the test loss is {test16:.4f} against {test32:.4f} in "
+            f"float32 ({test16 - test32:+.5f} nats).",
+            f"Our n-grams are interpolated modified Kneser-Ney models fitted on the same train part (best order "
+            f"{ngram_best_order}: {ngram_best:.4f} nats/char; 20-gram: {ngram20:.4f}); see benchmarks/RESULTS.md.",
+            f"Cells were searched on held-out text: the first {len(heldout):,} characters of the test part, every "
+            "unit of every layer, cell state c (not tanh(c)); the pictures show the 400 characters of that text where "
+            "the feature changes most.",
+            *args.note,
+        ],
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
-    try:
-        from lstm_interp.hub.model_card import write_model_card
-    except ImportError:
-        print("lstm_interp.hub.model_card is not there yet: README.md not rendered")
-    else:
-        write_model_card(out)
+    save_model_card(out)
     print(f"wrote {out}")
 
 

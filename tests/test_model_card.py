@@ -52,6 +52,7 @@ RESULTS = {
         {"feature": "line_position", "layer": 0, "unit": 7, "quantity": "cell", "metric": "pearson", "score": 0.61,
          "sign": 1, "target": 0.8, "met": False},
     ],
+    "notes": ["Scored in 64 primed streams.", "The line cell missed its target."],
 }  # fmt: skip
 
 
@@ -82,7 +83,7 @@ def test_minimal_card_without_results(model_dir):
     assert card.data.eval_results is None and card.data.license is None
     assert "## Configuration" in text and "| `hidden_size` | 8 |" in text and "stored as float16" in text
     assert 'load_pretrained("me/tiny")' in text and '"The "' in text
-    for absent in ("## Data", "## Results", "## Training", "## Interpretable cells", "\n\n\n"):
+    for absent in ("## Data", "## Results", "## Training", "## Interpretable cells", "## Notes", "\n\n\n"):
         assert absent not in text
 
 
@@ -104,6 +105,7 @@ def test_full_card_has_every_section_and_model_index(full_dir):
     assert "| `inside_quotes` | 1 | 3 | cell | − | auc | 0.930 | 0.90 | met |" in text
     assert "| missed (best 0.610) |" in text and "(images/inside_quotes.png)" in text
     assert 'load_pretrained("novel")' in text and "\n\n\n" not in text
+    assert "## Notes\n\n- Scored in 64 primed streams.\n- The line cell missed its target.\n" in text
 
 
 def test_usage_names_the_repo_when_pushed_elsewhere(full_dir):

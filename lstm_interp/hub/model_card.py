@@ -25,11 +25,13 @@ a folder holding only ``config.json``, ``vocab.json`` and ``model.safetensors`` 
       "training": {"steps": 20000, "time_s": 5400.0, "hardware": "1x NVIDIA H100", "precision": "bf16-mixed",
                    "config": "configs/novel.yaml", "learning_curve": "images/learning_curve.png"},
       "cells": [{"feature": "inside_quotes", "layer": 2, "unit": 37, "quantity": "cell", "metric": "auc",
-                 "score": 0.93, "sign": 1, "target": 0.9, "met": true, "image": "images/inside_quotes.png"}]
+                 "score": 0.93, "sign": 1, "target": 0.9, "met": true, "image": "images/inside_quotes.png"}],
+      "notes": ["How the test loss was measured ...", "Why a target was missed ..."]
     }
 
 Numbers are JSON numbers (nats are natural-log cross-entropy per character); ``score`` is the best score found
 for the feature, ``met`` whether it reached ``target``; image paths are relative to the folder and must exist.
+``notes`` are Markdown sentences listed in a "Notes" section (how things were measured, what fell short).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ _SCHEMA: dict[str, Any] = {
     },
     "training": {"steps": _INT, "time_s": _NUMBER, "hardware": _STR, "precision": _STR, "config": _STR},
     "cells": _LIST,
+    "notes": _LIST,
 }
 _TRAINING_IMAGE = "learning_curve"
 _CELL_SCHEMA = {
@@ -147,6 +150,7 @@ def make_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None)
         "target": _target(metrics),
         "training": _training_section(results.get("training", {}), folder),
         "cells": [_cell_row(cell, folder, i) for i, cell in enumerate(results.get("cells", []))],
+        "notes": [str(note) for note in results.get("notes", [])],
         "load_argument": json.dumps(load_argument),
         "short_name": load_argument == results.get("name"),
         "prompt": json.dumps(_prompt(results.get("prompt"), vocab)),
