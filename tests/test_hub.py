@@ -200,15 +200,17 @@ def test_offline_loads_from_cache_and_explains_what_is_not_cached(online, olah_h
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_model_loads_with_unreachable_hub(name, tmp_path):
-    """The real bundled copy (once model_cards/<name>/ holds weights): Hub unreachable -> bundled, one log line.
+    """The real bundled copy (model_cards/<name>/): Hub unreachable, or offline -> bundled copy, one log line.
 
-    huggingface_hub retries a refused connection for about 20 s before giving up; HF_HUB_OFFLINE=1 skips that.
+    huggingface_hub retries a refused connection for about 20 s before giving up, so the first model meets a closed
+    port and the others ``HF_HUB_OFFLINE=1``, which also falls back, at once.
     """
     from hub_server import free_port
 
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    extra = {} if name == BUNDLED[0] else {"HF_HUB_OFFLINE": "1"}
     step = {"op": "load", "source": name, "reference": str(ROOT / "model_cards" / name)}
-    (result,) = run_client([step], hub_env(endpoint, tmp_path / "hf_home"))
+    (result,) = run_client([step], hub_env(endpoint, tmp_path / "hf_home", **extra))
     assert result["ok"] and result["equal"] and result["dtype"] == "float32", result
     (line,) = result["logs"]
     assert "unavailable" in line and f"copy of {name!r} bundled" in line

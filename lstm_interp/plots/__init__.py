@@ -4,16 +4,22 @@ Every function returns a :class:`~matplotlib.figure.Figure`; write it with :func
 logger (TensorBoard's ``add_figure``).
 """
 
+from lstm_interp.plots.brace_study import plot_brace_study
 from lstm_interp.plots.cell_heatmap import plot_cell_heatmap
 from lstm_interp.plots.cell_text import plot_cell_text
+from lstm_interp.plots.class_loss import plot_class_loss
+from lstm_interp.plots.error_breakdown import plot_error_breakdown
 from lstm_interp.plots.gate_saturation import plot_gate_saturation
 from lstm_interp.plots.saturation_history import plot_saturation_history
 from lstm_interp.plots.save import save_figure
 from lstm_interp.plots.topk_predictions import plot_topk_predictions
 
 __all__ = [
+    "plot_brace_study",
     "plot_cell_heatmap",
     "plot_cell_text",
+    "plot_class_loss",
+    "plot_error_breakdown",
     "plot_gate_saturation",
     "plot_saturation_history",
     "plot_topk_predictions",

@@ -53,6 +53,7 @@ def write_html_report(
     feature_matches: FeatureMatches | None = None,
     step: int | None = None,
     quantities: Sequence[str] | None = None,
+    open_on: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write an interactive HTML page showing the activations of ``traces`` over their texts.
 
@@ -70,6 +71,9 @@ def write_html_report(
         step: the training step the traces were taken at, shown in the header.
         quantities: which quantities to embed (``"cell"``, ``"hidden"``, gate names); ``None`` embeds every one the
             traces hold. Each costs about ``T * H * layers`` bytes, so restrict it for long probes.
+        open_on: the unit the page shows when it opens, e.g. the best match of a feature:
+            ``{"layer": "layers.1", "unit": 37}``, optionally with ``quantity`` and ``probe``, checked like a
+            feature match. ``None`` opens on the most variable unit of the first layer's cell state.
 
     Returns:
         The path written.
@@ -77,7 +81,8 @@ def write_html_report(
     Raises:
         TypeError: an element of ``traces`` is not a :class:`Trace`.
         ValueError: no traces, ``top_k`` or ``top_units`` < 1, an unknown quantity, a trace with nothing to show,
-            a vocabulary whose size differs from ``log_probs``, or a feature match naming an unknown layer or unit.
+            a vocabulary whose size differs from ``log_probs``, or a feature match or ``open_on`` naming an unknown
+            layer or unit.
 
     Example::
 
@@ -114,6 +119,8 @@ def write_html_report(
     probes = [_probe(i, tr, chars, quantities, top_k, top_units, add_blob) for i, tr in enumerate(traces)]
     features = _features(feature_matches, probes)
     meta = {"step": step, "vocab": chars, "probes": probes, "features": features}
+    if open_on is not None:
+        meta["open"] = _features({"open_on": [open_on]}, probes)[0]["matches"][0]
 
     template = _asset("template.html")
     subtitle = _subtitle(traces, step)

@@ -371,13 +371,20 @@
     }
     wire();
     renderFeatures();
+    const open = meta.open; // a unit chosen by the writer (e.g. the best match of a feature), else none
+    if (open && open.probe !== undefined && meta.probes[open.probe]) {
+      state.probe = open.probe;
+      ui.probe.value = String(open.probe);
+    }
     renderProbe();
-    fill(ui.layer, probe().layers.map((l) => l.name), 0);
+    state.layer = open ? Math.max(0, probe().layers.findIndex((l) => l.name === open.layer)) : 0;
+    fill(ui.layer, probe().layers.map((l) => l.name), state.layer);
     const names = layer().quantities.map((q) => q.name);
-    const first = Math.max(0, names.indexOf("cell"));
+    const first = Math.max(0, names.indexOf(open && open.quantity ? open.quantity : "cell"));
     fill(ui.quantity, names, first);
     const top = layer().quantities[first].top;
-    setQuantity(first, top.length ? top[0][0] : 0); // open on the most variable unit: something to see at once
+    // Open on the chosen unit, else on the most variable one: something to see at once.
+    setQuantity(first, open ? open.unit : top.length ? top[0][0] : 0);
   } catch (error) {
     fail(error);
   }
