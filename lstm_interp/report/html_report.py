@@ -120,7 +120,10 @@ def write_html_report(
     features = _features(feature_matches, probes)
     meta = {"step": step, "vocab": chars, "probes": probes, "features": features}
     if open_on is not None:
-        meta["open"] = _features({"open_on": [open_on]}, probes)[0]["matches"][0]
+        try:  # checked like a feature match, and named as what it is
+            meta["open"] = _features({"open_on": [open_on]}, probes)[0]["matches"][0]
+        except ValueError as err:
+            raise ValueError(str(err).replace("feature 'open_on'", "`open_on`")) from None
 
     template = _asset("template.html")
     subtitle = _subtitle(traces, step)

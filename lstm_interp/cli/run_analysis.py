@@ -1,0 +1,361 @@
+"""``run_analysis(model, text, out_dir)``: everything ``lstm-interp analyze`` writes, as a library function.
+
+One pass of the model over the text (in segments, the state carried across) yields the per-layer cell state (the
+hidden state for a GRU or RNN), gate-saturation counts and the log-probability of every character; from them:
+
+- ``cells.json``: for every feature, its ``top`` units by :func:`~lstm_interp.analysis.find_cells`;
+- ``figures/cell_text_<feature>.png``: the best unit of each feature over the text, where the feature changes;
+- ``gate_saturation.json`` and ``figures/gate_saturation.png``: the paper's Section 4.2;
+- ``report.html``: the interactive page on the first ``report_chars`` characters, listing the feature matches and
+  opening on the best unit of the first feature;
+- with a baseline text: ``comparison.json`` and ``figures/class_loss.png``, ``figures/brace_study.png`` (when the
+  text has matched braces), ``figures/error_breakdown.png`` (when the model makes errors): the paper's Sections
+  4.3-4.4, see :mod:`lstm_interp.comparison`.
+
+Memory: the stored cell states (``T * H * layers * 4`` bytes: 410 MB for 100,000 characters of a 2x512 LSTM) plus
+one segment's gates; the page and the figures use short windows of the text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lstm_interp._io import atomic_write_text
+from lstm_interp.analysis import CellTable, GateSaturation, find_cells
+from lstm_interp.cli._analysis_pass import SATURATION_HIGH, SATURATION_LOW, one_pass
+from lstm_interp.comparison import (
+    NGramBaseline,
+    NoMatchedBracesError,
+    brace_study,
+    class_loss,
+    error_breakdown,
+)
+from lstm_interp.features import FEATURES, Feature, compute_feature, get_feature
+from lstm_interp.models.char_lstm import CharLSTM
+from lstm_interp.plots import (
+    plot_brace_study,
+    plot_cell_text,
+    plot_class_loss,
+    plot_error_breakdown,
+    plot_gate_saturation,
+    save_figure,
+)
+from lstm_interp.report import write_html_report
+from lstm_interp.tracing import Trace, trace
+
+DEFAULT_NGRAM_ORDER = 9
+ORACLE_ORDERS = tuple(range(1, 10))  # the paper's n-gram oracles
+Log = Callable[[str], None]
+
+
+def run_analysis(
+    model: CharLSTM,
+    text: str,
+    out_dir: str | os.PathLike,
+    *,
+    features: Sequence[str | Feature] | None = None,
+    baseline_text: str | None = None,
+    ngram_order: int = DEFAULT_NGRAM_ORDER,
+    top: int = 10,
+    report_chars: int = 2000,
+    figure_chars: int = 800,
+    segment_chars: int = 8192,
+    title: str | None = None,
+    log: Log | None = None,
+) -> Path:
+    """Find the units that track each feature, measure gate saturation, and compare with an n-gram baseline.
+
+    Args:
+        model: the network (``CharLSTM.from_pretrained(folder)``, say).
+        text: the text to analyse; every character must be in the model's vocabulary.
+        out_dir: the folder to write (created; files in it are replaced, each atomically).
+        features: feature names or :class:`~lstm_interp.features.Feature` s. ``None``: every registered feature,
+            where those constant on this text are skipped (and listed in ``cells.json``); a feature named here
+            that is constant on the text is an error.
+        baseline_text: the n-gram's training text (use the LSTM's training text); enables the comparison.
+        ngram_order: the baseline n-gram's order. The n-gram oracles of the error breakdown use orders 1-9 and
+            this one (those no longer than the baseline text).
+        top: units listed per feature in ``cells.json`` and on the page.
+        report_chars: characters of the text shown on the HTML page.
+        figure_chars: characters of the text in each cell-text figure.
+        segment_chars: characters traced at a time.
+        title: the page title (default: names the text's length).
+        log: called with progress lines and the summary tables (``print``, say); ``None`` is silent.
+
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: a text of fewer than 2 characters or outside the vocabulary (``VocabularyError``), an
+            unknown feature (``UnknownFeatureError``, listing the known ones), a chosen feature that is constant
+            on the text, an empty baseline text or an ``ngram_order`` below 1 or above its length, bad sizes.
+    """
+    say = log or (lambda line: None)
+    if not isinstance(model, CharLSTM):
+        raise TypeError(f"`model` must be a CharLSTM, got {type(model).__name__}")
+    if not isinstance(text, str):
+        raise TypeError(f"`text` must be a string, got {type(text).__name__}")
+    if len(text) < 2:
+        raise ValueError(f"the text must have at least 2 characters (the first has no prediction), got {text!r}")
+    for name, value in (
+        ("top", top),
+        ("report_chars", report_chars),
+        ("figure_chars", figure_chars),
+        ("segment_chars", segment_chars),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+    _check_baseline(baseline_text, ngram_order)
+    vocab = model._require_vocab()
+    ids = vocab.encode(text)  # fails here, before any work, on characters outside the vocabulary
+    chosen = [get_feature(f) for f in features] if features is not None else list(FEATURES.values())
+    values, skipped = _feature_values(chosen, text, explicit=features is not None)
+    out = Path(out_dir)
+    figures = out / "figures"
+
+    say(f"tracing {len(text):,} characters ({model.config.num_layers}x{model.config.hidden_size} {model.config.cell})")
+    run = one_pass(model, text, ids, segment_chars)
+    quantity = "cell" if model.config.cell == "lstm" else "hidden"
+
+    tables = {name: find_cells(run.states, v, quantity, top, kind=kind) for name, (v, kind) in values.items()}
+    _write_json(out / "cells.json", _cells_json(tables, chosen, skipped, quantity, len(text), top))
+    say(_best_units(tables, skipped))
+    for name, table in tables.items():
+        fig = _cell_text_figure(run.states, table, name, values[name][0], quantity, figure_chars)
+        save_figure(fig, figures / f"cell_text_{_file_name(name)}.png")
+
+    if run.saturation is not None:
+        table_rows = _saturation_rows(run.saturation)
+        integrators = run.saturation.integrators()
+        _write_json(
+            out / "gate_saturation.json",
+            {"table": table_rows, "integrators": integrators, "saturation": run.saturation.to_dict()},
+        )
+        save_figure(plot_gate_saturation(run.saturation), figures / "gate_saturation.png")
+        say(_saturation_text(table_rows, integrators))
+    else:
+        say(f"gate saturation: a {model.config.cell!r} network has no gates")
+
+    matches = {
+        name: [
+            {"layer": r.layer, "unit": r.unit, "quantity": quantity, "score": r.score, "sign": r.sign}
+            for r in table.rows
+        ]
+        for name, table in tables.items()
+    }
+    first = next((rows[0] for rows in matches.values() if rows), None)
+    shown = trace(model, ids[:report_chars])
+    write_html_report(
+        shown,
+        out / "report.html",
+        chars=vocab.chars,
+        title=title or f"lstm_interp analysis of {len(text):,} characters",
+        feature_matches=matches or None,
+        open_on=first,
+    )
+
+    if baseline_text is not None:
+        _compare(text, run.log_probs, baseline_text, ngram_order, vocab.chars, out, say)
+    say(f"wrote {out}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- checks and features
+def _check_baseline(baseline_text: str | None, ngram_order: int) -> None:
+    if isinstance(ngram_order, bool) or not isinstance(ngram_order, int) or ngram_order < 1:
+        raise ValueError(f"`ngram_order` must be an integer >= 1, got {ngram_order!r}")
+    if baseline_text is None:
+        return
+    if not isinstance(baseline_text, str) or not baseline_text:
+        raise ValueError("the baseline text is empty; the n-gram baseline needs a training text")
+    if ngram_order > len(baseline_text):
+        raise ValueError(
+            f"n larger than the text: n-gram order {ngram_order} but the baseline text has {len(baseline_text)} "
+            f"characters; use an order of at most {len(baseline_text)}"
+        )
+
+
+def _feature_values(
+    chosen: list[Feature], text: str, *, explicit: bool
+) -> tuple[dict[str, tuple[np.ndarray, str]], dict[str, str]]:
+    """Each feature's values on the text and kind; features constant on it are skipped, or an error if chosen."""
+    values: dict[str, tuple[np.ndarray, str]] = {}
+    skipped: dict[str, str] = {}
+    for feature in chosen:
+        v = compute_feature(feature, text)
+        if v.min() == v.max():
+            reason = (
+                f"feature {feature.name!r} is constant ({v[0].item()!r}) over all {len(text)} characters of the "
+                "text: its correlation or AUC with any unit is undefined"
+            )
+            if explicit:
+                raise ValueError(f"{reason}; choose a text on which it varies, or leave it out of the features")
+            skipped[feature.name] = reason
+            continue
+        values[feature.name] = (v, feature.kind)
+    return values, skipped
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def _cells_json(
+    tables: dict[str, CellTable], chosen: list[Feature], skipped: dict[str, str], quantity: str, chars: int, top: int
+) -> dict[str, Any]:
+    described = {feature.name: feature for feature in chosen}
+    return {
+        "format_version": 1,
+        "quantity": quantity,
+        "num_chars": chars,
+        "top": top,
+        "features": {
+            name: {
+                "kind": described[name].kind,
+                "description": described[name].description,
+                "rows": [
+                    {
+                        "rank": rank,
+                        "layer": r.layer,
+                        "unit": r.unit,
+                        "score": r.score,
+                        "metric": r.metric,
+                        "sign": r.sign,
+                        "value": r.value,
+                    }
+                    for rank, r in enumerate(table.rows, 1)
+                ],
+            }
+            for name, table in tables.items()
+        },
+        "skipped": skipped,
+    }
+
+
+def _best_units(tables: dict[str, CellTable], skipped: dict[str, str]) -> str:
+    if not tables:
+        return "no feature varies on this text: no units matched"
+    width = max(len(name) for name in tables)
+    lines = ["best unit per feature:"]
+    for name, table in tables.items():
+        r = table.rows[0]
+        lines.append(f"  {name:<{width}}  {r.layer} unit {r.unit:<4}  {r.metric} {r.score:.3f}  sign {r.sign:+d}")
+    if skipped:
+        lines.append(f"  constant on this text, not scored: {', '.join(skipped)}")
+    return "\n".join(lines)
+
+
+def _cell_text_figure(states: Trace, table: CellTable, feature: str, values: np.ndarray, quantity: str, length: int):
+    """The best unit over ``length`` characters, starting a little before the feature first changes."""
+    best = table.rows[0]
+    change = int(np.flatnonzero(values != values[0])[0])
+    start = max(0, min(change - length // 4, len(values) - length))
+    stop = min(len(values), start + length)
+    window = Trace(
+        {f"{best.layer}.{quantity}": states[f"{best.layer}.{quantity}"][start:stop]},
+        text=states.text[start:stop] if states.text is not None else None,
+        tokens=states.tokens[start:stop],
+        cell=states.cell,
+        num_layers=1,
+        layer_names=[best.layer],
+    )
+    fig = plot_cell_text(window, [(best.layer, best.unit)], quantity=quantity)
+    ax = fig.axes[0]
+    ax.set_title(
+        f"{feature}: {ax.get_title(loc='left')}, {best.metric} {best.score:.3f}, characters {start}-{stop - 1}",
+        loc="left",
+        fontsize=ax.title.get_fontsize(),
+    )
+    return fig
+
+
+def _saturation_rows(saturation: GateSaturation) -> list[dict[str, Any]]:
+    summary = saturation.summary()
+    return [
+        {
+            "layer": layer,
+            "gate": gate,
+            "left_saturated": _json_float(summary[f"{layer}/{gate}/left_saturated"]),
+            "right_saturated": _json_float(summary[f"{layer}/{gate}/right_saturated"]),
+        }
+        for layer, gate in saturation.left
+    ]
+
+
+def _saturation_text(rows: list[dict[str, Any]], integrators: dict[str, float]) -> str:
+    lines = [
+        f"gate saturation (fraction of steps < {SATURATION_LOW} / > {SATURATION_HIGH}, mean over units):",
+        f"  {'layer':<10}{'gate':<14}{'left':>8}{'right':>8}",
+    ]
+    fmt = lambda v: "nan" if v is None else f"{v:.3f}"  # noqa: E731
+    for row in rows:
+        lines.append(
+            f"  {row['layer']:<10}{row['gate']:<14}{fmt(row['left_saturated']):>8}{fmt(row['right_saturated']):>8}"
+        )
+    shares = ", ".join(f"{layer} {share:.1%}" for layer, share in integrators.items())
+    lines.append(f"  integrators (memory gate > {SATURATION_HIGH} on more than 90% of steps): {shares}")
+    return "\n".join(lines)
+
+
+def _compare(text: str, lstm: np.ndarray, baseline_text: str, order: int, chars: str, out: Path, say: Log) -> None:
+    """The paper's Sections 4.3-4.4 against an n-gram fitted on ``baseline_text``: JSON and figures."""
+    figures = out / "figures"
+    say(f"fitting n-gram baselines on {len(baseline_text):,} characters")
+    baseline = NGramBaseline.fit(baseline_text, order, chars=chars)
+    ngram = baseline.char_log_probs(text)
+    losses = class_loss(text, lstm, ngram, ngram_order=order)
+    save_figure(plot_class_loss(losses), figures / "class_loss.png")
+    try:
+        braces = brace_study(text, lstm, ngram, ngram_order=order)
+        save_figure(plot_brace_study(braces), figures / "brace_study.png")
+        braces_skipped = None
+    except NoMatchedBracesError as err:
+        braces, braces_skipped = None, str(err)
+    orders = sorted({k for k in ORACLE_ORDERS if k <= len(baseline_text)} | {order})
+    oracles = {
+        k: ngram if k == order else NGramBaseline.fit(baseline_text, k, chars=chars).char_log_probs(text)
+        for k in orders
+    }
+    errors = error_breakdown(text, lstm, ngrams=oracles, train_text=baseline_text)
+    if errors.num_errors:
+        save_figure(plot_error_breakdown(errors), figures / "error_breakdown.png")
+    _write_json(
+        out / "comparison.json",
+        {
+            "format_version": 1,
+            "ngram_order": order,
+            "baseline_chars": len(baseline_text),
+            "num_chars": len(text) - 1,
+            "lstm_loss": float(-lstm.mean()),
+            "ngram_loss": float(-ngram.mean()),
+            "class_loss": losses.to_dict(),
+            "brace_study": braces.to_dict() if braces is not None else None,
+            "brace_study_skipped": braces_skipped,
+            "error_breakdown": errors.to_dict(),
+        },
+    )
+    say(f"loss per character: LSTM {-lstm.mean():.4f} nats, {order}-gram {-ngram.mean():.4f} nats")
+    say(losses.to_markdown())
+    say(
+        braces_skipped
+        or f"closing braces: {len(braces)} matched; mean P('}}') LSTM "
+        f"{braces.lstm_probabilities.mean():.3f}, {order}-gram {braces.ngram_probabilities.mean():.3f}"
+    )
+    say("errors (P < 0.5): " + ", ".join(f"{c.name} {c.count}" for c in errors.categories))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def _json_float(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _file_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "feature"
