@@ -8,14 +8,15 @@ line, reads the files and prints where everything went.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lstm_interp.cli.run_analysis import DEFAULT_NGRAM_ORDER, run_analysis
 from lstm_interp.cli.sample import load_model, positive_int
 from lstm_interp.features import FEATURES, UnknownFeatureError, get_feature
+from lstm_interp.models.char_lstm import CharLSTM
 
-__all__ = ["build_parser", "default_out_dir", "main", "run_analysis"]
+__all__ = ["add_analysis_options", "build_parser", "default_out_dir", "main", "run_analysis", "run_command"]
 
 
 def build_parser(prog: str = "lstm-interp analyze") -> argparse.ArgumentParser:
@@ -35,6 +36,12 @@ def build_parser(prog: str = "lstm-interp analyze") -> argparse.ArgumentParser:
     )
     parser.add_argument("model", metavar="MODEL_DIR", help="a folder written by CharLSTM.save_pretrained")
     parser.add_argument("text_file", type=Path, metavar="TEXT_FILE", help="the UTF-8 text to analyse")
+    add_analysis_options(parser)
+    return parser
+
+
+def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``analyze`` shares with ``explore``: output folder, features, baseline, sizes."""
     parser.add_argument(
         "--out",
         "-o",
@@ -75,7 +82,6 @@ def build_parser(prog: str = "lstm-interp analyze") -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
     )
-    return parser
 
 
 def default_out_dir(model: str, text_file: Path) -> Path:
@@ -112,6 +118,17 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp analyze") -> int:
     args = parser.parse_args(argv)
     if not Path(args.model).exists():
         parser.error(f"argument MODEL_DIR: {args.model!r} does not exist (expected a folder saved by save_pretrained)")
+    return run_command(parser, args, lambda: load_model(args.model), Path(args.model).name)
+
+
+def run_command(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, load: Callable[[], CharLSTM], model_label: str
+) -> int:
+    """Check the shared options of ``args``, load the model with ``load()`` and run the analysis; print the files.
+
+    ``args`` needs ``text_file`` and the options of :func:`add_analysis_options`; ``model_label`` names the model in
+    the default output folder and the page title.
+    """
     if args.features is not None:
         try:
             features = [get_feature(name) for name in dict.fromkeys(args.features)]
@@ -123,8 +140,8 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp analyze") -> int:
         )
     text = _read(parser, args.text_file, "TEXT_FILE")
     baseline = _read(parser, args.baseline_text, "--baseline-text") if args.baseline_text is not None else None
-    out = args.out if args.out is not None else default_out_dir(args.model, args.text_file)
-    model = load_model(args.model)
+    out = args.out if args.out is not None else default_out_dir(model_label, args.text_file)
+    model = load()
     if args.skip_unknown:
         vocab = model._require_vocab()
         kept = "".join(c for c in text if c in vocab)
@@ -140,7 +157,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp analyze") -> int:
         ngram_order=args.ngram_order or DEFAULT_NGRAM_ORDER,
         top=args.top,
         report_chars=args.report_chars,
-        title=f"{Path(args.model).name}: {args.text_file.name}",
+        title=f"{model_label}: {args.text_file.name}",
         log=print,
     )
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())

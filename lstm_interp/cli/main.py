@@ -38,6 +38,7 @@ COMMANDS: dict[str, Command] = {
     "trace": Command("lstm_interp.cli.trace_command", "record every gate, cell and hidden state over a text"),
     "demo": Command("lstm_interp.cli.demo", "train a small model on War and Peace in a few minutes, then sample"),
     "analyze": Command("lstm_interp.cli.analyze", "find interpretable cells in a text and compare with an n-gram"),
+    "explore": Command("lstm_interp.cli.explore", "analyse a pretrained model (novel, code) on a text of yours"),
     "push": Command("lstm_interp.cli.push", "upload a model folder and its model card to the Hugging Face Hub"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
