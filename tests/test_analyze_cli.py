@@ -3,8 +3,6 @@ and a clear error for each kind of bad input."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 from pathlib import Path
@@ -13,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 from browser import launch, open_report
+from cli_run import run_cli as _run
 from matplotlib.image import imread
 
 from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, find_cells, gate_saturation, trace
 from lstm_interp.cli.analyze import run_analysis
-from lstm_interp.cli.main import main
 from lstm_interp.comparison import char_log_probs
 from lstm_interp.features import FEATURES
 from lstm_interp.report import write_html_report
@@ -25,13 +23,6 @@ from lstm_interp.report import write_html_report
 TEXT = 'a{b "ab c"}\n(c {"a b"} ba)\n' * 12  # 11 characters: a b c space " { } ( ) newline
 BASELINE = '{a "b c"} (b a)\n' * 8
 FEATURES_CHOSEN = ["inside_quotes", "brace_depth"]
-
-
-def _run(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

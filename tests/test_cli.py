@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import shutil
 import subprocess
@@ -12,23 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_run import run_cli as _run
 
 from lstm_interp.cli.char_lstm_cli import CharLSTMCLI
-from lstm_interp.cli.main import COMMANDS, main
+from lstm_interp.cli.main import COMMANDS
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing import Trace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEXT = 'The quick brown fox jumps over the lazy dog. "Well," said Pierre, "so it is."\n' * 60
 HIDDEN = 12
-
-
-def _run(argv: list[str]) -> tuple[int, str, str]:
-    """``main(argv)`` with its exit status, stdout and stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
