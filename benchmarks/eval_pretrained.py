@@ -69,6 +69,8 @@ CELL_TARGETS = {
     "novel": [[("inside_quotes", 0.95)], [("position_in_line", 0.7)]],
     "code": [[("inside_comment", 0.9), ("inside_string_literal", 0.9)], [("brace_depth", 0.7), ("paren_depth", 0.7)]],
 }
+# Shown in the card too, without a target: the lecture's other cells.
+EXTRA_CELLS = {"novel": ["chars_to_line_end"], "code": ["inside_if_condition", "indentation"]}
 
 
 @torch.no_grad()
@@ -158,29 +160,28 @@ def interpretable_cells(model: CharLSTM, text: str, name: str, out: Path) -> lis
     """The best cell of each target feature on held-out ``text``, with a picture of each."""
     tr = trace(model, text, names_filter="layers.*.cell")
     cells = []
-    for group in CELL_TARGETS[name]:
-        for feature, target in group:
-            row = find_cells(tr, feature, "cell", top=1).rows[0]
-            values = compute_feature(feature, text)
-            start = best_window(values, 400)
-            fig = plot_cell_text(tr, [(row.layer, row.unit)], start=start, length=400, chars_per_line=80)
-            image = f"images/{feature}.png"
-            save_figure(fig, out / image)
-            plt.close(fig)
-            cells.append(
-                {
-                    "feature": feature,
-                    "layer": int(row.layer.split(".")[-1]),
-                    "unit": row.unit,
-                    "quantity": "cell",
-                    "metric": row.metric,
-                    "score": round(float(row.score), 4),
-                    "sign": int(row.sign),
-                    "target": target,
-                    "met": bool(row.score >= target),
-                    "image": image,
-                }
-            )
+    wanted = [pair for group in CELL_TARGETS[name] for pair in group] + [(f, None) for f in EXTRA_CELLS[name]]
+    for feature, target in wanted:
+        row = find_cells(tr, feature, "cell", top=1).rows[0]
+        values = compute_feature(feature, text)
+        start = best_window(values, 400)
+        fig = plot_cell_text(tr, [(row.layer, row.unit)], start=start, length=400, chars_per_line=80)
+        image = f"images/{feature}.png"
+        save_figure(fig, out / image)
+        plt.close(fig)
+        cell = {
+            "feature": feature,
+            "layer": int(row.layer.split(".")[-1]),
+            "unit": row.unit,
+            "quantity": "cell",
+            "metric": row.metric,
+            "score": round(float(row.score), 4),
+            "sign": int(row.sign),
+            "image": image,
+        }
+        if target is not None:
+            cell |= {"target": target, "met": bool(row.score >= target)}
+        cells.append(cell)
     return cells
 
 
@@ -238,8 +239,8 @@ def main() -> None:
     heldout = corpus.text(test[0], min(test[1], test[0] + args.heldout))
     cells = interpretable_cells(model, heldout, name, out)
     for c in cells:
-        print(f"cell {c['feature']}: layer {c['layer']} unit {c['unit']} {c['metric']} {c['score']:.3f} "
-              f"(target {c['target']}: {'met' if c['met'] else 'missed'})")
+        verdict = f"(target {c['target']}: {'met' if c['met'] else 'missed'})" if "target" in c else "(no target)"
+        print(f"cell {c['feature']}: layer {c['layer']} unit {c['unit']} {c['metric']} {c['score']:.3f} {verdict}")
 
     model.half().save_pretrained(out)  # float16 storage; loading casts back to float32
     ngram_best_order, ngram_best, _, ngram20 = OUR_NGRAM[name]
