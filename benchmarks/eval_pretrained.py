@@ -54,15 +54,18 @@ DATASETS = {
     "novel": {
         "name": "War and Peace (Leo Tolstoy, Maude translation, Project Gutenberg)",
         "license": "public domain",
-        "source": "Karpathy et al.'s warpeace_input.txt without BOM and with LF line endings (see data/SOURCES.md)",
+        "source": "Karpathy et al.'s warpeace_input.txt (cs.stanford.edu/people/karpathy/char-rnn/), BOM removed, "
+        "LF line endings",
     },
     "code": {
-        "name": "Linux kernel C source (Debian linux-source-6.1)",
+        "name": "Linux kernel C source (mm/ and kernel/sched/ of Debian's linux-source-6.1)",
         "license": "gpl-2.0",
-        "source": "C files of Debian's linux-source-6.1 concatenated (see data/SOURCES.md)",
+        "source": "every .c and .h file under mm/ and kernel/sched/ of Debian's linux-source-6.1 (6.1.192-2), "
+        "205 files concatenated in path order",
     },
 }
-MODEL_LICENSE = {"novel": "mit", "code": "gpl-2.0"}
+# The code model is labelled GPL-2.0, like the kernel source it was trained on and can reproduce in part.
+MODEL_LICENSE = {"novel": "apache-2.0", "code": "gpl-2.0"}
 REPO_IDS = {"novel": "lstm-interp/char-lstm-war-and-peace", "code": "lstm-interp/char-lstm-linux-kernel"}
 # (feature, metric target) pairs: a target is met by any feature of its group.
 CELL_TARGETS = {
@@ -236,6 +239,9 @@ def main() -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     curve = learning_curve(args.run, out / "images" / "learning_curve.png", name)
+    last = args.run / "checkpoints" / "last.ckpt"
+    if last.is_file():  # the exact step count (train/loss is only logged every few steps)
+        curve["steps"] = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
     heldout = corpus.text(test[0], min(test[1], test[0] + args.heldout))
     cells = interpretable_cells(model, heldout, name, out)
     for c in cells:
