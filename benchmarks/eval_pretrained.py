@@ -136,7 +136,7 @@ def learning_curve(run: Path, out: Path, name: str) -> dict[str, Any]:
         ax.plot([v[0] for v in val], [v[1] for v in val], "o-", color="tab:orange", label="validation")
     ax.axhline(PAPER[name]["lstm"], color="k", ls="--", lw=0.8, label=f"paper, best LSTM test ({PAPER[name]['lstm']})")
     ax.axhline(PAPER[name]["ngram20"], color="grey", ls=":", lw=0.8, label=f"paper, 20-gram ({PAPER[name]['ngram20']})")
-    ax.set_ylim(0.8, 2.5)
+    ax.set_ylim(0.5, 2.5)
     ax.set_xlabel("training step (64 x 100 characters)")
     ax.set_ylabel("loss, nats per character")
     ax.set_title(f"{name}: learning curve")
