@@ -163,7 +163,7 @@ def brace_study(
             f"the brace study needs a '}}' that closes an earlier '{{', but the text ({len(text)} characters) has "
             f"{counts}"
             + (" (no braces at all)" if "{" not in text and "}" not in text else ", and none match")
-            + "; give it code with {{ }} blocks"
+            + "; give it code with { } blocks"
         )
     distances = closes - opens
     p_lstm = np.exp(lstm[closes - 1])  # entry t-1 scores text[t]
