@@ -128,6 +128,52 @@ def test_checkpoint_loads_with_weights_only_and_resumes(tmp_path):
     assert t2.global_step == 8
 
 
+class BatchLog(pl.Callback):
+    """Notes (global step, first row of x, reset) for every training batch."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, tuple[int, ...], bool]] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        x, _, reset = batch
+        self.seen.append((trainer.global_step, tuple(x[0].tolist()), bool(reset)))
+
+
+def test_stateful_fit_resumed_mid_epoch_continues_with_the_next_batch(tmp_path):
+    import warnings
+
+    from lightning.pytorch.utilities.warnings import PossibleUserWarning
+
+    data = datamodule(tmp_path, stateful=True)
+    data.prepare_data()
+    data.setup()
+    per_epoch = len(data.train_data)
+    assert per_epoch > 4, "the test needs an epoch of several batches"
+    total, cut = per_epoch + 3, 3  # stop mid-way through the first epoch, end in the second
+
+    whole = BatchLog()
+    torch.manual_seed(0)
+    trainer(tmp_path, max_steps=total, limit_val_batches=0, callbacks=[whole]).fit(
+        CharLSTMModule(hidden_size=8, embedding_size=4), datamodule=datamodule(tmp_path, stateful=True)
+    )
+    first = BatchLog()
+    torch.manual_seed(0)
+    t = trainer(tmp_path, max_steps=cut, limit_val_batches=0, callbacks=[first])
+    t.fit(CharLSTMModule(hidden_size=8, embedding_size=4), datamodule=datamodule(tmp_path, stateful=True))
+    t.save_checkpoint(tmp_path / "cut.ckpt")
+    rest = BatchLog()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PossibleUserWarning)  # no "your dataloader is not resumable"
+        trainer(tmp_path, max_steps=total, limit_val_batches=0, callbacks=[rest]).fit(
+            CharLSTMModule(hidden_size=8, embedding_size=4),
+            datamodule=datamodule(tmp_path, stateful=True),
+            ckpt_path=tmp_path / "cut.ckpt",
+            weights_only=True,
+        )
+    assert [b[:2] for b in first.seen + rest.seen] == [b[:2] for b in whole.seen]  # same batches at the same steps
+    assert [step for step, _, reset in whole.seen if reset] == [0, per_epoch]  # each pass starts with a reset
+
+
 def test_from_network_and_save_pretrained(tmp_path):
     from lstm_interp import CharLSTM
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning.pytorch as pl
@@ -209,9 +210,18 @@ class CharDataModule(pl.LightningDataModule):
             "pin_memory": torch.cuda.is_available(),
             "persistent_workers": self.num_workers > 0,
         }
-        if isinstance(data, StreamBatches):
-            return DataLoader(data, batch_size=None, **options)  # the dataset yields whole batches
+        if isinstance(data, StreamBatches):  # the dataset yields whole batches
+            if train:
+                return _ResumableStreamLoader(data, self._completed_train_batches, **options)
+            return DataLoader(data, batch_size=None, **options)
         return DataLoader(data, batch_size=self.batch_size, shuffle=train, drop_last=train, **options)
+
+    def _completed_train_batches(self) -> int:
+        """Training batches of the current epoch already done: 0 on a fresh epoch, more when a fit resumes mid-epoch."""
+        trainer = self.trainer
+        if trainer is None or not getattr(trainer, "training", False) or not hasattr(trainer, "fit_loop"):
+            return 0  # outside a fit (or a stand-in trainer that only names rank and world size)
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
 
     def train_dataloader(self) -> DataLoader | list[DataLoader]:
         """Shuffled windows (or streams in order, in stateful mode)."""
@@ -231,3 +241,29 @@ class CharDataModule(pl.LightningDataModule):
         return (
             f"CharDataModule({source}, batch_size={self.batch_size}, seq_len={self.seq_len}, stateful={self.stateful})"
         )
+
+
+class _ResumableStreamLoader(DataLoader):
+    """The training loader of stateful streams: a fit resumed mid-epoch carries on with the next batch.
+
+    Lightning restores its loop counters from the checkpoint before it iterates the loader, so each pass starts after
+    the batches of the epoch that the trainer has already completed (0 on a fresh epoch). Those batches are cheap
+    slices of the memory map, so they are skipped by reading past them. The ``state_dict`` hooks make Lightning treat
+    the loader as resumable (they hold nothing: the position comes from the trainer).
+    """
+
+    def __init__(self, data: StreamBatches, completed: Callable[[], int], **options: Any) -> None:
+        super().__init__(data, batch_size=None, **options)
+        self._completed = completed
+
+    def __iter__(self) -> Iterator[Any]:
+        skip = self._completed()
+        for index, batch in enumerate(super().__iter__()):
+            if index >= skip:
+                yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass
