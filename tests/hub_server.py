@@ -54,6 +54,24 @@ def _require(tool: str, path: str | None, hint: str) -> str:
     return path
 
 
+NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}  # the servers are local
+
+
+def hub_env(endpoint: str, hf_home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a fresh client process: this endpoint, this cache, no proxy, nothing else ``HF_*``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HOME=str(hf_home),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        OMP_NUM_THREADS="1",
+        **NO_PROXY,
+        **extra,
+    )
+    return env
+
+
 def find_olah() -> str | None:
     """The ``olah-cli`` console script next to this Python (the venv's ``bin``), else on ``PATH``."""
     beside = Path(sys.executable).parent / "olah-cli"

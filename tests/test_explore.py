@@ -7,7 +7,6 @@ because huggingface_hub reads ``HF_ENDPOINT`` and friends when it is imported.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import torch
+from hub_server import hub_env
 
 from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab
 from lstm_interp.cli.main import main as cli_main
@@ -38,15 +38,9 @@ def tiny_folder(tmp_path: Path) -> Path:
 
 
 def run_cli(args: list[str], env_extra: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(
-        HF_HOME=str(tmp_path / "hf_home"),
-        HF_HUB_DISABLE_TELEMETRY="1",
-        OMP_NUM_THREADS="1",
-        NO_PROXY="127.0.0.1,localhost",
-        no_proxy="127.0.0.1,localhost",
-        **env_extra,
-    )
+    """``lstm-interp ARGS`` in a fresh process (huggingface_hub reads its environment at import)."""
+    endpoint = env_extra.pop("HF_ENDPOINT", "http://127.0.0.1:9")  # offline runs never reach it
+    env = hub_env(endpoint, tmp_path / "hf_home", **env_extra)
     code = "import sys; from lstm_interp.cli.main import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
+from hub_server import hub_env
 
 from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, push_to_hub
 from lstm_interp.cli.main import main as cli_main
 
 if TYPE_CHECKING:
     from hub_server import OlahHub, UploadHub
-
-NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}  # the servers are local
 
 pytest_plugins = ["hub_server"]  # the fixtures `olah_hub` and `upload_hub`
 
@@ -45,20 +43,6 @@ def save(model: CharLSTM, folder: Path, dtype: torch.dtype | None = None) -> Pat
     """``save_pretrained`` into ``folder``, the weights first cast to ``dtype`` (float16, as published)."""
     (copy.deepcopy(model).to(dtype) if dtype is not None else model).save_pretrained(folder)
     return folder
-
-
-def hub_env(endpoint: str, hf_home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(
-        HF_ENDPOINT=endpoint,
-        HF_HOME=str(hf_home),
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        OMP_NUM_THREADS="1",
-        **NO_PROXY,
-        **extra,
-    )
-    return env
 
 
 def run_client(steps: list[dict[str, Any]], env: dict[str, str]) -> list[dict[str, Any]]:
