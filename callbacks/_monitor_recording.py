@@ -24,7 +24,7 @@ from lstm_interp.features import compute_feature
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.report.html_report import write_html_report
 from lstm_interp.tracing.layers import cell_type
-from lstm_interp.tracing.recurrence import QUANTITIES
+from lstm_interp.tracing.quantities import QUANTITIES
 from lstm_interp.tracing.trace import Trace, trace
 from lstm_interp.vocab import CharVocab
 

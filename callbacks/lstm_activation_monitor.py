@@ -18,7 +18,7 @@ from torch import Tensor
 
 from lstm_interp.features import Feature, get_feature
 from lstm_interp.models.char_lstm import CharLSTM
-from lstm_interp.tracing.recurrence import QUANTITIES
+from lstm_interp.tracing.quantities import QUANTITIES
 from lstm_interp.vocab import CharVocab, VocabularyError
 
 from ._monitor_recording import Recorder, Targets

@@ -326,7 +326,7 @@ def test_table_renders(traced):
     assert data["quantity"] == "cell" and data["num_steps"] == 3000 and len(data["rows"]) == 2
     assert data["rows"][0] == {
         "layer": "layers.0", "unit": QUOTE, "feature": "inside_quotes", "metric": "auc", "score": 1.0, "sign": 1,
-        "value": 1.0,
+        "value": 1.0, "quantity": "cell",
     }  # fmt: skip
     markdown = table.to_markdown()
     assert "| # | layer | unit | feature | metric | score | sign |" in markdown

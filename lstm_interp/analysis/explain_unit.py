@@ -21,6 +21,7 @@ from lstm_interp.analysis.find_cells import (
     _score_columns,
 )
 from lstm_interp.features import FEATURES, Feature
+from lstm_interp.features.feature_values import ConstantFeatureError, check_feature_values
 from lstm_interp.tracing import Trace
 
 FeatureSet = Mapping[str, FeatureLike] | Sequence[str | Feature] | str | Feature | None
@@ -79,11 +80,13 @@ def explain_unit(
     for label, feature in candidates:
         values, own_label, metric = _feature_values(trace, feature, None, num_steps)
         label = label or own_label
-        if values.min() == values.max():  # undefined score, not a weak one: say so instead of ranking it last
+        try:
+            check_feature_values(values, label, num_steps)
+        except ConstantFeatureError:  # undefined score, not a weak one: say so instead of ranking it last
             skipped.append(label)
             continue
         raw = _score_columns(column, values, metric, f"{name}.{quantity} unit {unit}")
-        rows.append(_row(name, unit, label, metric, float(raw[0])))
+        rows.append(_row(name, unit, label, metric, float(raw[0]), quantity))
     rows.sort(key=lambda row: -row.strength)
     title = f"features that {name}.{quantity} unit {unit} tracks"
     return CellTable(tuple(rows[:top]), quantity, title, num_steps, tuple(skipped))

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from lstm_interp.features import FEATURE_KINDS, Feature, FeatureKind, compute_feature, get_feature
+from lstm_interp.features.feature_values import check_feature_values
 from lstm_interp.tracing import Trace
 
 FeatureLike = str | Feature | Callable[[str], Any] | np.ndarray | Tensor | Sequence[float]
@@ -51,12 +52,15 @@ class CellScore:
         score: ``max(AUC, 1 - AUC)`` or ``|r|``: 0.5 / 0 is chance, 1 is a perfect detector / linear match.
         sign: +1 when the unit is higher where the feature is higher, -1 when lower, 0 for no association.
         value: the raw AUC or the signed ``r``.
+        quantity: the traced quantity that was scored (``"cell"``, ``"hidden"``, ...).
 
     Example::
 
         >>> row = CellScore("layers.0", 5, "inside_quotes", "auc", score=0.9, sign=-1, value=0.1)
         >>> round(row.strength, 2)
         0.8
+        >>> row.to_dict()["quantity"]
+        'cell'
     """
 
     layer: str
@@ -66,6 +70,13 @@ class CellScore:
     score: float
     sign: int
     value: float
+    quantity: str = "cell"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as JSON-ready data: the one row format of ``cells.json``, the monitor's ``index.json`` and the
+        HTML report's feature matches (``layer``, ``unit``, ``feature``, ``metric``, ``score``, ``sign``,
+        ``value``, ``quantity``)."""
+        return asdict(self)
 
     @property
     def strength(self) -> float:
@@ -114,7 +125,7 @@ class CellTable:
             "quantity": self.quantity,
             "num_steps": self.num_steps,
             "skipped": list(self.skipped),
-            "rows": [asdict(row) for row in self.rows],
+            "rows": [row.to_dict() for row in self.rows],
         }
 
     def _columns(self) -> tuple[list[str], list[list[str]]]:
@@ -187,7 +198,7 @@ def find_cells(
     names = _resolve_layers(trace, layers)
     activations = [trace[f"{layer}.{quantity}"] for layer in names]
     values, label, metric = _feature_values(trace, feature, kind, activations[0].shape[0])
-    _require_varying(values, label)
+    check_feature_values(values, label, activations[0].shape[0])
     raw = np.concatenate(
         [_score_columns(x, values, metric, f"{layer}.{quantity}") for layer, x in zip(names, activations, strict=True)]
     )
@@ -195,7 +206,7 @@ def find_cells(
     owner = np.concatenate([np.full(x.shape[1], i) for i, x in enumerate(activations)])
     unit = np.concatenate([np.arange(x.shape[1]) for x in activations])
     order = np.argsort(-score, kind="stable")[:top]
-    rows = tuple(_row(names[owner[i]], int(unit[i]), label, metric, raw[i]) for i in order)
+    rows = tuple(_row(names[owner[i]], int(unit[i]), label, metric, raw[i], quantity) for i in order)
     title = f"units of {', '.join(names)} whose {quantity} tracks {label!r} ({metric})"
     return CellTable(rows, quantity, title, activations[0].shape[0])
 
@@ -238,8 +249,6 @@ def _feature_values(
         values, label, own_kind = np.asarray(tensor_like), "<array>", None
         if values.ndim != 1 or not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
             raise ValueError(f"a precomputed feature must be 1-D numbers or bools, got {values.dtype} {values.shape}")
-    if len(values) != num_steps:
-        raise ValueError(f"feature {label!r} has {len(values)} values but the trace has {num_steps} characters")
     kind = kind or own_kind or ("binary" if values.dtype == np.bool_ else "continuous")
     if kind == "binary":
         if values.dtype != np.bool_ and not np.isin(values, (0, 1)).all():
@@ -251,21 +260,12 @@ def _feature_values(
     return values, label, "pearson"
 
 
-def _require_varying(values: np.ndarray, label: str) -> None:
-    if len(values) == 0 or values.min() == values.max():
-        constant = values[0] if len(values) else "empty"
-        raise ValueError(
-            f"feature {label!r} is constant ({constant}) over all {len(values)} characters of this trace: its "
-            "correlation or AUC with any unit is undefined"
-        )
-
-
-def _row(layer: str, unit: int, feature: str, metric: str, value: float) -> CellScore:
+def _row(layer: str, unit: int, feature: str, metric: str, value: float, quantity: str) -> CellScore:
     if metric == "auc":
         score, sign = max(value, 1.0 - value), int(np.sign(value - 0.5))
     else:
         score, sign = abs(value), int(np.sign(value))
-    return CellScore(layer, unit, feature, metric, float(score), sign, float(value))
+    return CellScore(layer, unit, feature, metric, float(score), sign, float(value), quantity)
 
 
 def _score_columns(x: Tensor, values: np.ndarray, metric: str, name: str) -> np.ndarray:

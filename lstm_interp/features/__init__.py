@@ -6,6 +6,7 @@ definitions.
 """
 
 from lstm_interp.features.code_features import inside_comment, inside_if_condition, inside_string_literal
+from lstm_interp.features.feature_values import ConstantFeatureError, check_feature_values, feature_values
 from lstm_interp.features.registry import (
     FEATURE_KINDS,
     FEATURES,
@@ -33,13 +34,16 @@ from lstm_interp.features.text_features import (
 __all__ = [
     "FEATURES",
     "FEATURE_KINDS",
+    "ConstantFeatureError",
     "Feature",
     "FeatureKind",
     "UnknownFeatureError",
     "brace_depth",
     "bracket_depth",
     "chars_to_line_end",
+    "check_feature_values",
     "compute_feature",
+    "feature_values",
     "get_feature",
     "indentation",
     "inside_comment",

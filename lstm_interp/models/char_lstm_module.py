@@ -12,6 +12,7 @@ from torch import Tensor
 from lstm_interp.config import CharLSTMConfig, ConfigError
 from lstm_interp.metrics.bits_per_character import BitsPerCharacter
 from lstm_interp.models.char_lstm import CharLSTM, State
+from lstm_interp.models.checkpoint import network_from_hparams
 from lstm_interp.vocab import CharVocab
 
 _LN2 = math.log(2)
@@ -119,18 +120,9 @@ class CharLSTMModule(pl.LightningModule):
         return module
 
     def _build_network(self, vocab: str | CharVocab) -> None:
-        vocab = vocab if isinstance(vocab, CharVocab) else CharVocab(vocab)
-        hp = self.hparams
-        config = CharLSTMConfig(
-            vocab_size=len(vocab),
-            cell=hp.cell,
-            num_layers=hp.num_layers,
-            hidden_size=hp.hidden_size,
-            embedding_size=hp.embedding_size,
-            dropout=hp.dropout,
-        )
-        self.network = CharLSTM(config, vocab)
-        self.hparams["vocab"] = vocab.chars
+        # The one place a network is shaped from hyperparameters: reading a .ckpt without Lightning uses it too.
+        self.network = network_from_hparams(self.hparams, vocab)
+        self.hparams["vocab"] = self.network._require_vocab().chars
 
     def configure_model(self) -> None:
         if self.network is not None:

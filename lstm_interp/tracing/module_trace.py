@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from lstm_interp.tracing.layers import LayerState, cell_type, run_layers, traced_precision, zero_state
-from lstm_interp.tracing.recurrence import QUANTITIES
+from lstm_interp.tracing.quantities import QUANTITIES
 from lstm_interp.tracing.trace import DEFAULT_CHUNK_SIZE, NamesFilter, Trace, select_names
 
 
@@ -63,6 +63,7 @@ def trace_rnn(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     text: str | None = None,
     tokens: Tensor | None = None,
+    chars: str | None = None,
 ) -> Trace:
     """Trace one sequence through a (possibly multi-layer) ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN``.
 
@@ -76,6 +77,7 @@ def trace_rnn(
         names_filter, dtype, chunk_size: as for :func:`~lstm_interp.trace`.
         text: the text the time steps stand for, if any (kept on the trace for plots and reports).
         tokens: (T,) ids of the time steps, if any.
+        chars: the vocabulary ``tokens`` index, in id order, if any.
 
     Raises:
         ValueError: for a bidirectional module, an LSTM with ``proj_size``, inputs of the wrong shape, or a
@@ -110,6 +112,7 @@ def trace_rnn(
         num_layers=rnn.num_layers,
         final_state=final_state,
         layer_names=prefixes,
+        chars=chars,
     )
 
 

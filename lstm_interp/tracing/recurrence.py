@@ -15,11 +15,6 @@ from torch import Tensor
 # Steps per block of the cell-state scan: near sqrt(chunk) balances the in-block and across-block loops.
 SCAN_BLOCK = 32
 
-LSTM_GATES = ("input_gate", "forget_gate", "cell_candidate", "output_gate")
-LSTM_QUANTITIES = (*LSTM_GATES, "cell", "hidden")
-GRU_QUANTITIES = ("reset_gate", "update_gate", "new_gate", "hidden")
-RNN_QUANTITIES = ("hidden",)
-QUANTITIES: dict[str, tuple[str, ...]] = {"lstm": LSTM_QUANTITIES, "gru": GRU_QUANTITIES, "rnn": RNN_QUANTITIES}
 
 
 def linear_scan(decay: Tensor, update: Tensor, initial: Tensor, block: int = SCAN_BLOCK) -> Tensor:

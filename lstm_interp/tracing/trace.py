@@ -20,7 +20,7 @@ from torch import Tensor
 from lstm_interp._io import atomic_path
 from lstm_interp.models.char_lstm import CharLSTM, State
 from lstm_interp.tracing.layers import run_layers, traced_precision, zero_state
-from lstm_interp.tracing.recurrence import QUANTITIES
+from lstm_interp.tracing.quantities import QUANTITIES, state_quantity
 from lstm_interp.vocab import OnUnknown
 
 NamesFilter = str | Sequence[str] | Callable[[str], bool] | None
@@ -40,6 +40,10 @@ class Trace(Mapping[str, Tensor]):
         final_state: the fused kernels' state after the last character (carry it into the next trace).
         layer_names: the name prefix of each layer, default ``layers.0``, ``layers.1``, ...; a trace of a
             foreign ``nn.LSTM`` at module path ``encoder.rnn`` uses ``encoder.rnn.0``, ``encoder.rnn.1``, ...
+        chars: the vocabulary the ids index, in id order (``None`` when the steps are not characters).
+
+    Operations: :meth:`concat` (texts end to end), :meth:`time_slice` (a window of steps), :meth:`with_activation`
+    (one more name), :attr:`state_quantity` (``cell`` for an LSTM, ``hidden`` for a GRU or RNN).
 
     Example::
 
@@ -60,6 +64,7 @@ class Trace(Mapping[str, Tensor]):
         num_layers: int,
         final_state: State | None = None,
         layer_names: Sequence[str] | None = None,
+        chars: str | None = None,
     ) -> None:
         self._activations = activations
         self.text = text
@@ -67,9 +72,16 @@ class Trace(Mapping[str, Tensor]):
         self.cell = cell
         self.num_layers = num_layers
         self.final_state = final_state
+        self.chars = chars
         self.layer_names = list(layer_names) if layer_names is not None else [f"layers.{i}" for i in range(num_layers)]
         if len(self.layer_names) != num_layers:
             raise ValueError(f"{len(self.layer_names)} layer names for {num_layers} layers: {self.layer_names}")
+        steps = len(tokens)
+        wrong = {name: tuple(t.shape) for name, t in activations.items() if t.dim() == 0 or t.shape[0] != steps}
+        if wrong:
+            raise ValueError(f"every activation needs {steps} rows, one per step of `tokens`; got shapes {wrong}")
+        if text is not None and len(text) != steps:
+            raise ValueError(f"`text` has {len(text)} characters but `tokens` has {steps} steps")
 
     def __getitem__(self, name: str) -> Tensor:
         try:
@@ -90,6 +102,97 @@ class Trace(Mapping[str, Tensor]):
     def quantities(self) -> tuple[str, ...]:
         """The per-layer quantities this kind of cell has (whether or not all were kept)."""
         return QUANTITIES[self.cell]
+
+    @property
+    def state_quantity(self) -> str:
+        """``"cell"`` for an LSTM, ``"hidden"`` for a GRU or RNN: the quantity that carries each layer's memory."""
+        return state_quantity(self.cell)
+
+    @property
+    def num_steps(self) -> int:
+        """Time steps (characters) in the trace."""
+        return len(self.tokens)
+
+    # ------------------------------------------------------------------ operations
+    def _replace(self, activations: dict[str, Tensor], **changes: object) -> Trace:
+        fields: dict[str, object] = {
+            "text": self.text,
+            "tokens": self.tokens,
+            "cell": self.cell,
+            "num_layers": self.num_layers,
+            "final_state": self.final_state,
+            "layer_names": self.layer_names,
+            "chars": self.chars,
+        }
+        return Trace(activations, **(fields | changes))  # type: ignore[arg-type]
+
+    def with_activation(self, name: str, values: Tensor) -> Trace:
+        """A trace holding one more activation (or replacing one), e.g. ``log_probs`` computed elsewhere.
+
+        Raises:
+            ValueError: ``values`` does not have one row per step.
+        """
+        if values.dim() == 0 or values.shape[0] != self.num_steps:
+            raise ValueError(
+                f"{name!r} needs {self.num_steps} rows, one per step of the trace; got shape {tuple(values.shape)}"
+            )
+        return self._replace({**self._activations, name: values})
+
+    def select(self, names: NamesFilter) -> Trace:
+        """A trace holding only the activations ``names`` matches (a name, a glob, a list of them or a predicate)."""
+        return self._replace({name: self._activations[name] for name in select_names(names, list(self))})
+
+    def time_slice(self, start: int, stop: int | None = None) -> Trace:
+        """Steps ``start`` to ``stop`` (exclusive; clipped to the trace, negative values count from the end).
+
+        The slice shares memory with this trace. ``final_state`` is kept only when the slice reaches the last step.
+
+        Raises:
+            ValueError: an empty window.
+        """
+        if not isinstance(start, int) or (stop is not None and not isinstance(stop, int)):
+            raise TypeError(f"`start` and `stop` must be integers, got {start!r} and {stop!r}")
+        rows = range(self.num_steps)[slice(start, stop)]
+        if len(rows) == 0:
+            raise ValueError(f"steps {start}:{stop} of a trace of {self.num_steps} steps are empty")
+        lo, hi = rows.start, rows.stop
+        return self._replace(
+            {name: t[lo:hi] for name, t in self._activations.items()},
+            text=self.text[lo:hi] if self.text is not None else None,
+            tokens=self.tokens[lo:hi],
+            final_state=self.final_state if hi == self.num_steps else None,
+        )
+
+    @classmethod
+    def concat(cls, traces: Sequence[Trace]) -> Trace:
+        """Traces end to end along time: the segments of one long text, or several probes for statistics.
+
+        Keeps the names every trace holds; the text when every trace has one; the last trace's ``final_state`` (the
+        state after the last step, right for consecutive segments of one text).
+
+        Raises:
+            ValueError: no traces, or traces of different architectures (cell type or layer names).
+        """
+        traces = list(traces)
+        if not traces:
+            raise ValueError("`traces` is empty; give at least one trace to concatenate")
+        first = traces[0]
+        for i, tr in enumerate(traces[1:], 1):
+            if (tr.cell, tr.layer_names) != (first.cell, first.layer_names):
+                raise ValueError(
+                    f"trace {i} is of a {tr.cell} with layers {tr.layer_names}, trace 0 of a {first.cell} with "
+                    f"layers {first.layer_names}: only traces of one architecture can be concatenated"
+                )
+        if len(traces) == 1:
+            return first
+        names = [name for name in first if all(name in tr for tr in traces)]
+        texts = [tr.text for tr in traces]
+        return first._replace(
+            {name: torch.cat([tr[name] for tr in traces]) for name in names},
+            text="".join(texts) if all(t is not None for t in texts) else None,  # type: ignore[arg-type]
+            tokens=torch.cat([tr.tokens for tr in traces]),
+            final_state=traces[-1].final_state,
+        )
 
     def stack(self, quantity: str) -> Tensor:
         """One quantity of every layer stacked: (num_layers, T, H)."""
@@ -112,6 +215,7 @@ class Trace(Mapping[str, Tensor]):
             "num_layers": str(self.num_layers),
             "layer_names": json.dumps(self.layer_names),
             "text": json.dumps(self.text),
+            "chars": json.dumps(self.chars),
         }
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
@@ -138,6 +242,7 @@ class Trace(Mapping[str, Tensor]):
             cell=metadata["cell"],
             num_layers=int(metadata["num_layers"]),
             layer_names=json.loads(metadata["layer_names"]) if "layer_names" in metadata else None,
+            chars=json.loads(metadata["chars"]) if "chars" in metadata else None,
         )
 
 
@@ -206,7 +311,8 @@ def trace(
     cfg = model.config
     if isinstance(text, str):
         tokens = model._require_vocab().encode(text, on_unknown=on_unknown)
-        text_str: str | None = text
+        # With on_unknown="skip" some characters have no step: the trace's text is the one that was traced.
+        text_str: str | None = text if len(text) == len(tokens) else model._require_vocab().decode(tokens)
     else:
         tokens = torch.as_tensor(text, dtype=torch.long).reshape(-1).cpu()
         text_str = model.vocab.decode(tokens) if model.vocab is not None else None
@@ -258,7 +364,15 @@ def trace(
             )
     finally:
         model.train(was_training)
-    return Trace(store, text=text_str, tokens=tokens, cell=cfg.cell, num_layers=cfg.num_layers, final_state=final_state)
+    return Trace(
+        store,
+        text=text_str,
+        tokens=tokens,
+        cell=cfg.cell,
+        num_layers=cfg.num_layers,
+        final_state=final_state,
+        chars=model.vocab.chars if model.vocab is not None else None,
+    )
 
 
 def _width(name: str, cfg) -> int:

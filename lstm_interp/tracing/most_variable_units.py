@@ -1,0 +1,55 @@
+"""``most_variable_units``: the units whose shown value varies most over a trace, the one ranking every view uses.
+
+The figures, the HTML report and the callback's unit choice all ask the same question, "which units of this layer
+change most over this text?", and answer it here, on the values as they are coloured (see
+:func:`~lstm_interp.tracing.quantities.display_values`: ``tanh`` of a cell, ``2g - 1`` of a gate), so that a cell
+pinned at a large value does not outrank one that switches between -0.9 and +0.9.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from lstm_interp.tracing.quantities import display_values
+from lstm_interp.tracing.trace import Trace
+
+
+class UnitVariance(NamedTuple):
+    """One ranked unit: its layer, its index in the layer, and the variance of its shown value over the steps."""
+
+    layer: str
+    unit: int
+    variance: float
+
+
+def most_variable_units(
+    trace: Trace, quantity: str | None = None, count: int = 10, *, layer: str | None = None
+) -> list[UnitVariance]:
+    """The ``count`` units of one layer whose ``quantity`` varies most over the trace, most variable first.
+
+    Args:
+        trace: the trace.
+        quantity: the per-layer quantity (default: the trace's state quantity, ``cell`` or ``hidden``).
+        count: how many units to return (fewer if the layer has fewer).
+        layer: the layer's name prefix (default: the last layer, the one nearest the output).
+
+    Returns:
+        :class:`UnitVariance` rows; ties keep unit order. NaN and infinite values count as 0, so a diverged unit
+        does not rank first for being broken.
+
+    Raises:
+        ValueError: ``count`` below 1, or a layer that is not in the trace.
+        KeyError: the trace does not hold ``quantity`` for that layer.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"`count` must be a positive integer, got {count!r}")
+    layer = trace.layer_names[-1] if layer is None else layer
+    if layer not in trace.layer_names:
+        raise ValueError(f"unknown layer {layer!r}; the trace's layers are {trace.layer_names}")
+    quantity = quantity or trace.state_quantity
+    shown = torch.nan_to_num(display_values(trace[f"{layer}.{quantity}"], quantity), nan=0.0)  # (T, H)
+    variance = shown.var(dim=0, correction=0) if len(shown) > 1 else torch.zeros(shown.shape[1])
+    order = torch.argsort(variance, descending=True, stable=True)[:count]
+    return [UnitVariance(layer, int(unit), float(variance[unit])) for unit in order]
