@@ -1,7 +1,7 @@
 """The paper's long-range comparison for a pretrained model: loss by character class, closing braces, error breakdown.
 
 Cuts the config's data file with its split (the paper's 80/10/10), then runs
-:func:`~lstm_interp.cli.run_analysis.run_analysis` (what ``lstm-interp analyze`` runs) on the first ``--chars``
+:func:`~lstm_interp.report.run_analysis` (what ``lstm-interp analyze`` runs) on the first ``--chars``
 characters of the test part, with an interpolated Kneser-Ney n-gram of ``--ngram-order`` fitted on the train part
 as the baseline (and the 1-9-gram oracles of the error breakdown). Prints the analysis summary, and copies the
 comparison figures into ``model_cards/<name>/images/`` for the model card::
@@ -21,8 +21,8 @@ import torch
 import yaml
 
 from lstm_interp import EncodedCorpus
-from lstm_interp.cli.run_analysis import run_analysis
 from lstm_interp.hub.load_pretrained import load_pretrained
+from lstm_interp.report import run_analysis
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURES = {

@@ -15,7 +15,7 @@ from cli_run import run_cli as _run
 from matplotlib.image import imread
 
 from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, find_cells, gate_saturation, trace
-from lstm_interp.cli.analyze import run_analysis
+from lstm_interp.report import run_analysis
 from lstm_interp.comparison import char_log_probs
 from lstm_interp.features import FEATURES
 from lstm_interp.report import write_html_report
@@ -239,7 +239,7 @@ def test_constant_feature_says_undefined(files, tmp_path):
 @pytest.mark.parametrize(
     ("which", "message"),
     [
-        ("model", "argument MODEL_DIR: '{path}' does not exist (expected a folder saved by save_pretrained)"),
+        ("model", "argument MODEL: '{path}' is not a folder or a file (no such path)"),
         ("text", "argument TEXT_FILE: '{path}' does not exist or is not a file"),
         ("baseline", "argument --baseline-text: '{path}' does not exist or is not a file"),
     ],

@@ -12,24 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from numbers import Real
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from lstm_interp.tracing import Trace
+from lstm_interp.analysis.activation_stats import ActivationStats
+from lstm_interp.tracing import GATES, MEMORY_GATE, Trace
 
-# Sigmoid gates per kind of cell; an RNN has none, and the LSTM's cell candidate / GRU's new gate are tanh units.
-GATES: dict[str, tuple[str, ...]] = {
-    "lstm": ("input_gate", "forget_gate", "output_gate"),
-    "gru": ("reset_gate", "update_gate"),
-    "rnn": (),
-}
-# The gate whose right saturation means "keep the previous state": PyTorch's GRU computes
-# h_t = (1 - z_t) * n_t + z_t * h_{t-1}, so its update gate z plays the LSTM forget gate's part.
-MEMORY_GATE: dict[str, str] = {"lstm": "forget_gate", "gru": "update_gate"}
 _FORMAT_VERSION = 1
 
 Key = tuple[str, str]  # (layer, gate)
@@ -129,6 +118,34 @@ class GateSaturation:
             for unit, (lo, hi) in enumerate(zip(left, self.right[layer, gate], strict=True))
         ]
 
+    @classmethod
+    def from_stats(cls, stats: ActivationStats) -> GateSaturation:
+        """The saturation table of the counts an :class:`~lstm_interp.analysis.ActivationStats` gathered.
+
+        Raises:
+            ValueError: the statistics counted no gate (a plain RNN, or traces without gates).
+        """
+        if not stats.has_gates:
+            raise ValueError(
+                f"gate saturation needs gate activations; these statistics of a {stats.cell!r} counted none"
+            )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # 0 / 0 gives NaN for a unit with no finite step: "unknown", not "never saturated".
+            left = {key: left / finite for key, (left, _, finite) in stats.gate_counts.items()}
+            right = {key: right / finite for key, (_, right, finite) in stats.gate_counts.items()}
+        return cls(
+            low=stats.low,
+            high=stats.high,
+            cell=stats.cell,
+            num_steps=stats.num_steps,
+            left=left,
+            right=right,
+            cell_mean=stats.cell_mean(),
+            cell_std=stats.cell_std(),
+            nonfinite=sum(stats.nonfinite.values()),
+            nonfinite_by_name=dict(stats.nonfinite),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (NaN fractions become ``None``, so strict JSON parsers accept it)."""
         return {
@@ -199,35 +216,9 @@ def gate_saturation(trace: Trace, low: float = 0.1, high: float = 0.9) -> GateSa
         >>> sat.summary()["layers.1/forget_gate/right_saturated"]  # doctest: +SKIP
         0.27
     """
-    valid = all(isinstance(v, Real) and not isinstance(v, bool) for v in (low, high))
-    if not (valid and 0 < low < high < 1):
-        raise ValueError(f"gate saturation needs 0 < low < high < 1, got low={low!r}, high={high!r}")
-    gates = GATES.get(trace.cell, ())
-    left: dict[Key, np.ndarray] = {}
-    right: dict[Key, np.ndarray] = {}
-    cell_mean: dict[str, float] = {}
-    cell_std: dict[str, float] = {}
-    nonfinite: dict[str, int] = {}
-    for layer in trace.layer_names:
-        for gate in gates:
-            name = f"{layer}.{gate}"
-            if name not in trace:
-                continue
-            values = trace[name].float()  # (T, H)
-            finite = torch.isfinite(values)
-            counted = finite.sum(dim=0).double()  # (H,) steps that count, per unit
-            # 0 / 0 gives NaN for a unit with no finite step: "unknown", not "never saturated".
-            left[layer, gate] = (((values < low) & finite).sum(dim=0) / counted).numpy()
-            right[layer, gate] = (((values > high) & finite).sum(dim=0) / counted).numpy()
-            _count_nonfinite(nonfinite, name, finite)
-        if f"{layer}.cell" in trace and trace.cell == "lstm":
-            values = trace[f"{layer}.cell"].float()
-            finite = torch.isfinite(values)
-            kept = values[finite].double()
-            cell_mean[layer] = float(kept.mean()) if kept.numel() else math.nan
-            cell_std[layer] = float(kept.std(correction=0)) if kept.numel() else math.nan
-            _count_nonfinite(nonfinite, f"{layer}.cell", finite)
-    if not left:
+    stats = ActivationStats(trace.cell, trace.layer_names, low=low, high=high).update(trace)
+    if not stats.has_gates:
+        gates = GATES.get(trace.cell, ())
         needed = [f"{layer}.{gate}" for layer in trace.layer_names for gate in gates or GATES["lstm"]]
         if not gates:
             raise ValueError(
@@ -237,24 +228,7 @@ def gate_saturation(trace: Trace, low: float = 0.1, high: float = 0.9) -> GateSa
             f"gate saturation needs gate activations such as {needed}, but this trace holds only {list(trace)}; "
             "trace the model with a `names_filter` that keeps them"
         )
-    return GateSaturation(
-        low=float(low),
-        high=float(high),
-        cell=trace.cell,
-        num_steps=len(trace.tokens),
-        left=left,
-        right=right,
-        cell_mean=cell_mean,
-        cell_std=cell_std,
-        nonfinite=sum(nonfinite.values()),
-        nonfinite_by_name=nonfinite,
-    )
-
-
-def _count_nonfinite(counts: dict[str, int], name: str, finite: Tensor) -> None:
-    bad = int(finite.numel() - finite.sum())
-    if bad:
-        counts[name] = bad
+    return GateSaturation.from_stats(stats)
 
 
 def _nanmean(values: np.ndarray) -> float:

@@ -1,22 +1,20 @@
-"""``lstm-interp analyze MODEL_DIR TEXT_FILE``: interpretable cells, gate saturation and an n-gram comparison.
+"""``lstm-interp analyze MODEL TEXT_FILE``: interpretable cells, gate saturation and an n-gram comparison.
 
-The work is :func:`~lstm_interp.cli.run_analysis.run_analysis` (importable from here too), so that other commands
-and notebooks can run it on a :class:`~lstm_interp.CharLSTM` they already hold; this module parses the command
-line, reads the files and prints where everything went.
+This module only parses the command line, reads the files, opens MODEL with :func:`~lstm_interp.load_pretrained`
+(a pretrained name, a folder, a ``.ckpt`` or a Hub repo id) and calls :func:`~lstm_interp.report.run_analysis`,
+which does the work and writes the folder; then it prints where everything went. ``explore`` is the same command
+with the text given as ``--text``.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from lstm_interp.cli.run_analysis import DEFAULT_NGRAM_ORDER, run_analysis
-from lstm_interp.cli.sample import load_model, positive_int
-from lstm_interp.features import FEATURES, UnknownFeatureError, get_feature
-from lstm_interp.models.char_lstm import CharLSTM
+from lstm_interp.cli._arguments import add_model_argument, check_model_argument, positive_int, read_text_file
 
-__all__ = ["add_analysis_options", "build_parser", "default_out_dir", "main", "run_analysis", "run_command"]
+DEFAULT_NGRAM_ORDER = 9  # lstm_interp.report.run_analysis.DEFAULT_NGRAM_ORDER, without importing the analysis
 
 
 def build_parser(prog: str = "lstm-interp analyze") -> argparse.ArgumentParser:
@@ -31,17 +29,17 @@ def build_parser(prog: str = "lstm-interp analyze") -> argparse.ArgumentParser:
         epilog=(
             "Example: lstm-interp analyze lstm_interp_demo/model chapter2.txt --features inside_quotes "
             "position_in_line --baseline-text war_and_peace_train.txt --ngram-order 9. "
-            f"Features: {', '.join(sorted(FEATURES))}."
+            "`lstm-interp analyze --help` lists the options; the features are listed by an unknown --features name."
         ),
     )
-    parser.add_argument("model", metavar="MODEL_DIR", help="a folder written by CharLSTM.save_pretrained")
+    add_model_argument(parser)
     parser.add_argument("text_file", type=Path, metavar="TEXT_FILE", help="the UTF-8 text to analyse")
     add_analysis_options(parser)
     return parser
 
 
 def add_analysis_options(parser: argparse.ArgumentParser) -> None:
-    """The options ``analyze`` shares with ``explore``: output folder, features, baseline, sizes."""
+    """The options ``analyze`` shares with ``explore``: output folder, features, baseline, sizes, revision."""
     parser.add_argument(
         "--out",
         "-o",
@@ -79,56 +77,42 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="characters of the text shown on the HTML page (default 2000)",
     )
+    parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit of MODEL (default: main)")
     parser.add_argument(
         "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
     )
 
 
 def default_out_dir(model: str, text_file: Path) -> Path:
-    """``lstm_interp_analysis/<model folder name>_<text file stem>`` in the current directory."""
-    return Path("lstm_interp_analysis") / f"{Path(model).name or 'model'}_{text_file.stem or 'text'}"
-
-
-def _read(parser: argparse.ArgumentParser, path: Path, argument: str) -> str:
-    if not path.is_file():
-        parser.error(f"argument {argument}: {str(path)!r} does not exist or is not a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{str(path)!r} is not valid UTF-8 text (byte {err.start}): {err.reason}") from err
-    if len(text) < 2:
-        parser.error(
-            f"argument {argument}: {str(path)!r} is empty or has one character ({len(text)}); "
-            "expected a text of at least 2 characters"
-        )
-    return text
+    """``lstm_interp_analysis/<model name>_<text file stem>`` in the current directory."""
+    name = Path(model.rstrip("/\\")).name.removesuffix(".ckpt") or "model"
+    return Path("lstm_interp_analysis") / f"{name}_{text_file.stem or 'text'}"
 
 
 def main(argv: Sequence[str], *, prog: str = "lstm-interp analyze") -> int:
     """Run ``lstm-interp analyze`` with ``argv`` (the arguments after ``analyze``); returns the exit status.
 
-    Bad arguments exit with status 2 (argparse): a missing MODEL_DIR, TEXT_FILE or baseline file, an empty text,
-    an unknown feature name (the message lists the known ones), ``--ngram-order`` without ``--baseline-text``.
+    Bad arguments exit with status 2 (argparse): a MODEL that can be nothing, a missing TEXT_FILE or baseline file,
+    an empty text, an unknown feature name (the message lists the known ones), ``--ngram-order`` without
+    ``--baseline-text``.
 
     Raises:
-        FileNotFoundError, ValueError: for a broken model folder, text outside the vocabulary, a feature constant on
+        FileNotFoundError, ValueError: for a broken model, text outside the vocabulary, a feature constant on
             the text, an n-gram order larger than the baseline text (the CLI prints them in one line, status 1).
     """
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    if not Path(args.model).exists():
-        parser.error(f"argument MODEL_DIR: {args.model!r} does not exist (expected a folder saved by save_pretrained)")
-    return run_command(parser, args, lambda: load_model(args.model), Path(args.model).name)
+    return run_command(parser, parser.parse_args(argv))
 
 
-def run_command(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, load: Callable[[], CharLSTM], model_label: str
-) -> int:
-    """Check the shared options of ``args``, load the model with ``load()`` and run the analysis; print the files.
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Check ``args`` (``model``, ``text_file`` and the options of :func:`add_analysis_options`), open the model,
+    run the analysis and print the files it wrote."""
+    from lstm_interp.features import UnknownFeatureError, get_feature
+    from lstm_interp.hub.load_pretrained import load_pretrained
+    from lstm_interp.report.run_analysis import run_analysis
 
-    ``args`` needs ``text_file`` and the options of :func:`add_analysis_options`; ``model_label`` names the model in
-    the default output folder and the page title.
-    """
+    check_model_argument(parser, args.model)
+    features = None
     if args.features is not None:
         try:
             features = [get_feature(name) for name in dict.fromkeys(args.features)]
@@ -138,26 +122,23 @@ def run_command(
         parser.error(
             f"argument --ngram-order: {args.ngram_order} needs --baseline-text FILE (the n-gram's training text)"
         )
-    text = _read(parser, args.text_file, "TEXT_FILE")
-    baseline = _read(parser, args.baseline_text, "--baseline-text") if args.baseline_text is not None else None
-    out = args.out if args.out is not None else default_out_dir(model_label, args.text_file)
-    model = load()
-    if args.skip_unknown:
-        vocab = model._require_vocab()
-        kept = "".join(c for c in text if c in vocab)
-        if len(kept) != len(text):
-            print(f"skipped {len(text) - len(kept):,} characters the model does not know")
-        text = kept
+    text = read_text_file(parser, args.text_file, "TEXT_FILE", min_chars=2)
+    baseline = None
+    if args.baseline_text is not None:
+        baseline = read_text_file(parser, args.baseline_text, "--baseline-text", min_chars=2)
+    out = args.out if args.out is not None else default_out_dir(args.model, args.text_file)
+    model = load_pretrained(args.model, args.revision)
     run_analysis(
         model,
         text,
         out,
-        features=features if args.features is not None else None,
+        features=features,
         baseline_text=baseline,
         ngram_order=args.ngram_order or DEFAULT_NGRAM_ORDER,
         top=args.top,
         report_chars=args.report_chars,
-        title=f"{model_label}: {args.text_file.name}",
+        title=f"{Path(args.model).name or args.model}: {args.text_file.name}",
+        on_unknown="skip" if args.skip_unknown else "error",
         log=print,
     )
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())

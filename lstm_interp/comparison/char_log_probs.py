@@ -3,20 +3,20 @@
 Entry ``t - 1`` of the result is ``log P(text[t] | text[:t])`` for ``t = 1 … T-1``: the model's output after reading
 ``text[t-1]`` (with the state carried from the start of the text), evaluated at the character that actually came
 next. The first character has no prediction. The values are the trace's own ``log_probs`` (a float32
-``log_softmax`` of the output layer, see :func:`~lstm_interp.trace`), so they are exactly what the model computes.
+``log_softmax`` of the output layer, see :func:`~lstm_interp.trace`), so they are exactly what the model computes;
+a long text is traced with :func:`~lstm_interp.tracing.trace_segments` and scored by
+:class:`~lstm_interp.analysis.ActivationStats`, the one streaming pass.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from lstm_interp.analysis import ActivationStats
 from lstm_interp.comparison._checks import check_text
 from lstm_interp.models.char_lstm import CharLSTM
-from lstm_interp.tracing import Trace, trace
+from lstm_interp.tracing import DEFAULT_SEGMENT_CHARS, Trace, trace_segments
 from lstm_interp.tracing.trace import DEFAULT_CHUNK_SIZE
-
-DEFAULT_SEGMENT_CHARS = 16_384
 
 
 def char_log_probs(
@@ -53,22 +53,13 @@ def char_log_probs(
         return _from_trace(source, text)
     if not isinstance(source, CharLSTM):
         raise TypeError(f"`source` must be a CharLSTM or a Trace, got {type(source).__name__}")
-    if isinstance(segment_chars, bool) or not isinstance(segment_chars, int) or segment_chars < 1:
-        raise ValueError(f"`segment_chars` must be a positive integer, got {segment_chars!r}")
     if text is None:
         raise ValueError("`text` is required with a model")
     check_text(text)
-    ids = source._require_vocab().encode(text)  # (T,)
-    out = np.empty(len(ids) - 1, dtype=np.float32)
-    state = None
-    for start in range(0, len(ids) - 1, segment_chars):
-        segment = ids[start : start + segment_chars]
-        tr = trace(source, segment, names_filter="log_probs", state=state, chunk_size=chunk_size)
-        state = tr.final_state
-        targets = ids[start + 1 : start + 1 + len(segment)]  # the last segment has one prediction too many
-        rows = tr["log_probs"][: len(targets)]
-        out[start : start + len(targets)] = rows.gather(1, targets[:, None]).squeeze(1).numpy()
-    return out
+    stats = ActivationStats(source.config.cell, [f"layers.{i}" for i in range(source.config.num_layers)])
+    for _, segment in trace_segments(source, text, segment_chars, names_filter="log_probs", chunk_size=chunk_size):
+        stats.update(segment)
+    return stats.log_probs()
 
 
 def _from_trace(tr: Trace, text: str | None) -> np.ndarray:
@@ -79,10 +70,8 @@ def _from_trace(tr: Trace, text: str | None) -> np.ndarray:
             f"`text` ({len(text)} characters) is not the trace's text ({len(tr.text or '')} characters); "
             "leave it out with a trace"
         )
-    tokens = torch.as_tensor(tr.tokens, dtype=torch.long)
-    if len(tokens) < 2:
+    if tr.num_steps < 2:
         raise ValueError(
-            f"the trace has {len(tokens)} character(s); at least 2 are needed (the first has no prediction)"
+            f"the trace has {tr.num_steps} character(s); at least 2 are needed (the first has no prediction)"
         )
-    log_probs = tr["log_probs"].float()
-    return log_probs[:-1].gather(1, tokens[1:, None]).squeeze(1).numpy()
+    return ActivationStats.of(tr.select("log_probs")).log_probs()

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import Colormap, Normalize
 
-from lstm_interp.tracing import Trace
+from lstm_interp.tracing import QUANTITY_KINDS, Trace
 
 # Bundled with matplotlib, so always found, and it has every marker glyph used below (↵ ␣ ⇥ ·).
 MONOSPACE = "DejaVu Sans Mono"
@@ -26,7 +26,6 @@ DPI = 100
 MAX_PIXELS = 30_000
 MISSING_CHAR = "·"
 
-SIGMOID_QUANTITIES = frozenset({"input_gate", "forget_gate", "output_gate", "reset_gate", "update_gate"})
 GATE_COLORS = {
     "input_gate": "tab:blue",
     "forget_gate": "tab:red",
@@ -57,9 +56,11 @@ class Scale:
 
 def scale_for(quantity: str) -> Scale:
     """Cells are squashed with tanh as in the paper; sigmoid gates span [0, 1] (0.5 at the colormap's centre)."""
-    if quantity == "cell":
-        return Scale("tanh(cell)", -1.0, 1.0, tanh=True)
-    if quantity in SIGMOID_QUANTITIES:
+    # The one table, in tracing/quantities.py; an unknown name is reported by layer_values, which lists the known.
+    kind = QUANTITY_KINDS.get(quantity, "signed")
+    if kind == "unbounded":
+        return Scale(f"tanh({quantity})", -1.0, 1.0, tanh=True)
+    if kind == "gate":
         return Scale(quantity, 0.0, 1.0)
     return Scale(quantity, -1.0, 1.0)
 

@@ -14,33 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-# How each quantity maps onto the diverging scale -1..+1 that the colour table spans.
-#   gate:   a sigmoid output in 0..1, shown as 2g - 1 so that 0.5 sits at the centre of the scale.
-#   tanh:   an unbounded value (the LSTM cell) squashed with tanh, as in Karpathy et al. (2015).
-#   signed: already in -1..1 (hidden states, tanh candidates).
-QUANTITY_KINDS: dict[str, str] = {
-    "cell": "tanh",
-    "hidden": "signed",
-    "cell_candidate": "signed",
-    "new_gate": "signed",
-    "input_gate": "gate",
-    "forget_gate": "gate",
-    "output_gate": "gate",
-    "reset_gate": "gate",
-    "update_gate": "gate",
-}
-# Selector order: the states people look at first, then the gates.
-QUANTITY_ORDER = (
-    "cell",
-    "hidden",
-    "input_gate",
-    "forget_gate",
-    "cell_candidate",
-    "output_gate",
-    "reset_gate",
-    "update_gate",
-    "new_gate",
-)
+from lstm_interp.tracing import display_values
+
 # A deflated blob is kept only when it saves at least this fraction; incompressible data stays raw so that the
 # page need not inflate it.
 _MIN_SAVING = 0.1
@@ -57,23 +32,13 @@ class Blob(NamedTuple):
 
 
 def display_codes(values: Tensor, quantity: str) -> Tensor:
-    """(T, H) activations -> (H, T) uint8 codes, 0 = -1 and 255 = +1 on the report's diverging scale."""
-    kind = QUANTITY_KINDS[quantity]
-    x = torch.nan_to_num(values.detach().to("cpu", torch.float32))
-    if kind == "gate":
-        x = 2 * x - 1
-    elif kind == "tanh":
-        x = torch.tanh(x)
-    codes = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    """(T, H) activations -> (H, T) uint8 codes, 0 = -1 and 255 = +1 on the report's diverging scale.
+
+    The mapping onto -1..+1 is the one every view uses (:func:`~lstm_interp.tracing.display_values`); NaN shows as 0.
+    """
+    x = torch.nan_to_num(display_values(values.detach().cpu(), quantity), nan=0.0)
+    codes = ((x + 1) * 127.5).round().to(torch.uint8)
     return codes.T.contiguous()
-
-
-def top_variance_units(codes: Tensor, n: int) -> list[list[float]]:
-    """The ``n`` units whose displayed value varies most over the text, as ``[unit, variance]`` pairs."""
-    shown = codes.to(torch.float32) / 127.5 - 1  # (H, T) back on the -1..1 scale
-    variance = shown.var(dim=1, unbiased=False) if shown.shape[1] > 1 else torch.zeros(shown.shape[0])
-    order = torch.argsort(variance, descending=True, stable=True)[:n]
-    return [[int(u), round(float(variance[u]), 5)] for u in order]
 
 
 def top_predictions(log_probs: Tensor, k: int) -> tuple[bytes, bytes]:

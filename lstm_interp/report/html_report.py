@@ -26,15 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from lstm_interp._io import atomic_write_text
-from lstm_interp.report._encode import (
-    QUANTITY_KINDS,
-    QUANTITY_ORDER,
-    display_codes,
-    pack,
-    top_predictions,
-    top_variance_units,
-)
-from lstm_interp.tracing.trace import Trace
+from lstm_interp.report._encode import display_codes, pack, top_predictions
+from lstm_interp.tracing import QUANTITY_KINDS, QUANTITY_ORDER, Trace, most_variable_units
 
 FeatureMatches = Mapping[str, Sequence[Mapping[str, Any]]]
 # Characters shown when a trace has no text and no vocabulary is given (a trace of a foreign module, say).
@@ -166,7 +159,8 @@ def _probe(
                 raise ValueError(f"`{name}` of trace {index} has shape {tuple(values.shape)}, expected ({T}, H)")
             codes = display_codes(values, q)
             entry = {"name": q, "kind": QUANTITY_KINDS[q], "units": int(codes.shape[0])}
-            entry["top"] = top_variance_units(codes, top_units)
+            ranked = most_variable_units(tr, q, top_units, layer=layer)
+            entry["top"] = [[row.unit, round(row.variance, 5)] for row in ranked]
             entry["blob"] = add_blob(codes.numpy().tobytes())
             shown.append(entry)
         if shown:

@@ -25,11 +25,11 @@
   }
   const COLOURS = Array.from({ length: 256 }, (_, b) => colourAt(b / 127.5 - 1));
 
-  // How a byte reads back for each kind of quantity (see lstm_interp/report/_encode.py).
+  // How a byte reads back for each kind of quantity (the kinds of lstm_interp/tracing/quantities.py).
   const KINDS = {
     gate: { lo: "0", mid: "0.5", hi: "1", label: (q) => q, value: (b) => b / 255,
       caption: (q) => `${q}: sigmoid, 0..1, centred at 0.5` },
-    tanh: { lo: "−1", mid: "0", hi: "+1", label: (q) => `tanh(${q})`, value: (b) => b / 127.5 - 1,
+    unbounded: { lo: "−1", mid: "0", hi: "+1", label: (q) => `tanh(${q})`, value: (b) => b / 127.5 - 1,
       caption: (q) => `tanh(${q}): −1..+1` },
     signed: { lo: "−1", mid: "0", hi: "+1", label: (q) => q, value: (b) => b / 127.5 - 1,
       caption: (q) => `${q}: −1..+1` },

@@ -1,7 +1,9 @@
-"""``run_analysis(model, text, out_dir)``: everything ``lstm-interp analyze`` writes, as a library function.
+"""``run_analysis(model, text, out_dir)``: everything ``lstm-interp analyze`` and ``explore`` write, as a library call.
 
-One pass of the model over the text (in segments, the state carried across) yields the per-layer cell state (the
-hidden state for a GRU or RNN), gate-saturation counts and the log-probability of every character; from them:
+One streaming pass of the model over the text (:func:`~lstm_interp.tracing.trace_segments`, the state carried
+across segments, into one :class:`~lstm_interp.analysis.ActivationStats`) yields the per-layer state quantity (the
+cell state of an LSTM, the hidden state of a GRU or RNN), gate-saturation counts and the log-probability of every
+character; from them:
 
 - ``cells.json``: for every feature, its ``top`` units by :func:`~lstm_interp.analysis.find_cells`;
 - ``figures/cell_text_<feature>.png``: the best unit of each feature over the text, where the feature changes;
@@ -27,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from matplotlib.figure import Figure
 
 from lstm_interp._io import atomic_write_text
-from lstm_interp.analysis import CellTable, GateSaturation, find_cells
-from lstm_interp.cli._analysis_pass import SATURATION_HIGH, SATURATION_LOW, one_pass
+from lstm_interp.analysis import ActivationStats, CellTable, GateSaturation, find_cells
 from lstm_interp.comparison import (
     NGramBaseline,
     NoMatchedBracesError,
@@ -38,7 +41,7 @@ from lstm_interp.comparison import (
     class_loss,
     error_breakdown,
 )
-from lstm_interp.features import FEATURES, Feature, compute_feature, get_feature
+from lstm_interp.features import FEATURES, ConstantFeatureError, Feature, feature_values, get_feature
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.plots import (
     plot_brace_study,
@@ -48,10 +51,13 @@ from lstm_interp.plots import (
     plot_gate_saturation,
     save_figure,
 )
-from lstm_interp.report import write_html_report
-from lstm_interp.tracing import Trace, trace
+from lstm_interp.report.html_report import write_html_report
+from lstm_interp.tracing import GATES, Trace, state_quantity, trace, trace_segments
+from lstm_interp.vocab import OnUnknown
 
 DEFAULT_NGRAM_ORDER = 9
+DEFAULT_SEGMENT_CHARS = 8192
+SATURATION_LOW, SATURATION_HIGH = 0.1, 0.9  # the paper's thresholds
 ORACLE_ORDERS = tuple(range(1, 10))  # the paper's n-gram oracles
 Log = Callable[[str], None]
 
@@ -67,8 +73,9 @@ def run_analysis(
     top: int = 10,
     report_chars: int = 2000,
     figure_chars: int = 800,
-    segment_chars: int = 8192,
+    segment_chars: int = DEFAULT_SEGMENT_CHARS,
     title: str | None = None,
+    on_unknown: OnUnknown = "error",
     log: Log | None = None,
 ) -> Path:
     """Find the units that track each feature, measure gate saturation, and compare with an n-gram baseline.
@@ -88,6 +95,8 @@ def run_analysis(
         figure_chars: characters of the text in each cell-text figure.
         segment_chars: characters traced at a time.
         title: the page title (default: names the text's length).
+        on_unknown: ``"skip"`` drops characters outside the model's vocabulary (their count is logged) instead
+            of failing; the analysis then describes the text without them.
         log: called with progress lines and the summary tables (``print``, say); ``None`` is silent.
 
     Returns:
@@ -99,6 +108,8 @@ def run_analysis(
             on the text, an empty baseline text or an ``ngram_order`` below 1 or above its length, bad sizes.
     """
     say = log or (lambda line: None)
+    if on_unknown not in ("error", "skip"):
+        raise ValueError(f"`on_unknown` must be 'error' or 'skip', got {on_unknown!r}")
     if not isinstance(model, CharLSTM):
         raise TypeError(f"`model` must be a CharLSTM, got {type(model).__name__}")
     if not isinstance(text, str):
@@ -115,6 +126,13 @@ def run_analysis(
             raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
     _check_baseline(baseline_text, ngram_order)
     vocab = model._require_vocab()
+    if on_unknown == "skip":
+        kept = "".join(c for c in text if c in vocab)
+        if len(kept) != len(text):
+            say(f"skipped {len(text) - len(kept):,} characters the model does not know")
+        text = kept
+        if len(text) < 2:
+            raise ValueError("fewer than 2 characters of the text are in the model's vocabulary; nothing to analyse")
     ids = vocab.encode(text)  # fails here, before any work, on characters outside the vocabulary
     chosen = [get_feature(f) for f in features] if features is not None else list(FEATURES.values())
     values, skipped = _feature_values(chosen, text, explicit=features is not None)
@@ -122,35 +140,30 @@ def run_analysis(
     figures = out / "figures"
 
     say(f"tracing {len(text):,} characters ({model.config.num_layers}x{model.config.hidden_size} {model.config.cell})")
-    run = one_pass(model, text, ids, segment_chars)
-    quantity = "cell" if model.config.cell == "lstm" else "hidden"
+    states, stats = _one_pass(model, ids, segment_chars)
+    quantity = states.state_quantity
 
-    tables = {name: find_cells(run.states, v, quantity, top, kind=kind) for name, (v, kind) in values.items()}
+    tables = {name: find_cells(states, v, quantity, top, kind=kind) for name, (v, kind) in values.items()}
     _write_json(out / "cells.json", _cells_json(tables, chosen, skipped, quantity, len(text), top))
     say(_best_units(tables, skipped))
     for name, table in tables.items():
-        fig = _cell_text_figure(run.states, table, name, values[name][0], quantity, figure_chars)
+        fig = _cell_text_figure(states, table, name, values[name][0], quantity, figure_chars)
         save_figure(fig, figures / f"cell_text_{_file_name(name)}.png")
 
-    if run.saturation is not None:
-        table_rows = _saturation_rows(run.saturation)
-        integrators = run.saturation.integrators()
+    saturation = GateSaturation.from_stats(stats) if stats.has_gates else None
+    if saturation is not None:
+        table_rows = _saturation_rows(saturation)
+        integrators = saturation.integrators()
         _write_json(
             out / "gate_saturation.json",
-            {"table": table_rows, "integrators": integrators, "saturation": run.saturation.to_dict()},
+            {"table": table_rows, "integrators": integrators, "saturation": saturation.to_dict()},
         )
-        save_figure(plot_gate_saturation(run.saturation), figures / "gate_saturation.png")
+        save_figure(plot_gate_saturation(saturation), figures / "gate_saturation.png")
         say(_saturation_text(table_rows, integrators))
     else:
         say(f"gate saturation: a {model.config.cell!r} network has no gates")
 
-    matches = {
-        name: [
-            {"layer": r.layer, "unit": r.unit, "quantity": quantity, "score": r.score, "sign": r.sign}
-            for r in table.rows
-        ]
-        for name, table in tables.items()
-    }
+    matches = {name: [row.to_dict() for row in table.rows] for name, table in tables.items()}
     first = next((rows[0] for rows in matches.values() if rows), None)
     shown = trace(model, ids[:report_chars])
     write_html_report(
@@ -163,7 +176,7 @@ def run_analysis(
     )
 
     if baseline_text is not None:
-        _compare(text, run.log_probs, baseline_text, ngram_order, vocab.chars, out, say)
+        _compare(text, stats.log_probs(), baseline_text, ngram_order, vocab.chars, out, say)
     say(f"wrote {out}")
     return out
 
@@ -189,19 +202,32 @@ def _feature_values(
     """Each feature's values on the text and kind; features constant on it are skipped, or an error if chosen."""
     values: dict[str, tuple[np.ndarray, str]] = {}
     skipped: dict[str, str] = {}
+    hint = "choose a text on which it varies, or leave it out of the features"
     for feature in chosen:
-        v = compute_feature(feature, text)
-        if v.min() == v.max():
-            reason = (
-                f"feature {feature.name!r} is constant ({v[0].item()!r}) over all {len(text)} characters of the "
-                "text: its correlation or AUC with any unit is undefined"
-            )
+        try:
+            values[feature.name] = (feature_values(feature, text, over="the text", hint=hint), feature.kind)
+        except ConstantFeatureError as err:
             if explicit:
-                raise ValueError(f"{reason}; choose a text on which it varies, or leave it out of the features")
-            skipped[feature.name] = reason
-            continue
-        values[feature.name] = (v, feature.kind)
+                raise
+            skipped[feature.name] = str(err).removesuffix(f"; {hint}")
     return values, skipped
+
+
+def _one_pass(model: CharLSTM, ids: torch.Tensor, segment_chars: int) -> tuple[Trace, ActivationStats]:
+    """The state quantity of every layer over the whole text, and the streaming statistics of the same pass.
+
+    Each segment's gates are counted and dropped, so memory is the kept states plus one segment's gates.
+    """
+    cfg = model.config
+    quantity = state_quantity(cfg.cell)
+    names = [f"layers.*.{quantity}", *(f"layers.*.{gate}" for gate in GATES[cfg.cell]), "log_probs"]
+    stats = ActivationStats(cfg.cell, [f"layers.{i}" for i in range(cfg.num_layers)], low=SATURATION_LOW,
+                            high=SATURATION_HIGH)  # fmt: skip
+    kept = []
+    for _, segment in trace_segments(model, ids, segment_chars, names_filter=names):
+        stats.update(segment)
+        kept.append(segment.select(f"layers.*.{quantity}"))
+    return Trace.concat(kept), stats
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -218,18 +244,7 @@ def _cells_json(
             name: {
                 "kind": described[name].kind,
                 "description": described[name].description,
-                "rows": [
-                    {
-                        "rank": rank,
-                        "layer": r.layer,
-                        "unit": r.unit,
-                        "score": r.score,
-                        "metric": r.metric,
-                        "sign": r.sign,
-                        "value": r.value,
-                    }
-                    for rank, r in enumerate(table.rows, 1)
-                ],
+                "rows": [row.to_dict() for row in table.rows],  # best first
             }
             for name, table in tables.items()
         },
@@ -250,20 +265,15 @@ def _best_units(tables: dict[str, CellTable], skipped: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def _cell_text_figure(states: Trace, table: CellTable, feature: str, values: np.ndarray, quantity: str, length: int):
+def _cell_text_figure(
+    states: Trace, table: CellTable, feature: str, values: np.ndarray, quantity: str, length: int
+) -> Figure:
     """The best unit over ``length`` characters, starting a little before the feature first changes."""
     best = table.rows[0]
     change = int(np.flatnonzero(values != values[0])[0])
     start = max(0, min(change - length // 4, len(values) - length))
-    stop = min(len(values), start + length)
-    window = Trace(
-        {f"{best.layer}.{quantity}": states[f"{best.layer}.{quantity}"][start:stop]},
-        text=states.text[start:stop] if states.text is not None else None,
-        tokens=states.tokens[start:stop],
-        cell=states.cell,
-        num_layers=1,
-        layer_names=[best.layer],
-    )
+    window = states.time_slice(start, start + length)
+    stop = start + window.num_steps
     fig = plot_cell_text(window, [(best.layer, best.unit)], quantity=quantity)
     ax = fig.axes[0]
     ax.set_title(

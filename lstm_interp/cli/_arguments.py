@@ -1,0 +1,103 @@
+"""The arguments the ``lstm-interp`` commands share: the MODEL every command that opens a model takes, text files,
+and argparse types.
+
+MODEL is whatever :func:`lstm_interp.load_pretrained` opens: a pretrained name (``novel``, ``code``, ...), a folder
+written by ``save_pretrained``, a Lightning ``.ckpt`` of a ``CharLSTMModule`` or an ``org/name`` Hub repo id. A
+command adds it with :func:`add_model_argument`, checks it with :func:`check_model_argument` before doing any work
+(a MODEL that can be nothing exits with status 2, naming it), then opens it with ``load_pretrained(args.model)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+MODEL_METAVAR = "MODEL"
+MODEL_HELP = (
+    "the model: a pretrained name (novel, war-and-peace, code, linux), a save_pretrained folder, "
+    "a Lightning .ckpt or an 'org/name' Hub repo id"
+)
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> argparse.Action:
+    """Add the positional MODEL argument (``args.model``), with the same name and help in every command."""
+    return parser.add_argument("model", metavar=MODEL_METAVAR, help=MODEL_HELP)
+
+
+def check_model_argument(parser: argparse.ArgumentParser, source: str) -> None:
+    """Exit with status 2 naming ``source`` if :func:`~lstm_interp.load_pretrained` can only fail on it.
+
+    That is: not an existing path, not an ``org/name`` repo id and not a pretrained name (a name such as
+    ``runs/best.ckpt`` that does not exist is refused too). Nothing is read or downloaded.
+    """
+    # Imported here: the argparse types below are also used by commands that never open a model (demo).
+    from lstm_interp.hub.load_pretrained import ALIASES, PRETRAINED, source_kind
+
+    try:
+        source_kind(source)
+    except (FileNotFoundError, ValueError):
+        names = ", ".join([*PRETRAINED, *ALIASES])
+        parser.error(
+            f"argument {MODEL_METAVAR}: {source!r} is not a folder or a file (no such path), nor an 'org/name' Hub "
+            f"repo id or a pretrained name ({names})"
+        )
+
+
+def read_text_file(parser: argparse.ArgumentParser, path: Path, argument: str, *, min_chars: int = 1) -> str:
+    """The UTF-8 text of ``path``, given as ``argument`` (``"TEXT_FILE"``, ``"--file"``, ...).
+
+    A missing file, or one shorter than ``min_chars`` characters, exits with status 2 naming the argument and the
+    path (the user typed a wrong name); bytes that are not UTF-8 raise a ``ValueError`` naming the byte.
+    """
+    if not path.is_file():
+        parser.error(f"argument {argument}: {str(path)!r} does not exist or is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{str(path)!r} is not valid UTF-8 text (byte {err.start}): {err.reason}") from err
+    if len(text) < min_chars:
+        too_short = {1: "is empty", 2: "is empty or has one character"}.get(min_chars, f"has < {min_chars} characters")
+        parser.error(
+            f"argument {argument}: {str(path)!r} {too_short} ({len(text)}); "
+            f"expected a text of at least {min_chars} character{'s' if min_chars > 1 else ''}"
+        )
+    return text
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def temperature(text: str) -> float:
+    """An argparse type: a finite number >= 0 (0 means: always the most likely character)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
