@@ -4,6 +4,9 @@ Two ways in. A :class:`~lstm_interp.CharLSTMModule` is traced directly with :fun
 gives the next-character log-probabilities). Any other module is run once on the probe with a forward pre-hook on
 each chosen ``nn.LSTM``/``nn.GRU``/``nn.RNN``: the hook keeps what the module receives, and
 :func:`~lstm_interp.tracing.trace_rnn` then recomputes every gate exactly from that input and the module's own weights.
+
+The lowest of the callback's modules: it knows nothing of the monitor's settings, only modules, probes and traces.
+Traces are made and extended by :mod:`lstm_interp.tracing` alone (``trace_rnn``, ``Trace.with_activation``).
 """
 
 from __future__ import annotations
@@ -188,38 +191,10 @@ def trace_modules(pl_module: nn.Module, targets: dict[str, nn.RNNBase], probe: P
         # Plots label time steps with characters only where there is one time step per character.
         text = probe.text if probe.text is not None and len(probe.text) == steps else None
         tokens = probe.tokens if probe.tokens is not None and len(probe.tokens) == steps else None
-        traces.append(trace_rnn(rnn, cap.inputs, name=path, hx=cap.hx, text=text, tokens=tokens))
+        # Without tokens the steps are numbered, not characters, so the vocabulary would label them wrongly.
+        vocabulary = chars if tokens is not None else None
+        traces.append(trace_rnn(rnn, cap.inputs, name=path, hx=cap.hx, text=text, tokens=tokens, chars=vocabulary))
     log_probs = next_char_log_probs(output, chars)
-    if log_probs is not None and len(log_probs) == len(traces[-1].tokens):
-        traces[-1] = with_activation(traces[-1], "log_probs", log_probs)
+    if log_probs is not None and len(log_probs) == traces[-1].num_steps:
+        traces[-1] = traces[-1].with_activation("log_probs", log_probs)
     return traces
-
-
-def with_activation(tr: Trace, name: str, values: Tensor) -> Trace:
-    """A copy of ``tr`` holding one more activation."""
-    return Trace(
-        {**tr, name: values},
-        text=tr.text,
-        tokens=tr.tokens,
-        cell=tr.cell,
-        num_layers=tr.num_layers,
-        final_state=tr.final_state,
-        layer_names=tr.layer_names,
-    )
-
-
-def concat_traces(traces: Sequence[Trace]) -> Trace:
-    """The traces of several probes end to end (for statistics over all of them; the state does not carry)."""
-    if len(traces) == 1:
-        return traces[0]
-    first = traces[0]
-    names = [name for name in first if all(name in tr for tr in traces)]
-    texts = [tr.text for tr in traces]
-    return Trace(
-        {name: torch.cat([tr[name] for tr in traces]) for name in names},
-        text="".join(texts) if all(t is not None for t in texts) else None,  # type: ignore[arg-type]
-        tokens=torch.cat([tr.tokens for tr in traces]),
-        cell=first.cell,
-        num_layers=first.num_layers,
-        layer_names=first.layer_names,
-    )

@@ -4,6 +4,9 @@ Every file is written atomically (temporary file, then rename), so a reader of `
 half-written recording, and the index itself is rewritten last, once everything it lists exists. Figures are
 yielded lazily (:func:`draw_figures`), so the monitor renders, writes and closes each before drawing the next: one
 figure in memory at a time, however many the recording has.
+
+Below :mod:`._monitor_recording` (which decides what to write) and beside :mod:`._probe_capture`: it takes traces,
+statistics and plain values, never the monitor or its settings.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from lstm_interp.plots import (
     plot_saturation_history,
     plot_topk_predictions,
 )
+from lstm_interp.tracing.most_variable_units import most_variable_units
 from lstm_interp.tracing.trace import Trace
 
 INDEX_NAME = "index.json"
@@ -186,15 +190,6 @@ class Group:
     saturation: GateSaturation | None
 
 
-def top_variance_units(tr: Trace, quantity: str, count: int) -> list[tuple[str, int]]:
-    """The ``count`` units of the last layer whose ``quantity`` varies most, as (layer, unit) pairs."""
-    layer = tr.layer_names[-1]
-    values = torch.nan_to_num(tr[f"{layer}.{quantity}"].float(), nan=0.0, posinf=0.0, neginf=0.0)  # (T, H)
-    variance = values.var(dim=0, correction=0) if len(values) > 1 else values.abs().mean(dim=0)
-    order = torch.argsort(variance, descending=True, stable=True)[:count]
-    return [(layer, int(unit)) for unit in order]
-
-
 def draw_figures(
     groups: Sequence[Group],
     history: Sequence[tuple[int, dict[str, float]]],
@@ -207,7 +202,8 @@ def draw_figures(
     """``(kind, draw)`` pairs: calling ``draw()`` makes the figure, so a failing one can be skipped by the caller.
 
     The cell-text figure of the last group shows ``feature_units`` (the best unit of each chosen feature) first, then
-    the most variable units, ``cells_to_plot`` in all (or more, when there are more features).
+    the most variable units (:func:`~lstm_interp.tracing.most_variable_units` of the state quantity over all probes),
+    ``cells_to_plot`` in all (or more, when there are more features).
 
     Kinds: ``cell_text``, ``gate_saturation``, ``topk_predictions``, ``cell_heatmap`` (each with ``_<module
     path>`` appended when several modules are monitored) and ``saturation_history``.
@@ -215,10 +211,10 @@ def draw_figures(
     for g, group in enumerate(groups):
         suffix = f"_{group.label}" if group.label else ""
         tr = group.plotted
-        quantity = "cell" if "cell" in tr.quantities else "hidden"
+        quantity = tr.state_quantity
         chosen = list(dict.fromkeys(feature_units)) if g == len(groups) - 1 else []
-        ranked = top_variance_units(group.combined, quantity, cells_to_plot + len(chosen))
-        variable = [u for u in ranked if u not in chosen]
+        ranked = most_variable_units(group.combined, quantity, cells_to_plot + len(chosen))
+        variable = [(u.layer, u.unit) for u in ranked if (u.layer, u.unit) not in chosen]
         units = chosen + variable[: max(0, cells_to_plot - len(chosen))]
         yield f"cell_text{suffix}", _bind(plot_cell_text, tr, units, quantity=quantity, length=CELL_TEXT_STEPS)
         if group.saturation is not None:
@@ -227,7 +223,7 @@ def draw_figures(
             k = min(top_k, len(chars))
             yield f"topk_predictions{suffix}", _bind(plot_topk_predictions, tr, chars, k=k, length=TOPK_STEPS)
         layer = tr.layer_names[-1]
-        heatmap_units = [u for _, u in top_variance_units(group.combined, quantity, HEATMAP_UNITS)]
+        heatmap_units = [u.unit for u in most_variable_units(group.combined, quantity, HEATMAP_UNITS, layer=layer)]
         heatmap = _bind(plot_cell_heatmap, tr, layer, quantity=quantity, units=heatmap_units, length=HEATMAP_STEPS)
         yield f"cell_heatmap{suffix}", heatmap
     if history and any(group.saturation is not None for group in groups):

@@ -1,4 +1,11 @@
-"""``LSTMActivationMonitor``: record what the LSTM cells do on fixed probe text while a model trains."""
+"""``LSTMActivationMonitor``: record what the LSTM cells do on fixed probe text while a model trains.
+
+This module is the callback itself: it checks its arguments, decides when to record, names itself and keeps the
+state a resumed fit needs. What a recording does lives below it, and never calls back up:
+:mod:`._monitor_recording` (the frozen :class:`RecordingSettings` this class hands down, the traced targets, the
+:class:`Recorder`), which uses :mod:`._probe_capture` (hooks on foreign recurrent modules) and
+:mod:`._recording_writer` (files, figures, loggers).
+"""
 
 from __future__ import annotations
 
@@ -13,17 +20,14 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lstm_interp.features import Feature, get_feature
-from lstm_interp.models.char_lstm import CharLSTM
-from lstm_interp.tracing.quantities import QUANTITIES
-from lstm_interp.vocab import CharVocab, VocabularyError
+from lstm_interp.tracing.quantities import QUANTITY_ORDER
 
-from ._monitor_recording import Recorder, Targets
+from ._monitor_recording import Recorder, RecordingSettings, Targets, shorten
 
-_ALL_QUANTITIES = tuple(dict.fromkeys(q for qs in QUANTITIES.values() for q in qs))
+_ALL_QUANTITIES = QUANTITY_ORDER  # every per-layer quantity of any cell; checked per module at fit start
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 DEFAULT_NAME = "lstm_interp"
 
@@ -73,7 +77,8 @@ class LSTMActivationMonitor(Callback):
         dirpath: the folder for everything written (default ``<trainer.log_dir>/<name>``, or
             ``<trainer.default_root_dir>/<name>`` without a logger).
         name: prefix of the logged names and default folder name; ``None`` gives ``"lstm_interp"`` to the first such
-            monitor of a trainer and ``"lstm_interp_<probe hash>"`` to others.
+            monitor of a trainer and ``"lstm_interp_<probe hash>"`` to others; a monitor resumed from a checkpoint keeps
+            the name it had there.
         on_unknown: ``"error"`` for probe characters outside the vocabulary, or ``"skip"`` to drop them (with a
             warning).
         log_figures: draw figures (PNG files and loggers); ``False`` keeps only tensors, index and scalars.
@@ -188,6 +193,8 @@ class LSTMActivationMonitor(Callback):
         self.html = html
         self._name = name
         self.name = name or DEFAULT_NAME
+        # The name a checkpoint gave this monitor (see `load_state_dict`): a resumed unnamed monitor keeps it.
+        self._restored_name: str | None = None
         self.probe_hash = _probe_hash(self.probe_texts, self.probe_tensors)
         # Recordings made so far (also those restored from a checkpoint); each is a JSON-able dict.
         self.recordings: list[dict[str, Any]] = []
@@ -213,7 +220,7 @@ class LSTMActivationMonitor(Callback):
         # there when the vocabulary comes from the datamodule) exist only after the setup hooks. Every rank checks,
         # so that all of them stop alike on a bad probe.
         self.name = self._resolve_name(trainer)
-        self._targets = Targets.resolve(self, pl_module)
+        self._targets = Targets.resolve(self._settings(), pl_module)
         self._recorder = None  # a new fit may log elsewhere (a new logger version)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -236,14 +243,26 @@ class LSTMActivationMonitor(Callback):
         return {"recordings": [dict(entry) for entry in self.recordings], "name": self.name}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved: the recordings and the name they were logged under.
+
+        The name is kept for the resumed fit (an unnamed monitor would otherwise be renamed by its position among
+        the trainer's monitors, and write into another monitor's folder). A ``name=`` given to this monitor is part
+        of its ``state_key``, so a checkpoint restored here was saved under that same name.
+        """
         self.recordings = [dict(entry) for entry in state_dict.get("recordings", [])]
+        name = state_dict.get("name")
+        if isinstance(name, str) and name:
+            self._restored_name = name
+            # Lightning restores callbacks before `on_fit_start`, except under strategies that restore after setup;
+            # setting the name here too serves both orders.
+            self.name = self._name or name
 
     # ------------------------------------------------------------------ internals
     def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or self._targets is None or trainer.global_step in self.recorded_steps:
             return
         if self._recorder is None:
-            self._recorder = Recorder(self, self._folder(trainer))
+            self._recorder = Recorder(self._settings(), self._folder(trainer))
             self.recordings = self._recorder.merge_on_disk(self.recordings, self._start_step)
         entry = self._recorder.record(trainer, pl_module, self._targets, self.recordings)
         self.recordings.append(entry)
@@ -273,30 +292,34 @@ class LSTMActivationMonitor(Callback):
                 )
         if self._name is not None:
             return self._name
-        unnamed = [m for m in monitors if m._name is None]
-        return DEFAULT_NAME if unnamed[0] is self else f"{DEFAULT_NAME}_{self.probe_hash}"
+        if self._restored_name is not None:
+            return self._restored_name
+        # Unnamed and new: the first such monitor gets the default name, unless a resumed one already holds it.
+        taken = {m._restored_name for m in monitors if m._name is None and m._restored_name is not None}
+        fresh = [m for m in monitors if m._name is None and m._restored_name is None]
+        first = fresh[0] is self and DEFAULT_NAME not in taken
+        return DEFAULT_NAME if first else f"{DEFAULT_NAME}_{self.probe_hash}"
 
-    def _chars_for(self, pl_module: pl.LightningModule) -> str | None:
-        network = getattr(pl_module, "network", None)
-        if self.chars is None and isinstance(network, CharLSTM) and network.vocab is not None:
-            return network.vocab.chars
-        return self.chars
-
-    def _clean_text(self, index: int, text: str, vocab: CharVocab) -> str:
-        """The probe text with unknown characters dropped (``on_unknown="skip"``), or a VocabularyError naming them."""
-        unknown = vocab.unknown_chars(text)
-        if not unknown:
-            return text
-        if self.on_unknown == "error":
-            try:
-                vocab.encode(text)
-            except VocabularyError as err:
-                raise VocabularyError(f"`probe_texts[{index}]` ({_short(text)!r}): {err}") from None
-        rank_zero_warn(f"LSTMActivationMonitor: `probe_texts[{index}]` loses {sorted(unknown)}: not in the vocabulary")
-        kept = "".join(c for c in text if c not in unknown)
-        if not kept:
-            raise ValueError(f"`probe_texts[{index}]` ({_short(text)!r}) has no character of the vocabulary")
-        return kept
+    def _settings(self) -> RecordingSettings:
+        """The arguments a recording uses, frozen now (they are public attributes, so they may have changed)."""
+        return RecordingSettings(
+            name=self.name,
+            probe_texts=tuple(self.probe_texts) if self.probe_texts is not None else None,
+            probe_tensors=tuple(self.probe_tensors) if self.probe_tensors is not None else None,
+            modules=tuple(self.modules) if self.modules is not None else None,
+            encode=self.encode,
+            chars=self.chars,
+            on_unknown=self.on_unknown,
+            quantities=tuple(self.quantities) if self.quantities is not None else None,
+            features=tuple(self.features),
+            feature_top=self.feature_top,
+            saturation_thresholds=self.saturation_thresholds,
+            cells_to_plot=self.cells_to_plot,
+            top_k=self.top_k,
+            dtype=self.dtype,
+            log_figures=self.log_figures,
+            html=self.html,
+        )
 
 
 def _check_texts(probe_texts: str | Sequence[str] | None) -> list[str] | None:
@@ -307,7 +330,7 @@ def _check_texts(probe_texts: str | Sequence[str] | None) -> list[str] | None:
         raise ValueError(f"`probe_texts` is empty ({probe_texts!r}); give at least one text")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise ValueError(f"`probe_texts[{i}]` must be a string, got {type(text).__name__}: {_short(text)!r}")
+            raise ValueError(f"`probe_texts[{i}]` must be a string, got {type(text).__name__}: {shorten(text)!r}")
         if not text:
             raise ValueError(f"`probe_texts[{i}]` is an empty text ({text!r}); every probe needs characters")
     return texts
@@ -321,7 +344,7 @@ def _check_tensors(probe_tensors: Sequence[Tensor] | None) -> list[Tensor] | Non
         raise ValueError(f"`probe_tensors` is empty ({probe_tensors!r}); give at least one tensor")
     for i, t in enumerate(tensors):
         if not isinstance(t, Tensor) or t.numel() == 0:
-            raise ValueError(f"`probe_tensors[{i}]` must be a non-empty tensor, got {_short(t)!r}")
+            raise ValueError(f"`probe_tensors[{i}]` must be a non-empty tensor, got {shorten(t)!r}")
     return [t.detach().cpu() for t in tensors]
 
 
@@ -341,8 +364,3 @@ def _probe_hash(texts: list[str] | None, tensors: list[Tensor] | None) -> str:
         digest.update(str((t.dtype, tuple(t.shape))).encode())
         digest.update(t.contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:8]
-
-
-def _short(value: Any, limit: int = 60) -> Any:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

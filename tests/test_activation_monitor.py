@@ -231,7 +231,8 @@ def test_cell_text_figure_opens_with_the_feature_units():
 
 def test_feature_that_is_constant_on_the_probe_is_refused_at_fit_start(tmp_path):
     monitor = LSTMActivationMonitor(PROBE, features=["inside_quotes"])  # PROBE has no quote
-    with pytest.raises(ValueError, match=r"feature 'inside_quotes' is False on every character of the probe texts"):
+    message = r"feature 'inside_quotes' is constant \(False\) over all \d+ characters of the probe texts"
+    with pytest.raises(ValueError, match=message):
         fit(tmp_path, char_module(), [monitor])
 
 
@@ -348,6 +349,32 @@ def test_resume_continues_numbering_without_duplicates(tmp_path, every, in_check
     assert all((folder / f"step_{s}.safetensors").is_file() for s in expected)
     scalars = events(logger).Scalars("lstm_interp/layers.0/forget_gate/right_saturated")
     assert sorted({e.step for e in scalars}) == expected
+
+
+def test_state_round_trips_and_a_resumed_fit_keeps_the_name(tmp_path):
+    def pair() -> list[LSTMActivationMonitor]:
+        return [LSTMActivationMonitor(text, every_n_train_steps=None, log_figures=False, html=False)
+                for text in (PROBE, "the cat.\n")]
+
+    first_a, first_b = pair()
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    fit(tmp_path, char_module(), [first_a, first_b, checkpoint], max_steps=2, limit_train_batches=2,
+        enable_checkpointing=True, logger=TensorBoardLogger(tmp_path, name="tb", version="run"))
+    assert first_b.name == f"lstm_interp_{first_b.probe_hash}"  # the second unnamed monitor of that trainer
+
+    state = first_b.state_dict()
+    fresh = pair()[1]
+    fresh.load_state_dict(state)
+    assert fresh.state_dict() == state and fresh.name == first_b.name
+
+    # Resumed alone, the monitor would be the trainer's first unnamed one: the checkpoint's name must win.
+    resumed = pair()[1]
+    logger = TensorBoardLogger(tmp_path, name="tb", version="run")
+    fit(tmp_path, char_module(), [resumed], max_steps=4, limit_train_batches=2,
+        ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"), logger=logger)
+    assert resumed.name == first_b.name
+    assert [r["step"] for r in index(Path(logger.log_dir) / first_b.name)["recordings"]] == [2, 4]
+    assert [r["step"] for r in index(Path(logger.log_dir) / "lstm_interp")["recordings"]] == [2]  # A's, untouched
 
 
 def test_two_monitors_write_apart(tmp_path):

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from pictures import assert_picture
 
 from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, trace
 from lstm_interp.comparison import (
@@ -137,6 +138,7 @@ def test_class_split_sums_back_to_the_total(model, tmp_path):
     assert result.lstm_loss == pytest.approx(-lstm.mean(), rel=1e-6)
     assert {row.name for row in present} >= {"lowercase", "bracket", "quote", "newline", "whitespace", "digit"}
     assert save_figure(plot_class_loss(result), tmp_path / "classes.png").stat().st_size > 0
+    assert_picture(tmp_path / "classes.png", min_width=300, min_height=200)
 
 
 @pytest.mark.parametrize("fn", [class_loss, brace_study])
@@ -182,6 +184,7 @@ def test_brace_study_with_real_models(model, tmp_path):
     assert ((study.lstm_probabilities > 0) & (study.lstm_probabilities <= 1)).all()
     assert sum(b.count for b in study.bins) == len(study)
     assert save_figure(plot_brace_study(study), tmp_path / "braces.png").stat().st_size > 0
+    assert_picture(tmp_path / "braces.png", min_width=300, min_height=200)
 
 
 @pytest.mark.parametrize(
@@ -254,6 +257,7 @@ def test_error_breakdown_on_a_hand_built_example(tmp_path):
     data = result.to_dict()
     assert data["error_definition"] == "P_LSTM(text[t] | text[:t]) < 0.5" and data["oracle_orders"] == [1, 2]
     assert save_figure(plot_error_breakdown(result), tmp_path / "errors.png").stat().st_size > 0
+    assert_picture(tmp_path / "errors.png", min_width=300, min_height=200)
 
 
 def test_rare_words_threshold_and_windows_change_the_assignment():

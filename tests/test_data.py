@@ -9,6 +9,7 @@ import lzma
 import pickle
 import types
 
+import datasets
 import lightning.pytorch as pl
 import numpy as np
 import pytest
@@ -144,7 +145,6 @@ def test_bundled_corpus(tmp_path):
 
 @pytest.fixture
 def text_dataset(tmp_path, text, monkeypatch):
-    datasets = pytest.importorskip("datasets")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
     folder = tmp_path / "texts"
     folder.mkdir()

@@ -97,4 +97,6 @@ def test_explore_a_bundled_pretrained_model_offline(name, tmp_path):
     assert f"copy of {name!r} bundled" in out.stderr  # the one log line of the fallback
     cells = json.loads((tmp_path / "out" / "cells.json").read_text())
     best = cells["features"][feature]["rows"][0]
-    assert best["score"] > 0.5 and (tmp_path / "out" / "report.html").is_file()
+    # A trained model's best unit is a near-perfect detector on this text (the median unit scores about 0.6; an
+    # AUC score is max(AUC, 1 - AUC), so 0.5 would hold for any unit at all).
+    assert best["score"] >= 0.95 and (tmp_path / "out" / "report.html").is_file()
