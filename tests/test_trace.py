@@ -248,3 +248,53 @@ def test_bad_input_errors():
         trace(model, "ab", chunk_size=0)
     with pytest.raises(ValueError, match="dtype"):
         trace(model, "ab", dtype=torch.int32)
+
+
+# ---------------------------------------------------------------------------------------------------- operations
+def test_concat_and_time_slice_are_inverse(tmp_path):
+    model = make_model()
+    text = 'a "xy" {b}\n;z' * 3
+    whole = trace(model, text)
+    cut = 11
+    first, second = whole.time_slice(0, cut), whole.time_slice(cut)
+    assert first.text == text[:cut] and second.num_steps == len(text) - cut
+    assert first.final_state is None and second.final_state is whole.final_state  # only a slice reaching the end
+    joined = Trace.concat([first, second])
+    assert joined.text == text and joined.chars == VOCAB.chars and joined.layer_names == whole.layer_names
+    for name in whole:
+        assert torch.equal(joined[name], whole[name])
+    assert whole.time_slice(-3).text == text[-3:]
+    with pytest.raises(ValueError, match="steps 5:5 of a trace of 39 steps are empty"):
+        whole.time_slice(5, 5)
+    with pytest.raises(TypeError, match="must be integers"):
+        whole.time_slice(1.5)  # type: ignore[arg-type]
+
+
+def test_concat_keeps_shared_names_and_refuses_other_architectures():
+    lstm, gru = make_model(), make_model(cell="gru")
+    cells = trace(lstm, "ab", names_filter="layers.*.cell")
+    everything = trace(lstm, "xy")
+    assert list(Trace.concat([cells, everything])) == list(cells)
+    with pytest.raises(ValueError, match="only traces of one architecture can be concatenated"):
+        Trace.concat([everything, trace(gru, "xy")])
+    with pytest.raises(ValueError, match="`traces` is empty"):
+        Trace.concat([])
+
+
+def test_with_activation_select_and_state_quantity():
+    tr = trace(make_model(), "ab{}")
+    extra = tr.with_activation("scores", torch.ones(4, 2))
+    assert "scores" in extra and "scores" not in tr  # a new trace; the old one is unchanged
+    with pytest.raises(ValueError, match=r"'scores' needs 4 rows, one per step of the trace; got shape \(3, 2\)"):
+        tr.with_activation("scores", torch.ones(3, 2))
+    assert list(tr.select("layers.*.cell")) == ["layers.0.cell", "layers.1.cell"]
+    assert tr.state_quantity == "cell" and trace(make_model(cell="gru"), "ab").state_quantity == "hidden"
+    with pytest.raises(ValueError, match="every activation needs 4 rows"):
+        Trace({"x": torch.ones(3, 1)}, text=None, tokens=torch.arange(4), cell="lstm", num_layers=1)
+    with pytest.raises(ValueError, match="`text` has 2 characters but `tokens` has 4 steps"):
+        Trace({}, text="ab", tokens=torch.arange(4), cell="lstm", num_layers=1)
+
+
+def test_saved_trace_keeps_its_vocabulary(tmp_path):
+    tr = trace(make_model(), "a{b}")
+    assert Trace.load(tr.save(tmp_path / "t.safetensors")).chars == VOCAB.chars
