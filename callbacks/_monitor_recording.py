@@ -199,9 +199,9 @@ def _feature_matches(targets: Targets, combined: Trace, top: int) -> dict[str, l
     """The ``top`` units of ``combined`` tracking each feature, as ``CellScore.to_dict`` rows (index and report)."""
     matches: dict[str, list[dict[str, Any]]] = {}
     for name, (values, kind) in targets.features.items():
-        table = find_cells(combined, values, combined.state_quantity, top, kind=kind)  # type: ignore[arg-type]
-        # The values are passed precomputed (joined over the probes), so find_cells labels them "<array>".
-        matches[name] = [dataclasses.replace(row, feature=name).to_dict() for row in table.rows]
+        # The values are passed precomputed (joined over the probes), so the feature's name goes as the label.
+        table = find_cells(combined, values, combined.state_quantity, top, kind=kind, label=name)  # type: ignore[arg-type]
+        matches[name] = [row.to_dict() for row in table.rows]
     return matches
 
 

@@ -165,6 +165,7 @@ def find_cells(
     *,
     layers: str | int | Sequence[str | int] | None = None,
     kind: FeatureKind | None = None,
+    label: str | None = None,
 ) -> CellTable:
     """Rank every (layer, unit) of ``trace`` by how well its ``quantity`` tracks ``feature``.
 
@@ -177,6 +178,8 @@ def find_cells(
         layers: the layers to search, by name or index (default: all).
         kind: ``"binary"`` (AUC) or ``"continuous"`` (Pearson), overriding the feature's own kind; by default a
             registered feature's kind, else binary for bool values and continuous for numbers.
+        label: the feature's name in the rows and the title (default: the registered name, the callable's
+            ``__name__``, or ``"<array>"`` for precomputed values).
 
     Returns:
         A :class:`CellTable`, best unit first (ties in score keep layer, then unit, order).
@@ -197,7 +200,8 @@ def find_cells(
         raise ValueError(f"`top` must be a positive integer or None, got {top!r}")
     names = _resolve_layers(trace, layers)
     activations = [trace[f"{layer}.{quantity}"] for layer in names]
-    values, label, metric = _feature_values(trace, feature, kind, activations[0].shape[0])
+    values, own_label, metric = _feature_values(trace, feature, kind, activations[0].shape[0])
+    label = label or own_label
     check_feature_values(values, label, activations[0].shape[0])
     raw = np.concatenate(
         [_score_columns(x, values, metric, f"{layer}.{quantity}") for layer, x in zip(names, activations, strict=True)]
