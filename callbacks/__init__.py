@@ -4,8 +4,9 @@ This folder sits at the top of the repository (the design card's layout) and is 
 ``lstm_interp.callbacks`` package (see ``[tool.setuptools.package-dir]`` in pyproject.toml).
 
 One public callback, :class:`LSTMActivationMonitor` (``lstm_activation_monitor.py``). Its private modules import
-downwards only: ``_monitor_recording`` (settings, targets, one recording) uses ``_probe_capture`` (hooks on recurrent
-modules) and ``_recording_writer`` (files, figures, loggers); none of them imports the monitor.
+downwards only: ``_monitor_recording`` (one recording) uses ``_monitor_targets`` (settings, modules, probes,
+features), ``_probe_capture`` (hooks on recurrent modules) and ``_recording_writer`` (files, figures, loggers);
+none of them imports the monitor.
 """
 
 from lstm_interp.callbacks.lstm_activation_monitor import LSTMActivationMonitor

@@ -2,9 +2,9 @@
 
 This module is the callback itself: it checks its arguments, decides when to record, names itself and keeps the
 state a resumed fit needs. What a recording does lives below it, and never calls back up:
-:mod:`._monitor_recording` (the frozen :class:`RecordingSettings` this class hands down, the traced targets, the
-:class:`Recorder`), which uses :mod:`._probe_capture` (hooks on foreign recurrent modules) and
-:mod:`._recording_writer` (files, figures, loggers).
+:mod:`._monitor_targets` (the frozen :class:`RecordingSettings` this class hands down, the traced targets),
+:mod:`._monitor_recording` (the :class:`Recorder`), which use :mod:`._probe_capture` (hooks on foreign recurrent
+modules) and :mod:`._recording_writer` (files, figures, loggers).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from torch import Tensor
 from lstm_interp.features import Feature, get_feature
 from lstm_interp.tracing.quantities import QUANTITY_ORDER
 
-from ._monitor_recording import Recorder, RecordingSettings, Targets, shorten
+from ._monitor_recording import Recorder
+from ._monitor_targets import RecordingSettings, Targets, shorten
 
 _ALL_QUANTITIES = QUANTITY_ORDER  # every per-layer quantity of any cell; checked per module at fit start
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
