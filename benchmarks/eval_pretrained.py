@@ -39,8 +39,8 @@ from matplotlib import pyplot as plt
 
 from lstm_interp import CharLSTM, EncodedCorpus, find_cells, trace
 from lstm_interp._io import atomic_write_text
-from lstm_interp.cli.sample import load_model
 from lstm_interp.features import compute_feature
+from lstm_interp.hub.load_pretrained import load_pretrained
 from lstm_interp.hub.model_card import save_model_card
 from lstm_interp.plots import plot_cell_text, save_figure
 
@@ -219,7 +219,7 @@ def main() -> None:
     split = tuple(config["data"]["split"])
     data_file = (REPO / config["data"]["files"]).resolve()
 
-    model = load_model(args.model or args.run / "model").eval().float()
+    model = load_pretrained(args.model or args.run / "model").eval().float()
     corpus = EncodedCorpus.prepare(files=str(data_file), vocab=model.vocab)
     ids = np.asarray(corpus.ids)
     n_train, n_val = (len(p) for p in corpus.split(split)[:2])

@@ -1,18 +1,53 @@
-"""lstm_interp: train character-level LSTMs with Lightning and look inside them."""
+"""lstm_interp: train character-level LSTMs with Lightning and look inside them.
 
-from lstm_interp.analysis import explain_unit, find_cells, gate_saturation
-from lstm_interp.callbacks import LSTMActivationMonitor
-from lstm_interp.config import CharLSTMConfig, ConfigError
-from lstm_interp.data import BUNDLED_CORPORA, CharDataModule, EncodedCorpus
-from lstm_interp.hub import load_pretrained, push_to_hub
-from lstm_interp.metrics import BitsPerCharacter
-from lstm_interp.models.char_lstm import CharLSTM
-from lstm_interp.models.char_lstm_module import CharLSTMModule
-from lstm_interp.report import write_html_report
-from lstm_interp.tracing import Trace, trace, trace_rnn
-from lstm_interp.vocab import CharVocab, VocabularyError
+The names below are exported lazily (PEP 562): ``import lstm_interp`` imports none of Lightning, matplotlib or
+huggingface_hub; each name imports its module when first used, so ``from lstm_interp import load_pretrained``
+pays for the Hub and torch, not for Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lstm_interp.analysis import explain_unit, find_cells, gate_saturation
+    from lstm_interp.callbacks import LSTMActivationMonitor
+    from lstm_interp.config import CharLSTMConfig, ConfigError
+    from lstm_interp.data import BUNDLED_CORPORA, CharDataModule, EncodedCorpus
+    from lstm_interp.hub import load_pretrained, push_to_hub
+    from lstm_interp.metrics import BitsPerCharacter
+    from lstm_interp.models.char_lstm import CharLSTM
+    from lstm_interp.models.char_lstm_module import CharLSTMModule
+    from lstm_interp.report import write_html_report
+    from lstm_interp.tracing import Trace, trace, trace_rnn
+    from lstm_interp.vocab import CharVocab, VocabularyError
 
 __version__ = "0.1.0"
+
+# Exported name -> the module it is imported from on first use.
+_EXPORTS: dict[str, str] = {
+    "BUNDLED_CORPORA": "lstm_interp.data",
+    "BitsPerCharacter": "lstm_interp.metrics",
+    "CharDataModule": "lstm_interp.data",
+    "CharLSTM": "lstm_interp.models.char_lstm",
+    "CharLSTMConfig": "lstm_interp.config",
+    "CharLSTMModule": "lstm_interp.models.char_lstm_module",
+    "CharVocab": "lstm_interp.vocab",
+    "ConfigError": "lstm_interp.config",
+    "EncodedCorpus": "lstm_interp.data",
+    "LSTMActivationMonitor": "lstm_interp.callbacks",
+    "Trace": "lstm_interp.tracing",
+    "VocabularyError": "lstm_interp.vocab",
+    "explain_unit": "lstm_interp.analysis",
+    "find_cells": "lstm_interp.analysis",
+    "gate_saturation": "lstm_interp.analysis",
+    "load_pretrained": "lstm_interp.hub",
+    "push_to_hub": "lstm_interp.hub",
+    "trace": "lstm_interp.tracing",
+    "trace_rnn": "lstm_interp.tracing",
+    "write_html_report": "lstm_interp.report",
+}
 
 __all__ = [
     "BUNDLED_CORPORA",
@@ -37,3 +72,15 @@ __all__ = [
     "trace_rnn",
     "write_html_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -15,10 +15,9 @@ from cli_run import run_cli as _run
 from matplotlib.image import imread
 
 from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, find_cells, gate_saturation, trace
-from lstm_interp.report import run_analysis
 from lstm_interp.comparison import char_log_probs
 from lstm_interp.features import FEATURES
-from lstm_interp.report import write_html_report
+from lstm_interp.report import run_analysis, write_html_report
 
 TEXT = 'a{b "ab c"}\n(c {"a b"} ba)\n' * 12  # 11 characters: a b c space " { } ( ) newline
 BASELINE = '{a "b c"} (b a)\n' * 8

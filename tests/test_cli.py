@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_run import run_cli as _run
+from hub_server import free_port, hub_env
 
 from lstm_interp.cli.char_lstm_cli import CharLSTMCLI
 from lstm_interp.cli.main import COMMANDS
@@ -182,6 +183,28 @@ def test_sample_errors(trained: dict[str, Path], tmp_path: Path) -> None:
     assert code == 1 and str(not_a_checkpoint) in err and len(err.strip().splitlines()) == 1
 
 
+def test_sample_a_pretrained_name_without_a_network(tmp_path: Path) -> None:
+    """MODEL may be a pretrained name: with the Hub unreachable, the bundled copy answers, with one warning line."""
+    env = hub_env(f"http://127.0.0.1:{free_port()}", tmp_path / "hf_home")  # nothing listens there
+    code = "import sys; from lstm_interp.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    args = ["sample", "novel", "--prompt", "The ", "--length", "40", "--seed", "0"]
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("The ") and len(out.stdout.rstrip("\n")) == 44
+    (line,) = out.stderr.strip().splitlines()
+    assert "unavailable" in line and "copy of 'novel' bundled" in line
+
+
+def test_every_model_command_refuses_a_model_that_can_be_nothing(tmp_path: Path) -> None:
+    output = str(tmp_path / "t.safetensors")
+    for argv in (["sample", "nvel"], ["trace", "nvel", "--text", "ab", "--output", output], ["push", "nvel", "me/x"]):
+        code, _, err = _run(argv)
+        assert code == 2, (argv, err)
+        assert "argument MODEL: 'nvel' is not a folder or a file" in err and "pretrained name (novel" in err
+    code, _, err = _run(["sample", "runs/best.ckpt"])  # one slash, yet no repo id: a checkpoint that is not there
+    assert code == 2 and "'runs/best.ckpt'" in err
+
+
 # ---------------------------------------------------------------------------------------------- trace
 def test_trace_writes_a_loadable_trace(trained: dict[str, Path], tmp_path: Path) -> None:
     text = "The lazy dog."
@@ -263,7 +286,7 @@ def test_demo_with_a_few_steps(tmp_path: Path, cache_dir: Path) -> None:
 
 
 def test_run_demo_rejects_bad_values(tmp_path: Path) -> None:
-    from lstm_interp.cli.demo import run_demo
+    from lstm_interp.demo import run_demo
 
     with pytest.raises(ValueError, match="`max_steps` must be >= 1, got 0"):
         run_demo(tmp_path, max_steps=0)

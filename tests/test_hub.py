@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
-from hub_server import hub_env
+from hub_server import free_port, hub_env, start_olah, stop_olah
 
-from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, push_to_hub
+from lstm_interp import CharLSTM, push_to_hub
 from lstm_interp.cli.main import main as cli_main
 
 if TYPE_CHECKING:
@@ -32,11 +34,9 @@ TOKEN = "hf_lstm_interp_test_token"
 BUNDLED = sorted(p.parent.name for p in (ROOT / "model_cards").glob("*/model.safetensors"))
 
 
-def tiny_model(seed: int = 0) -> CharLSTM:
-    torch.manual_seed(seed)
-    vocab = CharVocab.from_text("hello world")
-    # ~4.6 kB of float32 weights: olah 0.5.4 answers 500 for binary files of 121-149 bytes.
-    return CharLSTM(CharLSTMConfig(vocab_size=len(vocab), num_layers=2, hidden_size=8, embedding_size=4), vocab)
+# The tiny models' vocabulary: the factory's 2x8 LSTM on it has ~4.6 kB of float32 weights (olah 0.5.4 answers 500
+# for binary files of 121-149 bytes).
+HELLO = "hello world"
 
 
 def save(model: CharLSTM, folder: Path, dtype: torch.dtype | None = None) -> Path:
@@ -57,11 +57,13 @@ def run_client(steps: list[dict[str, Any]], env: dict[str, str]) -> list[dict[st
 
 # ------------------------------------------------------------------------------------------------- the repos
 @pytest.fixture(scope="module")
-def repos(olah_hub: OlahHub, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def repos(
+    olah_hub: OlahHub, tmp_path_factory: pytest.TempPathFactory, make_model: Callable[..., CharLSTM]
+) -> dict[str, Path]:
     """Model folders, and the olah repos made from them: good, float16, and broken in every way we report."""
     root = tmp_path_factory.mktemp("repos")
-    tiny = save(tiny_model(), root / "tiny")
-    tiny16 = save(tiny_model(), root / "tiny16", torch.float16)
+    tiny = save(make_model(HELLO, from_text=True), root / "tiny")
+    tiny16 = save(make_model(HELLO, from_text=True), root / "tiny16", torch.float16)
     olah_hub.add_folder("org/tiny", tiny)
     olah_hub.add_folder("org/tiny-fp16", tiny16)
     olah_hub.add_folder("org/untouched", tiny)  # never downloaded: offline, it is not cached
@@ -74,7 +76,7 @@ def repos(olah_hub: OlahHub, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     future = json.loads(files["config.json"]) | {"format_version": 99}
     olah_hub.commit("org/future", {**files, "config.json": json.dumps(future).encode()})
     bundled = root / "bundled"
-    save(tiny_model(), bundled / "novel", torch.float16)
+    save(make_model(HELLO, from_text=True), bundled / "novel", torch.float16)
     return {"tiny": tiny, "tiny16": tiny16, "bundled": bundled, "root": root}
 
 
@@ -186,11 +188,8 @@ def test_offline_loads_from_cache_and_explains_what_is_not_cached(online, olah_h
 def test_bundled_model_loads_with_unreachable_hub(name, tmp_path):
     """The real bundled copy (model_cards/<name>/): Hub unreachable, or offline -> bundled copy, one log line.
 
-    huggingface_hub retries a refused connection for about 20 s before giving up, so the first model meets a closed
-    port and the others ``HF_HUB_OFFLINE=1``, which also falls back, at once.
+    The first model meets a closed port (one probe, refused, then the bundled copy), the others ``HF_HUB_OFFLINE=1``.
     """
-    from hub_server import free_port
-
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     extra = {} if name == BUNDLED[0] else {"HF_HUB_OFFLINE": "1"}
     step = {"op": "load", "source": name, "reference": str(ROOT / "model_cards" / name)}
@@ -200,11 +199,58 @@ def test_bundled_model_loads_with_unreachable_hub(name, tmp_path):
     assert "unavailable" in line and f"copy of {name!r} bundled" in line
 
 
+# ------------------------------------------------------------------------------------------------- the quick probe
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """An endpoint that accepts connections and never answers, as a Hub behind a dead link does."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("hub", ["closed port", "silent"])
+def test_short_name_probes_an_unreachable_hub_once_then_falls_back(hub, repos, silent_endpoint, tmp_path):
+    """HF_HUB_OFFLINE unset and no Hub: the one probe fails, nothing is cached, the bundled copy loads, one warning."""
+    endpoint = silent_endpoint if hub == "silent" else f"http://127.0.0.1:{free_port()}"
+    step = {"op": "load", "source": "novel", "bundled_root": str(repos["bundled"]), "reference": str(repos["tiny16"])}
+    (result,) = run_client([step], hub_env(endpoint, tmp_path / "hf_home"))
+    assert result["ok"] and result["equal"] and result["dtype"] == "float32", result
+    (line,) = result["logs"]
+    reason = "did not answer within 1 s" if hub == "silent" else "cannot be reached"
+    assert line.startswith("WARNING: Hub repo 'lstm-interp/char-lstm-war-and-peace' unavailable"), line
+    assert f"the Hub at {endpoint} {reason}" in line and "the model is not cached" in line and "bundled" in line
+
+
+@pytest.fixture
+def novel_hub(tmp_path: Path, make_model: Callable[..., CharLSTM]) -> Iterator[tuple[OlahHub, Path]]:
+    """A second olah whose official ``novel`` repo holds a tiny model unlike the bundled copy (another seed)."""
+    from lstm_interp.hub import PRETRAINED
+
+    hub = start_olah(tmp_path / "olah")
+    try:
+        published = save(make_model(HELLO, from_text=True, seed=1), tmp_path / "published")
+        hub.add_folder(PRETRAINED["novel"], published)
+        yield hub, published
+    finally:
+        stop_olah(hub)
+
+
+def test_short_name_reads_the_cache_when_the_probe_fails(novel_hub, repos, tmp_path):
+    hub, published = novel_hub
+    hf_home = tmp_path / "hf_home"
+    step = {"op": "load", "source": "novel", "bundled_root": str(repos["bundled"]), "reference": str(published)}
+    (online,) = run_client([step], hub_env(hub.url, hf_home))
+    assert online["ok"] and online["equal"] and online["logs"] == [], online  # downloaded: no fallback
+    (offline,) = run_client([step], hub_env(f"http://127.0.0.1:{free_port()}", hf_home))
+    assert offline["ok"] and offline["equal"] and offline["logs"] == [], offline  # the cached copy, not the bundled
+
+
 # ------------------------------------------------------------------------------------------------- push -> pull
 @pytest.fixture
-def results_folder(tmp_path: Path) -> Path:
+def results_folder(tmp_path: Path, make_model: Callable[..., CharLSTM]) -> Path:
     """A model folder with results.json and an image, as model_cards/<name>/ will be."""
-    folder = save(tiny_model(), tmp_path / "novel")
+    folder = save(make_model(HELLO, from_text=True), tmp_path / "novel")
     (folder / "images").mkdir()
     (folder / "images" / "learning_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(300))
     results = {
@@ -292,9 +338,36 @@ def test_cli_push_then_pull_over_http(upload_hub, olah_hub, results_folder, tmp_
     assert pulled["ok"] and pulled["equal"], pulled
 
 
+def test_model_methods_publish_through_push_to_hub_with_the_same_card(upload_hub, olah_hub, results_folder, tmp_path):
+    """``CharLSTM.push_to_hub`` and ``save_pretrained(push_to_hub=True)``: one commit each, the template's card."""
+    saved = tmp_path / "saved"
+    code = (
+        "from lstm_interp.models.char_lstm import CharLSTM\n"
+        f"model = CharLSTM.from_pretrained({str(results_folder)!r})\n"
+        "print(model.push_to_hub('me/method', commit_message='by method'))\n"
+        f"print(model.save_pretrained({str(saved)!r}, repo_id='me/saved', push_to_hub=True, private=True))\n"
+    )
+    env = hub_env(upload_hub.url, tmp_path / "push_home", HF_TOKEN=TOKEN)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-4000:]
+    method_url, saved_url = out.stdout.split()
+    assert method_url == f"{upload_hub.url}/me/method/commit/{olah_hub.git('me/method', 'rev-parse', 'main')}"
+    assert saved_url == f"{upload_hub.url}/me/saved/commit/{olah_hub.git('me/saved', 'rev-parse', 'main')}"
+    method, save_push = commits(upload_hub)
+    for commit in (method, save_push):
+        paths = [line["value"]["path"] for line in commit.body if line["key"] == "file"]
+        assert paths == ["config.json", "vocab.json", "model.safetensors", "README.md"]
+    assert method.body[0]["value"]["summary"] == "by method" and upload_hub.private["me/saved"] is True
+    card = olah_hub.git("me/method", "show", "main:README.md")
+    assert "This model comes with [lstm_interp](https://pypi.org/project/lstm-interp/)" in card
+    assert 'load_pretrained("me/method")' in card and "PytorchModelHubMixin" not in card
+    # The card pushed is the card save_pretrained wrote next to the files.
+    assert olah_hub.git("me/saved", "show", "main:README.md") == (saved / "README.md").read_text().strip()
+
+
 # ------------------------------------------------------------------------------------------------- no network
-def test_push_refuses_a_broken_model_before_any_request(tmp_path):
-    folder = save(tiny_model(), tmp_path / "m")
+def test_push_refuses_a_broken_model_before_any_request(tmp_path, make_model):
+    folder = save(make_model(HELLO, from_text=True), tmp_path / "m")
     (folder / "model.safetensors").write_bytes(b"\0" * 400)
     with pytest.raises(ValueError, match="corrupted or truncated"):
         push_to_hub(folder, "me/broken")
@@ -314,7 +387,7 @@ def test_cli_push_rejects_bad_arguments(tmp_path, capsys):
     assert "--commit-message" in capsys.readouterr().out
 
 
-def test_load_pretrained_rejects_unknown_names_and_dtypes(tmp_path):
+def test_load_pretrained_rejects_unknown_names_and_dtypes(tmp_path, make_model):
     from lstm_interp import load_pretrained
 
     with pytest.raises(ValueError, match="unknown pretrained model 'nvel': expected one of 'novel'"):
@@ -325,7 +398,7 @@ def test_load_pretrained_rejects_unknown_names_and_dtypes(tmp_path):
         load_pretrained(tmp_path / "nowhere")
     with pytest.raises(ValueError, match=r"`dtype` must be a floating torch\.dtype"):
         load_pretrained("novel", dtype=torch.int64)
-    folder = save(tiny_model(), tmp_path / "m")
+    folder = save(make_model(HELLO, from_text=True), tmp_path / "m")
     with pytest.raises(ValueError, match="`revision` applies to Hub repos"):
         load_pretrained(folder, revision="main")
     assert load_pretrained(str(folder)).head.weight.dtype == torch.float32

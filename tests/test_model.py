@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -12,10 +14,14 @@ from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, ConfigError, Vocabu
 VOCAB = CharVocab("abc de\n")
 
 
-def tiny(cell: str = "lstm", **kwargs) -> CharLSTM:
-    torch.manual_seed(0)
-    config = CharLSTMConfig(vocab_size=len(VOCAB), cell=cell, hidden_size=8, embedding_size=4, **kwargs)
-    return CharLSTM(config, VOCAB)
+@pytest.fixture
+def tiny(make_model: Callable[..., CharLSTM]) -> Callable[..., CharLSTM]:
+    """The tiny-model factory with this file's vocabulary: ``tiny("gru", num_layers=2)``."""
+
+    def build(cell: str = "lstm", **kwargs: Any) -> CharLSTM:
+        return make_model(VOCAB, cell=cell, **kwargs)
+
+    return build
 
 
 # ---------------------------------------------------------------- config
@@ -50,7 +56,7 @@ def test_config_from_dict_rejects_unknown_keys():
 
 # ---------------------------------------------------------------- network
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_forward_shapes_and_state_carry(cell):
+def test_forward_shapes_and_state_carry(cell, tiny):
     model = tiny(cell, num_layers=2).eval()
     tokens = VOCAB.encode("abc de\nab")[None].repeat(3, 1)
     logits, state = model(tokens)
@@ -67,7 +73,7 @@ def test_vocab_size_must_match_config():
         CharLSTM(CharLSTMConfig(vocab_size=5), VOCAB)
 
 
-def test_generate_is_reproducible_with_a_seed_and_restores_mode():
+def test_generate_is_reproducible_with_a_seed_and_restores_mode(tiny):
     model = tiny().train()
     a = model.generate("ab", 30, temperature=0.8, seed=3)
     b = model.generate("ab", 30, temperature=0.8, seed=3)
@@ -77,7 +83,7 @@ def test_generate_is_reproducible_with_a_seed_and_restores_mode():
     assert model.generate("ab", 5, seed=1, include_prompt=False) == model.generate("ab", 5, seed=1)[2:]
 
 
-def test_generate_greedy_and_top_k_one_agree():
+def test_generate_greedy_and_top_k_one_agree(tiny):
     model = tiny()
     greedy = model.generate("a", 20, temperature=0)
     assert greedy == model.generate("a", 20, temperature=1.0, top_k=1, seed=0)
@@ -94,12 +100,12 @@ def test_generate_greedy_and_top_k_one_agree():
         ({"top_k": 0}, ValueError, "`top_k` must be >= 1 or None, got 0"),
     ],
 )
-def test_generate_bad_input(kwargs, error, match):
+def test_generate_bad_input(kwargs, error, match, tiny):
     with pytest.raises(error, match=match):
         tiny().generate(**kwargs)
 
 
-def test_predict_next_gives_sorted_probabilities_for_every_position():
+def test_predict_next_gives_sorted_probabilities_for_every_position(tiny):
     model = tiny()
     rows = model.predict_next("abc", k=3)
     assert len(rows) == 3
@@ -116,11 +122,12 @@ def test_predict_next_gives_sorted_probabilities_for_every_position():
 
 
 # ---------------------------------------------------------------- save / load
-def test_save_pretrained_round_trip(tmp_path):
+def test_save_pretrained_round_trip(tmp_path, tiny):
     model = tiny("gru", num_layers=2)
     model.save_pretrained(tmp_path / "m")
     names = {p.name for p in (tmp_path / "m").iterdir()}
     assert {"config.json", "vocab.json", "model.safetensors"} <= names
+    assert "README.md" in names  # the card (tests/test_model_card.py checks it is the template's)
     assert not [n for n in names if n.endswith(".tmp")]
     loaded = CharLSTM.from_pretrained(tmp_path / "m")
     assert loaded.config == model.config and loaded.vocab == model.vocab
@@ -129,7 +136,7 @@ def test_save_pretrained_round_trip(tmp_path):
 
 
 @pytest.fixture
-def saved(tmp_path):
+def saved(tmp_path, tiny):
     tiny().save_pretrained(tmp_path / "m")
     return tmp_path / "m"
 
@@ -175,3 +182,8 @@ def test_config_from_a_newer_version_is_refused(saved):
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         CharLSTM.from_pretrained(tmp_path / "nowhere" / "model")
+
+
+def test_a_file_is_not_a_model_folder(saved):
+    with pytest.raises(NotADirectoryError, match=r"config\.json' is a file, expected a model folder"):
+        CharLSTM.from_pretrained(saved / "config.json")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import pytest
-import torch
 from huggingface_hub import ModelCard
 
-from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab
+from lstm_interp import CharLSTM
 from lstm_interp.hub import PRETRAINED, make_model_card, save_model_card
+from lstm_interp.models.char_lstm import LIBRARY_NAME, MODEL_TAGS, PAPER_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = sorted(p.parent.name for p in (ROOT / "model_cards").glob("*/config.json"))
@@ -57,13 +58,11 @@ RESULTS = {
 
 
 @pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    vocab = CharVocab.from_text('The "quoted" text\n')
-    model = CharLSTM(CharLSTMConfig(vocab_size=len(vocab), num_layers=2, hidden_size=8, embedding_size=4), vocab)
+def model_dir(tmp_path: Path, make_model: Callable[..., CharLSTM]) -> Path:
+    model = make_model('The "quoted" text\n', from_text=True)
     folder = tmp_path / "novel"
     model.half().save_pretrained(folder)
-    (folder / "README.md").unlink()  # the mixin's card
+    (folder / "README.md").unlink()  # start from the model's files alone
     return folder
 
 
@@ -122,6 +121,32 @@ def test_save_model_card_writes_readme_that_loads_back(full_dir):
     loaded = ModelCard.load(path)
     assert loaded.data.library_name == "lstm_interp"
     assert {r.metric_type for r in loaded.data.eval_results} == {"cross_entropy", "bits_per_character"}
+
+
+def test_save_pretrained_writes_the_template_card(tmp_path, make_model):
+    folder = tmp_path / "m"
+    make_model().save_pretrained(folder, repo_id="me/tiny")
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    # A line only the template has (the mixin's generic card says "pushed to the Hub using the PytorchModelHubMixin").
+    assert "This model comes with [lstm_interp](https://pypi.org/project/lstm-interp/)" in text
+    assert "PytorchModelHubMixin" not in text and "model_hub_mixin" not in text
+    assert text == str(make_model_card(folder, repo_id="me/tiny")) and 'load_pretrained("me/tiny")' in text
+    assert ModelCard.load(folder / "README.md").data.tags == list(MODEL_TAGS)
+
+
+def test_save_pretrained_renders_the_folder_results_and_replaces_an_old_card(full_dir, make_model):
+    (full_dir / "README.md").write_text("an old card\n", encoding="utf-8")
+    make_model('The "quoted" text\n', from_text=True).save_pretrained(full_dir)
+    text = (full_dir / "README.md").read_text(encoding="utf-8")
+    assert text == str(make_model_card(full_dir)) and "## Results" in text
+
+
+def test_tags_and_paper_are_defined_once():
+    """The mixin's class metadata and the card read the same constants of lstm_interp.models.char_lstm."""
+    info = CharLSTM._hub_mixin_info
+    assert set(MODEL_TAGS) <= set(info.model_card_data.tags) and info.paper_url == PAPER_URL
+    assert info.model_card_data.library_name == LIBRARY_NAME
+    assert "model_hub_mixin" not in MODEL_TAGS  # the mixin appended its tag to a copy
 
 
 @pytest.mark.parametrize(

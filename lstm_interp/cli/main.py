@@ -1,7 +1,9 @@
-"""``lstm-interp``: one console script, one subcommand per job (train, evaluate, sample, trace, demo).
+"""``lstm-interp``: one console script, one subcommand per job (train, evaluate, sample, trace, analyse, publish).
 
 The top-level parser only knows each subcommand's name and one line of help; the module that implements a
 subcommand is imported when it is chosen, so ``lstm-interp --help`` or ``sample`` never pays for importing Lightning.
+Every command that opens a model takes the same MODEL argument, opened by :func:`lstm_interp.load_pretrained`: a
+pretrained name, a ``save_pretrained`` folder, a Lightning ``.ckpt`` or a Hub repo id (``cli/_arguments.py``).
 ``fit``/``validate``/``test`` are handed whole to :class:`~lstm_interp.cli.char_lstm_cli.CharLSTMCLI` (a
 ``LightningCLI``), which parses its own arguments and YAML configs.
 
@@ -34,12 +36,14 @@ COMMANDS: dict[str, Command] = {
     "fit": Command("lstm_interp.cli.char_lstm_cli", "train a model from a YAML config and flags (LightningCLI)"),
     "validate": Command("lstm_interp.cli.char_lstm_cli", "evaluate a model on the validation split (--ckpt_path)"),
     "test": Command("lstm_interp.cli.char_lstm_cli", "evaluate a model on the test split (--ckpt_path)"),
-    "sample": Command("lstm_interp.cli.sample", "generate text from a saved model folder or a .ckpt"),
+    "sample": Command(
+        "lstm_interp.cli.sample", "generate text from a model: a pretrained name, folder, .ckpt or Hub repo"
+    ),
     "trace": Command("lstm_interp.cli.trace_command", "record every gate, cell and hidden state over a text"),
     "demo": Command("lstm_interp.cli.demo", "train a small model on War and Peace in a few minutes, then sample"),
     "analyze": Command("lstm_interp.cli.analyze", "find interpretable cells in a text and compare with an n-gram"),
     "explore": Command("lstm_interp.cli.explore", "analyse a pretrained model (novel, code) on a text of yours"),
-    "push": Command("lstm_interp.cli.push", "upload a model folder and its model card to the Hugging Face Hub"),
+    "push": Command("lstm_interp.cli.push", "upload a model and its model card to the Hugging Face Hub, in one commit"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 

@@ -1,18 +1,19 @@
-"""``lstm-interp push MODEL_DIR REPO_ID``: publish a saved model folder to the Hugging Face Hub in one commit.
+"""``lstm-interp push MODEL REPO_ID``: publish a model to the Hugging Face Hub in one commit.
 
-The commit holds the model's three files, a model card rendered from its ``config.json`` and ``results.json``, and
-its ``results.json`` and ``images/*.png`` if present (see :func:`lstm_interp.hub.push_to_hub`). The token comes from
+MODEL is anything :func:`lstm_interp.load_pretrained` opens. The commit holds the model's three files and a model
+card rendered from them (see :func:`lstm_interp.hub.push_to_hub`); a ``save_pretrained`` folder is pushed as a
+folder, so its ``results.json`` and ``images/*.png`` go too and the card shows them. The token comes from
 ``HF_TOKEN`` or ``hf auth login``; the Hub from ``HF_ENDPOINT`` (default huggingface.co).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 
 import torch
 
+from lstm_interp.cli._arguments import add_model_argument, check_model_argument
 from lstm_interp.hub.push_to_hub import push_to_hub
 
 DTYPES = ("float16", "bfloat16", "float32")
@@ -22,10 +23,10 @@ def build_parser(prog: str = "lstm-interp push") -> argparse.ArgumentParser:
     """The parser of ``lstm-interp push``."""
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Upload a save_pretrained folder and a fresh model card to a Hugging Face Hub repo, in one commit.",
+        description="Upload a model and a fresh model card to a Hugging Face Hub repo, in one commit.",
         epilog="Example: lstm-interp push model_cards/novel me/char-lstm-war-and-peace --private --dtype float16",
     )
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="a folder written by save_pretrained")
+    add_model_argument(parser)
     parser.add_argument("repo_id", metavar="REPO_ID", help="the Hub repo, 'org/name' (created if missing)")
     parser.add_argument("--private", action="store_true", help="create the repo private (if it does not exist yet)")
     parser.add_argument("--revision", metavar="R", default=None, help="branch to commit to (default main)")
@@ -41,18 +42,17 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp push") -> int:
     """Run ``lstm-interp push`` with ``argv`` (the arguments after ``push``); prints the commit URL.
 
     Raises:
-        FileNotFoundError, ValueError: for a folder that is not a loadable model; ``HfHubHTTPError`` (an
+        FileNotFoundError, ValueError: for a MODEL that cannot be opened; ``HfHubHTTPError`` (an
             ``OSError``) when the Hub refuses (the CLI prints them in one line and exits with status 1).
     """
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.model_dir):
-        parser.error(f"argument MODEL_DIR: {args.model_dir!r} is not a folder")
+    check_model_argument(parser, args.model)
     if args.repo_id.count("/") != 1 or args.repo_id.startswith("/") or args.repo_id.endswith("/"):
         parser.error(f"argument REPO_ID: expected 'org/name', got {args.repo_id!r}")
-
+    # push_to_hub opens MODEL with load_pretrained (a folder goes with its results.json and images).
     url = push_to_hub(
-        args.model_dir,
+        args.model,
         args.repo_id,
         private=args.private,
         revision=args.revision,

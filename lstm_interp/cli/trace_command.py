@@ -1,5 +1,7 @@
 """``lstm-interp trace MODEL``: run a model over a text, save every gate/cell/hidden state to ``.safetensors``.
 
+MODEL is anything :func:`lstm_interp.load_pretrained` opens (a pretrained name, a folder, a ``.ckpt``, a repo id).
+
 The file is a :class:`~lstm_interp.tracing.Trace` (``Trace.load(path)`` reads it back): one (T, H) tensor per
 name such as ``layers.0.forget_gate``, plus the character ids and the text in its metadata.
 """
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from lstm_interp.cli.sample import check_model_argument, load_model, positive_int
+from lstm_interp.cli._arguments import add_model_argument, check_model_argument, positive_int, read_text_file
+from lstm_interp.hub.load_pretrained import load_pretrained
 from lstm_interp.tracing import Trace, trace
 from lstm_interp.tracing.trace import DEFAULT_CHUNK_SIZE
 
@@ -29,7 +32,7 @@ def build_parser(prog: str = "lstm-interp trace") -> argparse.ArgumentParser:
             "--names 'layers.*.cell' 'layers.*.forget_gate'. Read it back with lstm_interp.Trace.load(path)."
         ),
     )
-    parser.add_argument("model", metavar="MODEL", help="a save_pretrained folder, a Lightning .ckpt or a Hub repo id")
+    add_model_argument(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="the text to trace")
     source.add_argument("--file", type=Path, metavar="PATH", help="a UTF-8 text file to trace")
@@ -60,13 +63,7 @@ def _read_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str
         if not args.text:
             parser.error("argument --text: must not be empty, got ''")
         return args.text
-    path: Path = args.file
-    if not path.is_file():
-        parser.error(f"argument --file: {str(path)!r} does not exist or is not a file")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{str(path)!r} is not valid UTF-8 text (byte {err.start}): {err.reason}") from err
+    return read_text_file(parser, args.file, "--file")
 
 
 def summarize(result: Trace, path: Path) -> str:
@@ -95,7 +92,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp trace") -> int:
     if args.output.is_dir():
         parser.error(f"argument --output: {str(args.output)!r} is a folder; give a file name ending in .safetensors")
     text = _read_text(parser, args)
-    model = load_model(args.model)
+    model = load_pretrained(args.model)
     result = trace(
         model,
         text,

@@ -1,8 +1,10 @@
 """The model card (``README.md``) of a saved model folder, rendered from its ``config.json`` and ``results.json``.
 
 The card is a huggingface_hub :class:`~huggingface_hub.ModelCard`: YAML metadata (``library_name: lstm_interp``,
-license, datasets, tags, metrics and their values as a ``model-index`` of :class:`~huggingface_hub.EvalResult`) and
-the Jinja template ``template.md`` of the package ``lstm_interp.pretrained`` (the repository's ``model_cards/``).
+license, datasets, the tags ``MODEL_TAGS`` of :mod:`lstm_interp.models.char_lstm`, metrics and their values as a
+``model-index`` of :class:`~huggingface_hub.EvalResult`) and the Jinja template ``template.md`` of the package
+``lstm_interp.pretrained`` (the repository's ``model_cards/``). ``CharLSTM.save_pretrained``, ``CharLSTM.push_to_hub``
+and :func:`lstm_interp.hub.push_to_hub` all write this card.
 Every section but the usage snippet comes from a file of the folder, and is left out when its data is absent:
 a folder holding only ``config.json``, ``vocab.json`` and ``model.safetensors`` gets a short, valid card.
 
@@ -50,14 +52,12 @@ from safetensors import SafetensorError, safe_open
 from lstm_interp._io import atomic_write_text
 from lstm_interp.config import CharLSTMConfig
 from lstm_interp.hub.load_pretrained import PRETRAINED
-from lstm_interp.models.char_lstm import CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME
+from lstm_interp.models.char_lstm import CONFIG_NAME, LIBRARY_NAME, MODEL_TAGS, PAPER_URL, VOCAB_NAME, WEIGHTS_NAME
 from lstm_interp.vocab import CharVocab
 
 RESULTS_NAME = "results.json"
 CARD_NAME = "README.md"
 TEMPLATE_NAME = "template.md"
-PAPER_URL = "https://arxiv.org/abs/1506.02078"
-TAGS = ["char-rnn", "lstm", "interpretability", "character-level", "text-generation"]
 
 _NUMBER, _INT, _STR, _BOOL, _LIST = "a number", "an integer", "a string", "true or false", "a list"
 # Expected type of every key results.json may hold (sections are dicts; "cells" is a list of dicts).
@@ -129,8 +129,8 @@ def make_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None)
     card_data = ModelCardData(
         language=results.get("language"),
         license=results.get("license"),
-        library_name="lstm_interp",
-        tags=TAGS + ([results["name"]] if "name" in results else []),
+        library_name=LIBRARY_NAME,
+        tags=[*MODEL_TAGS, *([results["name"]] if "name" in results else [])],
         datasets=[_dataset_id(dataset)] if "name" in dataset else None,
         metrics=["cross_entropy", "bits_per_character"] if "test_loss_nats" in metrics else None,
         pipeline_tag="text-generation",

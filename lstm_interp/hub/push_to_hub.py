@@ -1,4 +1,8 @@
-"""Publish a model to the Hugging Face Hub: its files, a freshly rendered model card, all in one commit."""
+"""Publish a model to the Hugging Face Hub: its files, a freshly rendered model card, all in one commit.
+
+This is the one way lstm_interp publishes: ``CharLSTM.push_to_hub``, ``CharLSTM.save_pretrained(push_to_hub=True)``
+and ``lstm-interp push`` all call :func:`push_to_hub`, so every repo gets the same card (``model_card.py``).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from pathlib import Path
 import torch
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from lstm_interp.hub.model_card import RESULTS_NAME, save_model_card
-from lstm_interp.models.char_lstm import CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, CharLSTM
+from lstm_interp.hub.load_pretrained import load_pretrained, source_kind
+from lstm_interp.hub.model_card import CARD_NAME, RESULTS_NAME, save_model_card
+from lstm_interp.models.char_lstm import MODEL_FILES, CharLSTM
 
 IMAGES_DIR = "images"
 IMAGE_SUFFIXES = (".png",)
@@ -34,12 +39,14 @@ def push_to_hub(
 
     The commit holds ``config.json``, ``vocab.json``, ``model.safetensors`` and a ``README.md`` model card rendered
     by :func:`~lstm_interp.hub.make_model_card` (a model without ``results.json`` gets a minimal card), plus the
-    folder's ``results.json`` and ``images/*.png`` if it has them. A folder is loaded first, so that a broken model
-    is refused before anything is uploaded. The Hub is the one of ``HF_ENDPOINT`` (default huggingface.co).
+    folder's ``results.json`` and ``images/*.png`` if it has them. Anything but a model in hand is opened with
+    :func:`~lstm_interp.load_pretrained` first, so that a broken model is refused before anything is uploaded. The
+    Hub is the one of ``HF_ENDPOINT`` (default huggingface.co).
 
     Args:
-        model_or_dir: a :class:`~lstm_interp.CharLSTM`, or a folder written by ``save_pretrained`` (such as
-            ``model_cards/novel``).
+        model_or_dir: a :class:`~lstm_interp.CharLSTM`, or anything :func:`~lstm_interp.load_pretrained` opens: a
+            folder written by ``save_pretrained`` (such as ``model_cards/novel``; pushed with its ``results.json``
+            and images), a ``.ckpt``, a Hub repo id or a pretrained name.
         repo_id: ``"org/name"`` of the Hub repo.
         private: create the repo private (ignored if it exists already: its visibility is left alone).
         revision: the branch to commit to (created from ``main`` if missing); default ``main``.
@@ -52,8 +59,8 @@ def push_to_hub(
         The URL of the commit (of the pull request with ``create_pr=True``).
 
     Raises:
-        FileNotFoundError, ValueError: if the folder is not a loadable model (see ``CharLSTM.from_pretrained``), or
-            ``dtype`` is not a floating dtype.
+        FileNotFoundError, ValueError: if ``model_or_dir`` cannot be opened (see :func:`~lstm_interp.load_pretrained`),
+            or ``dtype`` is not a floating dtype.
         huggingface_hub.errors.HfHubHTTPError: if the Hub refuses a request (no token, no write access, ...).
 
     Example::
@@ -64,7 +71,9 @@ def push_to_hub(
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise ValueError(f"`dtype` must be a floating torch.dtype such as torch.float16, or None, got {dtype!r}")
     if not isinstance(model_or_dir, (CharLSTM, str, os.PathLike)):
-        raise TypeError(f"`model_or_dir` must be a CharLSTM or a model folder, got {type(model_or_dir).__name__}")
+        raise TypeError(
+            f"`model_or_dir` must be a CharLSTM, a model folder or a model name, got {type(model_or_dir).__name__}"
+        )
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="lstm_interp_push_") as tmp:
         staging = Path(tmp)
@@ -89,16 +98,18 @@ def push_to_hub(
 
 def _stage(model_or_dir: CharLSTM | str | os.PathLike, staging: Path, dtype: torch.dtype | None, repo_id: str) -> None:
     """Write into ``staging`` exactly what the commit will hold, then render the card from it."""
+    if not isinstance(model_or_dir, CharLSTM) and source_kind(model_or_dir) != "folder":
+        model_or_dir = load_pretrained(model_or_dir)  # a .ckpt, a repo, a pretrained name: pushed as a model
     if isinstance(model_or_dir, CharLSTM):
         model = copy.deepcopy(model_or_dir).to(dtype) if dtype is not None else model_or_dir
-        model._save_pretrained(staging)  # the three files; the mixin's generic card is not wanted
+        model._save_files(staging)  # the three files; the card is rendered below, for `repo_id`
     else:
         source = Path(model_or_dir)
-        model = CharLSTM.from_pretrained(source)  # refuse a broken model before uploading anything
+        model = load_pretrained(source)  # refuse a broken model before uploading anything
         if dtype is not None:
-            model.to(dtype)._save_pretrained(staging)
+            model.to(dtype)._save_files(staging)
         else:
-            for name in (CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME):
+            for name in MODEL_FILES:
                 shutil.copyfile(source / name, staging / name)
         if (source / RESULTS_NAME).is_file():
             shutil.copyfile(source / RESULTS_NAME, staging / RESULTS_NAME)
@@ -111,7 +122,7 @@ def _stage(model_or_dir: CharLSTM | str | os.PathLike, staging: Path, dtype: tor
 
 def _files_to_upload(staging: Path) -> list[Path]:
     """The model's files first, then the card, results and images: a stable order for the commit."""
-    names = [CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, "README.md", RESULTS_NAME]
+    names = [*MODEL_FILES, CARD_NAME, RESULTS_NAME]
     files = [staging / name for name in names if (staging / name).is_file()]
     images = sorted((staging / IMAGES_DIR).glob("*")) if (staging / IMAGES_DIR).is_dir() else []
     return files + images

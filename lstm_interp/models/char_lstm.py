@@ -2,7 +2,12 @@
 
 The network is a plain ``nn.Module`` that knows nothing about training; :class:`CharLSTMModule` wraps it for
 Lightning. It saves and loads itself with huggingface_hub's :class:`PyTorchModelHubMixin` conventions:
-``config.json``, ``vocab.json`` and ``model.safetensors`` are the whole saved model.
+``config.json``, ``vocab.json`` and ``model.safetensors`` are the whole saved model, and ``README.md`` is the model
+card rendered from lstm_interp's template (:func:`lstm_interp.hub.save_model_card`).
+
+This module reads and writes those files; everything that talks to the Hub (downloads, uploads, the card) lives in
+:mod:`lstm_interp.hub`, which the methods reaching it import when called: the models stage comes before the hub
+stage and does not import it at module level.
 """
 
 from __future__ import annotations
@@ -10,17 +15,10 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import torch
-from huggingface_hub import HfApi, PyTorchModelHubMixin, hf_hub_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    GatedRepoError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+from huggingface_hub import PyTorchModelHubMixin
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -32,6 +30,14 @@ from lstm_interp.vocab import CharVocab, VocabularyError
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.json"
 WEIGHTS_NAME = "model.safetensors"
+# The whole saved model, in the order it is read and uploaded.
+MODEL_FILES = (CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME)
+
+# The card metadata of every lstm_interp model, defined once: the mixin's class keywords and the card of
+# lstm_interp.hub.model_card both read these.
+LIBRARY_NAME = "lstm_interp"
+MODEL_TAGS: tuple[str, ...] = ("char-rnn", "lstm", "interpretability", "character-level", "text-generation")
+PAPER_URL = "https://arxiv.org/abs/1506.02078"
 
 # One entry per layer: (h, c) for an LSTM, h for a GRU or RNN; each tensor is (1, B, H).
 LayerState = Union[tuple[Tensor, Tensor], Tensor]  # noqa: UP007 (a runtime alias: `|` needs Python 3.10 types)
@@ -40,17 +46,12 @@ State = list[LayerState]
 _RNN_CLASSES: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
-class RepoUnavailableError(FileNotFoundError):
-    """A Hub repo (or revision) that does not exist or is not accessible, or a Hub that cannot be reached while the
-    file is not cached. Unlike a file missing from a repo that exists, this is what a fallback may recover from."""
-
-
 class CharLSTM(
     nn.Module,
     PyTorchModelHubMixin,
-    library_name="lstm_interp",
-    tags=["char-rnn", "lstm", "interpretability", "character-level"],
-    paper_url="https://arxiv.org/abs/1506.02078",
+    library_name=LIBRARY_NAME,
+    tags=list(MODEL_TAGS),  # a copy: the mixin appends its own tag to the list it is given
+    paper_url=PAPER_URL,
 ):
     """Character-level LSTM (or GRU / vanilla RNN) with a vocabulary attached.
 
@@ -218,16 +219,91 @@ class CharLSTM(
         rows = zip(ids.tolist(), probs.tolist(), strict=True)
         return [[(chars[i], p) for i, p in zip(row_ids, row_probs, strict=True)] for row_ids, row_probs in rows]
 
-    # ------------------------------------------------------------------ save / load
-    def _save_pretrained(self, save_directory: Path) -> None:
-        """Write ``model.safetensors``, ``config.json`` and ``vocab.json``, each atomically."""
+    # ------------------------------------------------------------------ save
+    def save_pretrained(  # type: ignore[override]
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write ``config.json``, ``vocab.json``, ``model.safetensors`` and the model card ``README.md``.
+
+        The card is the one every way of publishing writes, rendered from lstm_interp's template by
+        :func:`lstm_interp.hub.save_model_card` (with the folder's ``results.json``, if it has one); it replaces a
+        ``README.md`` already in the folder. Each file is written atomically.
+
+        Args:
+            save_directory: the folder (created if missing).
+            repo_id: the Hub repo the card is for (its usage snippet names it); with ``push_to_hub``, the repo to
+                push to (default: the folder's name).
+            push_to_hub: then upload the model with :meth:`push_to_hub`.
+            push_to_hub_kwargs: options of :meth:`push_to_hub` (``private``, ``revision``, ``token``, ...).
+
+        Returns:
+            The commit URL with ``push_to_hub=True``, else ``None``.
+
+        Raises:
+            VocabularyError: if the model has no vocabulary.
+            ValueError: if the folder holds a malformed ``results.json``, so that no card can be rendered (the three
+                model files are written by then; the message names the key).
+        """
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._save_pretrained(folder, repo_id=repo_id)
+        if push_to_hub:
+            return self.push_to_hub(repo_id or folder.name, **push_to_hub_kwargs)
+        return None
+
+    def _save_pretrained(self, save_directory: Path, *, repo_id: str | None = None) -> None:
+        """The mixin's hook: the three files, then the card rendered from them."""
+        self._save_files(save_directory)
+        # Function-level import: the card is the hub stage's, which comes after the models stage.
+        from lstm_interp.hub.model_card import save_model_card
+
+        save_model_card(save_directory, repo_id=repo_id)
+
+    def _save_files(self, save_directory: Path) -> None:
+        """Write ``model.safetensors``, ``config.json`` and ``vocab.json``, each atomically (no card)."""
         vocab = self._require_vocab()
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
         with atomic_path(save_directory / WEIGHTS_NAME) as tmp:
-            save_file(state, str(tmp), metadata={"format": "pt", "library": "lstm_interp"})
+            save_file(state, str(tmp), metadata={"format": "pt", "library": LIBRARY_NAME})
         vocab.save(save_directory / VOCAB_NAME)
         self.config.save(save_directory / CONFIG_NAME)
 
+    def push_to_hub(  # type: ignore[override]
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        token: str | bool | None = None,
+        create_pr: bool = False,
+        dtype: torch.dtype | None = None,
+    ) -> str:
+        """Upload the model and its card to the Hub repo ``repo_id`` in one commit: :func:`lstm_interp.hub.push_to_hub`.
+
+        Returns:
+            The URL of the commit (of the pull request with ``create_pr=True``).
+        """
+        # Function-level import: publishing is the hub stage's, which comes after the models stage.
+        from lstm_interp.hub.push_to_hub import push_to_hub
+
+        return push_to_hub(
+            self,
+            repo_id,
+            private=private,
+            revision=revision,
+            commit_message=commit_message,
+            token=token,
+            create_pr=create_pr,
+            dtype=dtype,
+        )
+
+    # ------------------------------------------------------------------ load
     @classmethod
     def from_pretrained(  # type: ignore[override]
         cls,
@@ -242,7 +318,10 @@ class CharLSTM(
     ) -> CharLSTM:
         """Load a model saved with :meth:`save_pretrained`, from a local folder or a Hub repo id.
 
-        Weights stored in another floating dtype (float16, say) are cast to the model's float32 parameters.
+        A folder is read here; a repo id is downloaded through huggingface_hub's cache by
+        :func:`lstm_interp.hub.hub_files.hub_files`. Weights stored in another floating dtype (float16, say) are cast
+        to the model's float32 parameters. (:func:`lstm_interp.load_pretrained` also opens pretrained names and
+        Lightning ``.ckpt`` files.)
 
         Raises:
             RepoUnavailableError: (a ``FileNotFoundError``) if the Hub repo or revision does not exist or is not
@@ -252,25 +331,70 @@ class CharLSTM(
             ConfigError | VocabularyError: if ``config.json`` / ``vocab.json`` is malformed or from another version.
             ValueError: if ``model.safetensors`` is truncated, corrupted, or does not fit the config.
         """
-        source = str(pretrained_model_name_or_path)
-        files = {
-            name: _resolve_file(source, name, revision, cache_dir, force_download, local_files_only, token)
-            for name in (CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME)
-        }
-        from_hub = not os.path.isdir(source)
+        source = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(source):
+            paths = [Path(source) / name for name in MODEL_FILES]
+            for name, path in zip(MODEL_FILES, paths, strict=True):
+                if not path.is_file():
+                    raise FileNotFoundError(f"{name} is missing from the model folder {source!r}")
+            return cls.from_files(*paths, map_location=map_location)
+        if os.path.exists(source):
+            raise NotADirectoryError(
+                f"{source!r} is a file, expected a model folder written by save_pretrained or a Hub repo id "
+                "(lstm_interp.load_pretrained also opens Lightning .ckpt files)"
+            )
+        if os.path.sep in source and source.count("/") != 1:
+            raise FileNotFoundError(f"model folder {source!r} does not exist")
+        # Function-level import: downloading is the hub stage's, which comes after the models stage.
+        from lstm_interp.hub.hub_files import hub_files
+
+        files = hub_files(
+            source,
+            MODEL_FILES,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
+        origin = f"Hub repo {source!r} (revision {revision or 'main'!r})"
+        return cls.from_files(*(files[name] for name in MODEL_FILES), map_location=map_location, origin=origin)
+
+    @classmethod
+    def from_files(
+        cls,
+        config_path: str | os.PathLike,
+        vocab_path: str | os.PathLike,
+        weights_path: str | os.PathLike,
+        *,
+        map_location: str | torch.device = "cpu",
+        origin: str | None = None,
+    ) -> CharLSTM:
+        """Build a model from its three files, given by path; returned in eval mode on ``map_location``.
+
+        Args:
+            config_path, vocab_path, weights_path: ``config.json``, ``vocab.json``, ``model.safetensors``.
+            map_location: the device to load the weights onto.
+            origin: where the files came from, for the error messages (``"Hub repo 'org/x' (revision 'main')"``);
+                by default the messages name the files' paths alone.
+
+        Raises:
+            ConfigError | VocabularyError: if ``config.json`` / ``vocab.json`` is malformed or from another version.
+            ValueError: if ``model.safetensors`` is truncated, corrupted, or does not fit the config.
+        """
         try:
-            config = CharLSTMConfig.load(files[CONFIG_NAME])
-            vocab = CharVocab.load(files[VOCAB_NAME])
+            config = CharLSTMConfig.load(config_path)
+            vocab = CharVocab.load(vocab_path)
         except (ConfigError, VocabularyError) as err:
-            if not from_hub:  # the message already names the file in the folder
+            if origin is None:  # the message already names the file in the folder
                 raise
-            raise type(err)(f"Hub repo {source!r} (revision {revision or 'main'!r}): {err}") from err
+            raise type(err)(f"{origin}: {err}") from err
         model = cls(config, vocab)
-        weights = repr(str(files[WEIGHTS_NAME]))
-        if from_hub:
-            weights = f"{WEIGHTS_NAME} of Hub repo {source!r} (revision {revision or 'main'!r}, cached at {weights})"
+        weights = repr(os.fspath(weights_path))
+        if origin is not None:
+            weights = f"{WEIGHTS_NAME} of {origin} (cached at {weights})"
         try:
-            state = load_file(str(files[WEIGHTS_NAME]), device=str(map_location))
+            state = load_file(os.fspath(weights_path), device=str(map_location))
         except (SafetensorError, OSError) as err:
             raise ValueError(f"weights file {weights} is corrupted or truncated: {err}") from err
         try:
@@ -280,80 +404,3 @@ class CharLSTM(
         model.to(map_location)
         model.eval()
         return model
-
-
-def _resolve_file(
-    source: str,
-    filename: str,
-    revision: str | None,
-    cache_dir: str | os.PathLike | None,
-    force_download: bool,
-    local_files_only: bool,
-    token: str | bool | None,
-) -> Path:
-    """A local path for ``filename``: inside the folder ``source``, or downloaded from the Hub repo ``source``."""
-    if os.path.isdir(source):
-        path = Path(source) / filename
-        if not path.is_file():
-            raise FileNotFoundError(f"{filename} is missing from the model folder {source!r}")
-        return path
-    if os.path.sep in source and not os.path.exists(source) and source.count("/") != 1:
-        raise FileNotFoundError(f"model folder {source!r} does not exist")
-    try:
-        return Path(
-            hf_hub_download(
-                repo_id=source,
-                filename=filename,
-                revision=revision,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                local_files_only=local_files_only,
-                token=token,
-            )
-        )
-    except LocalEntryNotFoundError as err:  # first: it is also an EntryNotFoundError
-        raise RepoUnavailableError(
-            f"{filename} of Hub repo {source!r} is not cached and the Hub cannot be reached "
-            f"(offline, or HF_HUB_OFFLINE set?): {_first_line(err)}"
-        ) from err
-    except EntryNotFoundError as err:
-        raise FileNotFoundError(f"{filename} is missing from the Hub repo {source!r}: {_first_line(err)}") from err
-    except GatedRepoError as err:  # first: it is also a RepositoryNotFoundError
-        raise RepoUnavailableError(
-            f"Hub repo {source!r} is gated: accept its conditions on the Hub and pass a token ({filename})"
-        ) from err
-    except RevisionNotFoundError as err:
-        raise RepoUnavailableError(f"revision {revision!r} not found in Hub repo {source!r} ({filename})") from err
-    except RepositoryNotFoundError as err:
-        # Some Hub-compatible servers (olah) answer a missing *file* with RepoNotFound: ask about the repo itself.
-        found = _repo_status(source, revision, token)
-        if found == "file missing":
-            raise FileNotFoundError(
-                f"{filename} is missing from the Hub repo {source!r} (revision {revision or 'main'!r})"
-            ) from err
-        if found == "revision missing":
-            raise RepoUnavailableError(f"revision {revision!r} not found in Hub repo {source!r} ({filename})") from err
-        raise RepoUnavailableError(
-            f"Hub repo {source!r} not found, or private and no valid token given (reading {filename}): "
-            f"{_first_line(err)}"
-        ) from err
-
-
-def _repo_status(source: str, revision: str | None, token: str | bool | None) -> str:
-    """After a RepoNotFound answer: ``"file missing"``, ``"revision missing"`` or ``"repo missing"``."""
-    api = HfApi()
-    for probe, found in ((revision or "main", "file missing"), ("main", "revision missing")):
-        if found == "revision missing" and revision in (None, "main"):
-            break
-        try:
-            api.repo_info(source, revision=probe, token=token)
-            return found
-        except Exception:  # a best-effort probe: any failure counts as "not found"
-            continue
-    return "repo missing"
-
-
-def _first_line(err: BaseException) -> str:
-    """The gist of a huggingface_hub error: its first two non-empty lines ("404 Client Error. Entry Not Found ...")."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return " ".join(lines[:2]) or type(err).__name__

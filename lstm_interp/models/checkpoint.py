@@ -14,7 +14,6 @@ checkpoint from elsewhere can run code.
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,7 +50,9 @@ def network_from_hparams(hparams: Mapping[str, Any], vocab: str | CharVocab | No
     """
     missing = [key for key in NETWORK_HPARAMS if key not in hparams]
     if missing:
-        raise ConfigError(f"hyperparameters lack {missing} (expected those of a CharLSTMModule: {list(NETWORK_HPARAMS)})")
+        raise ConfigError(
+            f"hyperparameters lack {missing} (expected those of a CharLSTMModule: {list(NETWORK_HPARAMS)})"
+        )
     vocab = hparams.get("vocab") if vocab is None else vocab
     if vocab is None:
         raise VocabularyError("hyperparameters have no vocabulary (`vocab` is None), so no network can be built")
@@ -81,11 +82,14 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     name = repr(os.fspath(path))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file {name} does not exist")
+    with open(path, "rb"):  # a file that cannot be read at all (permissions, ...) says so in its own words
+        pass
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as err:
-        # torch's own message is advice about `weights_only=False`, which would not help with a text file or a
-        # truncated download, and is unsafe for a file from elsewhere.
+    except Exception as err:
+        # On bytes that are not a checkpoint torch fails in many ways (UnpicklingError, EOFError, KeyError, an
+        # OSError or RuntimeError from the zip reader, ...). Its own message is advice about `weights_only=False`,
+        # which would not help with a text file or a truncated download, and is unsafe for a file from elsewhere.
         raise ValueError(
             f"{name} is not a PyTorch checkpoint, is truncated, or holds objects other than tensors and plain "
             f"values (checkpoints are loaded with weights_only=True): {_gist(err)}"
@@ -97,11 +101,13 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         network = network_from_hparams(hparams)
     except ValueError as err:  # ConfigError, VocabularyError: a checkpoint of another version, or edited
         raise ValueError(f"{name} is not a checkpoint of a CharLSTMModule: {_gist(err)}") from err
-    weights = {key.removeprefix(NETWORK_PREFIX): value for key, value in state.items() if key.startswith(NETWORK_PREFIX)}
+    weights = {
+        key.removeprefix(NETWORK_PREFIX): value for key, value in state.items() if key.startswith(NETWORK_PREFIX)
+    }
     try:
         network.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{name} is not a checkpoint of a CharLSTMModule: {_gist(err)}") from err
+    except RuntimeError as err:  # "Error(s) in loading state_dict ...:" then the first mismatch
+        raise ValueError(f"{name} is not a checkpoint of a CharLSTMModule: {_gist(err, lines=2)}") from err
     return network.to(map_location).eval()
 
 
@@ -121,6 +127,7 @@ def _module_parts(checkpoint: Any, name: str) -> tuple[Mapping[str, Any], Mappin
     return checkpoint["hyper_parameters"], checkpoint["state_dict"]
 
 
-def _gist(err: BaseException) -> str:
-    """The first line of an error's message (torch's run to many lines of advice)."""
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+def _gist(err: BaseException, *, lines: int = 1) -> str:
+    """The first ``lines`` non-empty lines of an error's message, on one line (torch's run to many lines)."""
+    gist = " ".join([line.strip() for line in str(err).splitlines() if line.strip()][:lines]) or type(err).__name__
+    return gist if len(gist) <= 300 else gist[:299] + "…"
