@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from lstm_interp._io import atomic_path
 from lstm_interp.config import CharLSTMConfig, ConfigError
+from lstm_interp.models.recurrent_precision import run_recurrent
 from lstm_interp.vocab import CharVocab, VocabularyError
 
 CONFIG_NAME = "config.json"
@@ -114,7 +115,7 @@ class CharLSTM(
         x = self.embedding(tokens)  # (B, T, E)
         new_state: State = []
         for i, layer in enumerate(self.layers):
-            x, layer_state = layer(x, None if state is None else state[i])  # (B, T, H)
+            x, layer_state = run_recurrent(layer, x, None if state is None else state[i])  # (B, T, H)
             x = self.dropout(x)
             new_state.append(layer_state)
         return self.head(x), new_state  # (B, T, V)
