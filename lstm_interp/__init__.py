@@ -7,11 +7,12 @@ pays for the Hub and torch, not for Lightning.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lstm_interp._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from lstm_interp.analysis import explain_unit, find_cells, gate_saturation
+    from lstm_interp.analysis import ActivationStats, explain_unit, find_cells, gate_saturation
     from lstm_interp.callbacks import LSTMActivationMonitor
     from lstm_interp.config import CharLSTMConfig, ConfigError
     from lstm_interp.data import BUNDLED_CORPORA, CharDataModule, EncodedCorpus
@@ -19,14 +20,15 @@ if TYPE_CHECKING:
     from lstm_interp.metrics import BitsPerCharacter
     from lstm_interp.models.char_lstm import CharLSTM
     from lstm_interp.models.char_lstm_module import CharLSTMModule
-    from lstm_interp.report import write_html_report
-    from lstm_interp.tracing import Trace, trace, trace_rnn
+    from lstm_interp.report import run_analysis, write_html_report
+    from lstm_interp.tracing import Trace, trace, trace_rnn, trace_segments
     from lstm_interp.vocab import CharVocab, VocabularyError
 
 __version__ = "0.1.0"
 
 # Exported name -> the module it is imported from on first use.
 _EXPORTS: dict[str, str] = {
+    "ActivationStats": "lstm_interp.analysis",
     "BUNDLED_CORPORA": "lstm_interp.data",
     "BitsPerCharacter": "lstm_interp.metrics",
     "CharDataModule": "lstm_interp.data",
@@ -44,13 +46,16 @@ _EXPORTS: dict[str, str] = {
     "gate_saturation": "lstm_interp.analysis",
     "load_pretrained": "lstm_interp.hub",
     "push_to_hub": "lstm_interp.hub",
+    "run_analysis": "lstm_interp.report",
     "trace": "lstm_interp.tracing",
     "trace_rnn": "lstm_interp.tracing",
+    "trace_segments": "lstm_interp.tracing",
     "write_html_report": "lstm_interp.report",
 }
 
 __all__ = [
     "BUNDLED_CORPORA",
+    "ActivationStats",
     "BitsPerCharacter",
     "CharDataModule",
     "CharLSTM",
@@ -68,19 +73,12 @@ __all__ = [
     "gate_saturation",
     "load_pretrained",
     "push_to_hub",
+    "run_analysis",
     "trace",
     "trace_rnn",
+    "trace_segments",
     "write_html_report",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from browser import launch, open_report
 from cli_run import run_cli as _run
 from matplotlib.image import imread
 
-from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, find_cells, gate_saturation, trace
+from lstm_interp import CharLSTM, find_cells, gate_saturation, trace
 from lstm_interp.comparison import char_log_probs
 from lstm_interp.features import FEATURES
 from lstm_interp.report import run_analysis, write_html_report
@@ -25,10 +24,8 @@ FEATURES_CHOSEN = ["inside_quotes", "brace_depth"]
 
 
 @pytest.fixture(scope="module")
-def model() -> CharLSTM:
-    torch.manual_seed(0)
-    vocab = CharVocab.from_text(TEXT)
-    return CharLSTM(CharLSTMConfig(vocab_size=len(vocab), hidden_size=8, embedding_size=4, num_layers=2), vocab)
+def model(make_model) -> CharLSTM:
+    return make_model(TEXT, from_text=True)
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +147,10 @@ def test_report_opens_on_the_best_unit_of_the_first_feature(analysed, model, tmp
             assert log.errors == []
 
 
-def test_run_analysis_on_a_model_object(model, tmp_path):
+def test_run_analysis_on_a_model_object(make_model, tmp_path):
     """The library path (``lstm-interp explore`` calls it): default features, no baseline, a text without braces."""
     text = 'He said "yes" and left.\nShe said "no".\n' * 4
-    vocab = CharVocab.from_text(text)
-    torch.manual_seed(1)
-    net = CharLSTM(CharLSTMConfig(vocab_size=len(vocab), hidden_size=8, embedding_size=4, num_layers=1), vocab)
+    net = make_model(text, from_text=True, num_layers=1, seed=1)
     lines: list[str] = []
     out = run_analysis(net, text, tmp_path / "out", segment_chars=16, report_chars=50, log=lines.append)
     assert out == tmp_path / "out"
@@ -180,10 +175,8 @@ def test_run_analysis_on_a_model_object(model, tmp_path):
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
-def test_gru_and_rnn_use_the_hidden_state(cell, tmp_path):
-    vocab = CharVocab.from_text(TEXT)
-    torch.manual_seed(2)
-    net = CharLSTM(CharLSTMConfig(vocab_size=len(vocab), cell=cell, hidden_size=8, embedding_size=4), vocab)
+def test_gru_and_rnn_use_the_hidden_state(make_model, cell, tmp_path):
+    net = make_model(TEXT, from_text=True, cell=cell, seed=2)
     out = run_analysis(net, TEXT, tmp_path / "out", features=["inside_quotes"], segment_chars=50)
     cells = json.loads((out / "cells.json").read_text(encoding="utf-8"))
     assert cells["quantity"] == "hidden"

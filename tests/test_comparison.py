@@ -13,7 +13,7 @@ import pytest
 import torch
 from pictures import assert_picture
 
-from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, trace
+from lstm_interp import CharLSTM, trace
 from lstm_interp.comparison import (
     CHAR_CLASSES,
     NGramBaseline,
@@ -31,10 +31,8 @@ CODE = 'int f(x) {\n  if (x) { return "}"; }\n  y = {1, 2};\n}\n' * 6
 
 
 @pytest.fixture(scope="module")
-def model() -> CharLSTM:
-    torch.manual_seed(0)
-    vocab = CharVocab.from_text(CODE)
-    return CharLSTM(CharLSTMConfig(vocab_size=len(vocab), hidden_size=8, embedding_size=4, num_layers=2), vocab)
+def model(make_model) -> CharLSTM:
+    return make_model(CODE, from_text=True)
 
 
 # ---------------------------------------------------------------------------------------------- character classes

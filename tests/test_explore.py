@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import torch
+from conftest import tiny_char_lstm
 from hub_server import hub_env
 
-from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab
 from lstm_interp.cli.main import main as cli_main
 
 if TYPE_CHECKING:
@@ -30,9 +29,7 @@ TEXT = 'He said, "Well, Prince, so Genoa\nand Lucca are now just family estates.
 
 
 def tiny_folder(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    vocab = CharVocab.from_text(TEXT)
-    model = CharLSTM(CharLSTMConfig(vocab_size=len(vocab), num_layers=2, hidden_size=8, embedding_size=4), vocab)
+    model = tiny_char_lstm(TEXT, from_text=True)
     model.save_pretrained(tmp_path / "tiny")
     return tmp_path / "tiny"
 

@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_char_lstm
 
-from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, Trace, trace
+from lstm_interp import CharLSTM, Trace, trace
 from lstm_interp.analysis import GateSaturation, gate_saturation
 
 NAN = math.nan
@@ -24,10 +25,7 @@ def hand_trace(gates: dict[str, list[list[float]]], *, cell: str = "lstm", dtype
 
 def tiny_model(cell: str = "lstm", layers: int = 2) -> tuple[CharLSTM, str]:
     text = 'She said "no."\nThen left.\n'
-    vocab = CharVocab.from_text(text)
-    torch.manual_seed(0)
-    config = CharLSTMConfig(vocab_size=len(vocab), hidden_size=8, embedding_size=4, num_layers=layers, cell=cell)
-    return CharLSTM(config, vocab), text
+    return tiny_char_lstm(text, from_text=True, cell=cell, num_layers=layers), text
 
 
 def test_known_fractions():

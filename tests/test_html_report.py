@@ -12,7 +12,7 @@ import pytest
 import torch
 from browser import artifacts_dir, backgrounds, launch, open_report, recolour
 
-from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, Trace, trace
+from lstm_interp import CharLSTM, Trace, trace
 from lstm_interp.report import write_html_report
 from lstm_interp.report._encode import display_codes, pack, unpack
 
@@ -42,10 +42,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def tiny() -> tuple[CharLSTM, Trace]:
-    torch.manual_seed(0)
-    vocab = CharVocab.from_text(TEXT)
-    model = CharLSTM(CharLSTMConfig(vocab_size=len(vocab), hidden_size=8, embedding_size=4, num_layers=2), vocab)
+def tiny(make_model) -> tuple[CharLSTM, Trace]:
+    model = make_model(TEXT, from_text=True)
     return model, trace(model, TEXT)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, Trace, trace
+from lstm_interp import CharLSTM, Trace, trace
 from lstm_interp.analysis import gate_saturation
 from lstm_interp.plots import (
     plot_cell_heatmap,
@@ -26,10 +26,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def model() -> CharLSTM:
-    torch.manual_seed(0)
-    vocab = CharVocab.from_text(TEXT)
-    return CharLSTM(CharLSTMConfig(vocab_size=len(vocab), hidden_size=8, embedding_size=4, num_layers=2), vocab)
+def model(make_model) -> CharLSTM:
+    return make_model(TEXT, from_text=True)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from conftest import tiny_char_lstm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,16 +18,10 @@ VOCAB = CharVocab(ALPHABET)
 
 
 def make_model(cell: str = "lstm", layers: int = 2, hidden: int = 8, embedding: int = 5, seed: int = 0) -> CharLSTM:
-    torch.manual_seed(seed)
-    config = CharLSTMConfig(
-        vocab_size=len(VOCAB), cell=cell, num_layers=layers, hidden_size=hidden, embedding_size=embedding
-    )
-    model = CharLSTM(config, VOCAB)
     # Larger weights than the default init drive gates towards saturation and cells far from zero: a harder test.
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(2.0)
-    return model.eval()
+    return tiny_char_lstm(
+        VOCAB, cell=cell, num_layers=layers, hidden_size=hidden, embedding_size=embedding, seed=seed, weight_scale=2.0
+    )
 
 
 def reference_lstm(model: CharLSTM, text: str) -> dict[str, torch.Tensor]:

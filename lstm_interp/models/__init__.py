@@ -6,8 +6,9 @@ does not need, so it is imported only when the name is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lstm_interp._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lstm_interp.models.char_lstm import CharLSTM
@@ -22,13 +23,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["CharLSTM", "CharLSTMModule"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -274,18 +274,13 @@ class CharLSTM(
         vocab.save(save_directory / VOCAB_NAME)
         self.config.save(save_directory / CONFIG_NAME)
 
-    def push_to_hub(  # type: ignore[override]
-        self,
-        repo_id: str,
-        *,
-        private: bool = False,
-        revision: str | None = None,
-        commit_message: str | None = None,
-        token: str | bool | None = None,
-        create_pr: bool = False,
-        dtype: torch.dtype | None = None,
-    ) -> str:
+    def push_to_hub(self, repo_id: str, **options: Any) -> str:  # type: ignore[override]
         """Upload the model and its card to the Hub repo ``repo_id`` in one commit: :func:`lstm_interp.hub.push_to_hub`.
+
+        Args:
+            repo_id: ``"org/name"``.
+            options: ``private``, ``revision``, ``commit_message``, ``token``, ``create_pr``, ``dtype``, as
+                :func:`lstm_interp.hub.push_to_hub` takes them (one signature, defined there).
 
         Returns:
             The URL of the commit (of the pull request with ``create_pr=True``).
@@ -293,16 +288,7 @@ class CharLSTM(
         # Function-level import: publishing is the hub stage's, which comes after the models stage.
         from lstm_interp.hub.push_to_hub import push_to_hub
 
-        return push_to_hub(
-            self,
-            repo_id,
-            private=private,
-            revision=revision,
-            commit_message=commit_message,
-            token=token,
-            create_pr=create_pr,
-            dtype=dtype,
-        )
+        return push_to_hub(self, repo_id, **options)
 
     # ------------------------------------------------------------------ load
     @classmethod
