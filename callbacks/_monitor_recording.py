@@ -19,7 +19,7 @@ from matplotlib import pyplot as plt
 
 from lstm_interp.analysis.find_cells import find_cells
 from lstm_interp.analysis.gate_saturation import gate_saturation
-from lstm_interp.report.html_report import write_html_report
+from lstm_interp.report.html_report import best_feature_match, write_html_report
 from lstm_interp.tracing.quantities import GATES
 from lstm_interp.tracing.trace import Trace
 
@@ -200,6 +200,7 @@ class Recorder:
                 step=step,
                 quantities=self.settings.quantities,
                 feature_matches=feature_matches,
+                open_on=best_feature_match(feature_matches),
             )
         except Exception as err:  # as for figures: a report must never stop a training run
             rank_zero_warn(f"LSTMActivationMonitor: could not write the HTML report at step {step}: {err}")

@@ -117,10 +117,12 @@ def test_comparison_json(analysed, model):
     assert [c["name"] for c in errors["categories"]][-1] == "boost"
 
 
-def test_report_opens_on_the_best_unit_of_the_first_feature(analysed, model, tmp_path):
+def test_report_opens_on_the_best_scoring_feature_match(analysed, model, tmp_path):
     out, _ = analysed
     cells = json.loads((out / "cells.json").read_text(encoding="utf-8"))
-    best = cells["features"][FEATURES_CHOSEN[0]]["rows"][0]
+    rows = [(name, r) for name in FEATURES_CHOSEN for r in cells["features"][name]["rows"]]
+    # Strength puts AUC and |r| on one scale: 2 * AUC - 1 for an AUC score, |r| itself.
+    _, best = max(rows, key=lambda nr: 2 * nr[1]["score"] - 1 if nr[1]["metric"] == "auc" else nr[1]["score"])
     meta = page_meta(out / "report.html")
     assert {k: meta["open"][k] for k in ("layer", "unit", "quantity")} == {
         "layer": best["layer"], "unit": best["unit"], "quantity": "cell"
@@ -134,8 +136,8 @@ def test_report_opens_on_the_best_unit_of_the_first_feature(analysed, model, tmp
         assert page.locator("#layer option:checked").inner_text() == best["layer"]
         assert page.locator("#quantity option:checked").inner_text() == "cell"
         assert state["unit"] == best["unit"] and page.input_value("#unit") == str(best["unit"])
-        first = page.locator("#features li").first
-        assert "current" in first.get_attribute("class")  # the opening unit is marked in the feature list
+        current = page.locator("#features li.current")  # the opening unit is marked in the feature list
+        assert current.count() >= 1 and f"{best['unit']}" in current.first.inner_text()
         assert page.locator("#features h3").all_inner_texts() == FEATURES_CHOSEN
         assert log.errors == [] and log.dialogs == []
         # Without `open_on` the page still opens on the first layer's most variable cell unit.

@@ -66,7 +66,9 @@ def write_html_report(
             traces hold. Each costs about ``T * H * layers`` bytes, so restrict it for long probes.
         open_on: the unit the page shows when it opens, e.g. the best match of a feature:
             ``{"layer": "layers.1", "unit": 37}``, optionally with ``quantity`` and ``probe``, checked like a
-            feature match. ``None`` opens on the most variable unit of the first layer's cell state.
+            feature match; :func:`best_feature_match` picks the best-scoring one of ``feature_matches``, which is
+            what ``run_analysis`` and the activation monitor open on. ``None`` opens on the most variable unit of
+            the first layer's cell state.
 
     Returns:
         The path written.
@@ -260,3 +262,22 @@ def _script_json(value: Any) -> str:
 
 def _asset(name: str) -> str:
     return resources.files("lstm_interp.report").joinpath(name).read_text(encoding="utf-8")
+
+
+def best_feature_match(feature_matches: FeatureMatches | None) -> Mapping[str, Any] | None:
+    """The match with the highest strength over every feature (the first one on ties), or ``None`` if there is none.
+
+    Strength puts both metrics on one scale: ``|r|`` for a continuous feature, ``2 * AUC - 1`` for a binary one
+    (``score`` is ``max(AUC, 1 - AUC)``), as :attr:`~lstm_interp.analysis.CellScore.strength` does.
+    """
+    if not feature_matches:
+        return None
+    rows = [row for rows in feature_matches.values() for row in rows]
+    if not rows:
+        return None
+
+    def strength(row: Mapping[str, Any]) -> float:
+        score = float(row.get("score", 0.0))
+        return 2 * score - 1 if row.get("metric") == "auc" else score
+
+    return max(rows, key=strength)

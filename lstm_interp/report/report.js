@@ -12,10 +12,10 @@
     tooltip: el("tooltip"), top: el("top-units"), topCaption: el("top-caption"), features: el("features"),
   };
 
-  // Diverging blue-white-red scale (after ColorBrewer RdBu), its ends lightened so that black text on them keeps
-  // a contrast ratio above 5.
-  const ANCHORS = [[-1, [58, 132, 193]], [-0.5, [166, 206, 227]], [0, [247, 247, 247]],
-    [0.5, [247, 176, 150]], [1, [222, 84, 70]]];
+  // Diverging red-white-blue scale, the paper's and the PNG figures' convention: -1 red, 0 white, +1 blue (after
+  // ColorBrewer RdBu), its ends lightened so that black text on them keeps a contrast ratio above 5.
+  const ANCHORS = [[-1, [222, 84, 70]], [-0.5, [247, 176, 150]], [0, [247, 247, 247]],
+    [0.5, [166, 206, 227]], [1, [58, 132, 193]]];
   function colourAt(x) {
     let j = 1;
     while (j < ANCHORS.length - 1 && x > ANCHORS[j][0]) j++;

@@ -51,7 +51,7 @@ from lstm_interp.plots import (
     plot_gate_saturation,
     save_figure,
 )
-from lstm_interp.report.html_report import write_html_report
+from lstm_interp.report.html_report import best_feature_match, write_html_report
 from lstm_interp.tracing import GATES, Trace, state_quantity, trace, trace_segments
 from lstm_interp.vocab import OnUnknown
 
@@ -164,7 +164,6 @@ def run_analysis(
         say(f"gate saturation: a {model.config.cell!r} network has no gates")
 
     matches = {name: [row.to_dict() for row in table.rows] for name, table in tables.items()}
-    first = next((rows[0] for rows in matches.values() if rows), None)
     shown = trace(model, ids[:report_chars])
     write_html_report(
         shown,
@@ -172,7 +171,7 @@ def run_analysis(
         chars=vocab.chars,
         title=title or f"lstm_interp analysis of {len(text):,} characters",
         feature_matches=matches or None,
-        open_on=first,
+        open_on=best_feature_match(matches),  # the best-scoring match of all features
     )
 
     if baseline_text is not None:
