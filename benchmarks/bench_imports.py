@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import socket
@@ -72,7 +73,10 @@ def modules_after(code: str, root: Path | None = None) -> tuple[int, list[str]]:
         "print(json.dumps({'count': len(added), 'heavy': [h for h in heavy if h in sys.modules]}))\n"
     )
     env = with_path(dict(os.environ), root)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    # Run outside the repository: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH.
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env, cwd=tempfile.gettempdir()
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{code!r} failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.splitlines()[-1])
@@ -100,18 +104,25 @@ def hub_env(endpoint: str, hf_home: Path, offline: bool) -> dict[str, str]:
     return env
 
 
-def time_load(endpoint: str, offline: bool, root: Path | None = None) -> tuple[float, float, int]:
-    """``(whole process s, load_pretrained s, warning lines)`` of one run, with a fresh empty HF_HOME."""
+def time_load(endpoint: str, offline: bool, root: Path | None = None, limit: float = 120.0) -> tuple[float, float, int]:
+    """``(whole process s, load_pretrained s, warning lines)`` of one run, with a fresh empty HF_HOME.
+
+    A run still going after ``limit`` seconds is killed and counts as ``inf`` (printed as ``>limit``).
+    """
     with tempfile.TemporaryDirectory(prefix="bench_imports_hf_home_") as hf_home:
         start = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "-c", LOAD_CODE],
-            capture_output=True,
-            text=True,
-            env=with_path(hub_env(endpoint, Path(hf_home), offline), root),
-            timeout=300,
-            check=False,
-        )
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", LOAD_CODE],
+                capture_output=True,
+                text=True,
+                env=with_path(hub_env(endpoint, Path(hf_home), offline), root),
+                cwd=hf_home,
+                timeout=limit,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return math.inf, math.inf, 0
         wall = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(f"load_pretrained('novel') failed:\n{out.stderr[-3000:]}")
@@ -121,8 +132,8 @@ def time_load(endpoint: str, offline: bool, root: Path | None = None) -> tuple[f
 
 
 def summary(values: list[float]) -> str:
-    """``best / median``."""
-    return f"{min(values):5.2f} / {statistics.median(values):5.2f}"
+    """``best / median`` (``>limit`` for killed runs)."""
+    return " / ".join(f"{v:5.2f}" if math.isfinite(v) else " kill" for v in (min(values), statistics.median(values)))
 
 
 def main() -> None:
@@ -130,6 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per load case (default 3)")
     parser.add_argument("--baseline", type=Path, default=None, help="a checkout of another revision to compare with")
+    parser.add_argument("--limit", type=float, default=120.0, help="seconds before a load run is killed (120)")
     args = parser.parse_args()
     roots: dict[str, Path | None] = {"this checkout": None}
     if args.baseline is not None:
@@ -155,7 +167,7 @@ def main() -> None:
         for label, (endpoint, offline) in cases.items():
             medians = {}
             for version, root in roots.items():
-                runs = [time_load(endpoint, offline, root) for _ in range(args.repeats)]
+                runs = [time_load(endpoint, offline, root, args.limit) for _ in range(args.repeats)]
                 walls, loads, warnings = zip(*runs, strict=True)
                 medians[version] = statistics.median(loads)
                 print(
@@ -164,7 +176,11 @@ def main() -> None:
                 )
             if len(medians) == 2:
                 ratio = medians["baseline"] / max(medians["this checkout"], 1e-9)
-                print(f"{'':<40} {'ratio':<14} {'':>15} {ratio:>16.1f}x  (baseline / this checkout, medians)")
+                # A killed baseline: the ratio is at least the limit over this checkout's time.
+                floor = args.limit / medians["this checkout"]
+                shown = f"{ratio:.1f}x" if math.isfinite(ratio) else f">{floor:.0f}x"
+                note = "(baseline / this checkout, medians; kill = over --limit)"
+                print(f"{'':<40} {'ratio':<14} {'':>15} {shown:>17}  {note}")
 
 
 if __name__ == "__main__":
