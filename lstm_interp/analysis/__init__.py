@@ -1,4 +1,10 @@
-"""Analyses of traces: numbers computed from a :class:`~lstm_interp.Trace`, ready for loggers, tables and plots."""
+"""Analyses of traces: numbers computed from a :class:`~lstm_interp.Trace`, ready for loggers, tables and plots.
+
+- :class:`ActivationStats`: the one streaming, mergeable accumulator over a text of any length (gate saturation
+  counts, cell moments, next-character log-probabilities);
+- :func:`gate_saturation` / :class:`GateSaturation`: the paper's Section 4.2 table, computed through it;
+- :func:`find_cells` / :func:`explain_unit`: units against features (one row format, ``CellScore.to_dict``).
+"""
 
 from lstm_interp.analysis.activation_stats import ActivationStats
 from lstm_interp.analysis.explain_unit import explain_unit
