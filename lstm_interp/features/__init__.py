@@ -7,6 +7,7 @@ definitions.
 
 from lstm_interp.features.code_features import inside_comment, inside_if_condition, inside_string_literal
 from lstm_interp.features.feature_values import ConstantFeatureError, check_feature_values, feature_values
+from lstm_interp.features.feature_window import busiest_window
 from lstm_interp.features.registry import (
     FEATURE_KINDS,
     FEATURES,
@@ -40,6 +41,7 @@ __all__ = [
     "UnknownFeatureError",
     "brace_depth",
     "bracket_depth",
+    "busiest_window",
     "chars_to_line_end",
     "check_feature_values",
     "compute_feature",

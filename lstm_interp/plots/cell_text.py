@@ -41,6 +41,8 @@ PANEL_GAP = 0.12
 MARGIN = 0.25
 COLORBAR_HEIGHT = 0.9  # the colorbar, its tick labels and its label, below the panels
 MIN_WIDTH = 5.0  # narrow grids (few characters per line) still need room for titles and the colorbar
+TRACK_HEIGHT = 0.2  # the feature track: a fraction of a character cell's height, under the glyph
+TRACK_COLOR = (0.1, 0.1, 0.1, 1.0)
 
 
 def plot_cell_text(
@@ -53,6 +55,8 @@ def plot_cell_text(
     chars_per_line: int = 80,
     font_size: float = 10.0,
     cmap: str = "RdBu",
+    feature: np.ndarray | None = None,
+    feature_name: str = "feature",
 ) -> Figure:
     """Draw the traced text once per unit, each character's background coloured by that unit's value there.
 
@@ -72,6 +76,10 @@ def plot_cell_text(
         chars_per_line: where long lines wrap.
         font_size: character size in points.
         cmap: a diverging matplotlib colormap name.
+        feature: (T,) a feature's values over the whole trace (``lstm_interp.features``), drawn as a thin dark track
+            under each character: full height where a binary feature is on, a bar as high as the value for a
+            continuous one (scaled to the window's range), so a reader sees the match next to the colours.
+        feature_name: the feature's name, in each panel's title.
 
     Returns:
         A :class:`~matplotlib.figure.Figure` with one axes per unit (titled ``"layers.1 unit 37 (cell)"``) and a
@@ -100,6 +108,7 @@ def plot_cell_text(
             raise ValueError(f"unit {unit!r} is out of range for {layer!r}, which has {values.shape[1]} units")
         columns.append(scale.apply(values[window, unit]))
 
+    track = _track(feature, len(trace.tokens), window)
     chars = window_chars(trace, window)
     positions, num_rows = layout(chars, chars_per_line)
     panel_height = TITLE_HEIGHT + num_rows * CELL_HEIGHT
@@ -120,6 +129,14 @@ def plot_cell_text(
         )
         _draw_panel(ax, chars, rows, cols, column, num_rows, chars_per_line, colormap, scale.norm, font_size)
         title = f"{layer} unit {unit} ({quantity})"
+        if track is not None:
+            # A white strip along the bottom of each character cell, and in it a dark bar as high as the feature:
+            # readable on every background colour, and it never hides the glyph.
+            base = rows + 1.0
+            ax.bar(cols + 0.5, TRACK_HEIGHT, width=1.0, bottom=base - TRACK_HEIGHT, color="white", linewidth=0)
+            ax.bar(cols + 0.5, TRACK_HEIGHT * track, width=1.0, bottom=base - TRACK_HEIGHT * track,
+                   color=TRACK_COLOR, linewidth=0)  # fmt: skip
+            title += f"  ▁ track: {feature_name}"
         bad = int(np.sum(~np.isfinite(column)))
         if bad:
             title += f"  [{bad} non-finite value{'s' * (bad != 1)} on grey]"
@@ -129,9 +146,24 @@ def plot_cell_text(
     colorbar_width = 4.0
     cax = fig.add_axes((MARGIN / width, 0.5 / height, colorbar_width / width, 0.14 / height))
     bar = fig.colorbar(ScalarMappable(scale.norm, colormap), cax=cax, orientation="horizontal")
-    bar.set_label(scale.label, fontsize=font_size - 1)
+    lo, hi = scale.vmin, scale.vmax
+    bar.set_label(f"{scale.label}:  {lo:g} red  ·  {(lo + hi) / 2:g} white  ·  {hi:+g} blue", fontsize=font_size - 1)
     bar.ax.tick_params(labelsize=font_size - 2)
     return fig
+
+
+def _track(feature: np.ndarray | None, num_steps: int, window: slice) -> np.ndarray | None:
+    """The feature over the window on a 0..1 scale (binary as 0/1, continuous min-max scaled), or ``None``."""
+    if feature is None:
+        return None
+    values = np.asarray(feature.detach().cpu() if hasattr(feature, "detach") else feature)
+    if values.shape != (num_steps,):
+        raise ValueError(f"`feature` must have one value per step of the trace ({num_steps}), got {values.shape}")
+    shown = values[window].astype(np.float64)
+    if values.dtype != np.bool_:
+        lo, hi = np.nanmin(shown), np.nanmax(shown)
+        shown = (shown - lo) / (hi - lo) if hi > lo else np.zeros_like(shown)
+    return np.nan_to_num(shown)
 
 
 def _draw_panel(

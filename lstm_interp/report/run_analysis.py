@@ -6,7 +6,8 @@ cell state of an LSTM, the hidden state of a GRU or RNN), gate-saturation counts
 character; from them:
 
 - ``cells.json``: for every feature, its ``top`` units by :func:`~lstm_interp.analysis.find_cells`;
-- ``figures/cell_text_<feature>.png``: the best unit of each feature over the text, where the feature changes;
+- ``figures/cell_text_<feature>.png``: the best unit of each feature over the stretch of text where the feature
+  changes most (:func:`~lstm_interp.features.busiest_window`), with the feature drawn as a track under the text;
 - ``gate_saturation.json`` and ``figures/gate_saturation.png``: the paper's Section 4.2;
 - ``report.html``: the interactive page on the first ``report_chars`` characters, listing the feature matches and
   opening on the best unit of the first feature;
@@ -41,7 +42,7 @@ from lstm_interp.comparison import (
     class_loss,
     error_breakdown,
 )
-from lstm_interp.features import FEATURES, ConstantFeatureError, Feature, feature_values, get_feature
+from lstm_interp.features import FEATURES, ConstantFeatureError, Feature, busiest_window, feature_values, get_feature
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.plots import (
     plot_brace_study,
@@ -267,16 +268,21 @@ def _best_units(tables: dict[str, CellTable], skipped: dict[str, str]) -> str:
 def _cell_text_figure(
     states: Trace, table: CellTable, feature: str, values: np.ndarray, quantity: str, length: int
 ) -> Figure:
-    """The best unit over ``length`` characters, starting a little before the feature first changes."""
+    """The best unit over the ``length`` characters where the feature changes most, the feature as a track."""
     best = table.rows[0]
-    change = int(np.flatnonzero(values != values[0])[0])
-    start = max(0, min(change - length // 4, len(values) - length))
-    window = states.time_slice(start, start + length)
-    stop = start + window.num_steps
-    fig = plot_cell_text(window, [(best.layer, best.unit)], quantity=quantity)
+    window = busiest_window(values, length)
+    start, stop = window.start, window.stop
+    fig = plot_cell_text(
+        states.time_slice(start, stop),
+        [(best.layer, best.unit)],
+        quantity=quantity,
+        feature=values[window],
+        feature_name=feature,
+    )
     ax = fig.axes[0]
     ax.set_title(
-        f"{feature}: {ax.get_title(loc='left')}, {best.metric} {best.score:.3f}, characters {start}-{stop - 1}",
+        f"{feature}: {best.layer} unit {best.unit} ({quantity}), {best.metric} {best.score:.3f}, "
+        f"characters {start}-{stop - 1}  ▁ = {feature}",
         loc="left",
         fontsize=ax.title.get_fontsize(),
     )

@@ -24,8 +24,20 @@ class UnitVariance(NamedTuple):
     variance: float
 
 
+# A unit whose shown value has a smaller standard deviation than this over the window is "flat": constant, or
+# pinned near +1 or -1 throughout (on the -1..+1 display scale, where a unit that switches sign has about 1).
+FLAT_STD = 0.05
+
+
 def most_variable_units(
-    trace: Trace, quantity: str | None = None, count: int = 10, *, layer: str | None = None
+    trace: Trace,
+    quantity: str | None = None,
+    count: int = 10,
+    *,
+    layer: str | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    skip_flat: bool = False,
 ) -> list[UnitVariance]:
     """The ``count`` units of one layer whose ``quantity`` varies most over the trace, most variable first.
 
@@ -34,13 +46,17 @@ def most_variable_units(
         quantity: the per-layer quantity (default: the trace's state quantity, ``cell`` or ``hidden``).
         count: how many units to return (fewer if the layer has fewer).
         layer: the layer's name prefix (default: the last layer, the one nearest the output).
+        start, stop: the window of steps the variance is taken over (a figure's window; default: all steps).
+        skip_flat: leave out units whose shown value is nearly constant over the window (standard deviation below
+            :data:`FLAT_STD`, which covers a unit saturated near +1 or -1 throughout), the units that would draw a
+            solid band; if every unit is flat, none is left out, so a figure still has something to draw.
 
     Returns:
         :class:`UnitVariance` rows; ties keep unit order. NaN and infinite values count as 0, so a diverged unit
         does not rank first for being broken.
 
     Raises:
-        ValueError: ``count`` below 1, or a layer that is not in the trace.
+        ValueError: ``count`` below 1, a layer that is not in the trace, or an empty window.
         KeyError: the trace does not hold ``quantity`` for that layer.
     """
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -49,7 +65,13 @@ def most_variable_units(
     if layer not in trace.layer_names:
         raise ValueError(f"unknown layer {layer!r}; the trace's layers are {trace.layer_names}")
     quantity = quantity or trace.state_quantity
-    shown = torch.nan_to_num(display_values(trace[f"{layer}.{quantity}"], quantity), nan=0.0)  # (T, H)
+    values = trace[f"{layer}.{quantity}"][start:stop]
+    if len(values) == 0:
+        raise ValueError(f"steps {start}:{stop} of a trace of {trace.num_steps} steps are empty")
+    shown = torch.nan_to_num(display_values(values, quantity), nan=0.0)  # (T, H)
     variance = shown.var(dim=0, correction=0) if len(shown) > 1 else torch.zeros(shown.shape[1])
-    order = torch.argsort(variance, descending=True, stable=True)[:count]
-    return [UnitVariance(layer, int(unit), float(variance[unit])) for unit in order]
+    order = torch.argsort(variance, descending=True, stable=True)
+    if skip_flat:
+        varying = order[variance[order] >= FLAT_STD**2]
+        order = varying if len(varying) else order
+    return [UnitVariance(layer, int(unit), float(variance[unit])) for unit in order[:count]]
