@@ -19,6 +19,11 @@ Then it writes ``config.json``, ``vocab.json``, ``model.safetensors`` (float16),
 into ``model_cards/<name>/`` and renders the card (``README.md``) from ``model_cards/template.md``.
 
     python benchmarks/eval_pretrained.py --name novel --run runs/novel/version_0 --config configs/novel.yaml
+
+``--images-only`` redraws only the cell pictures of an existing card folder (from its own float16 weights and the
+same held-out text) and refreshes its cells and card:
+
+    python benchmarks/eval_pretrained.py --name code --config configs/code.yaml --images-only
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from matplotlib import pyplot as plt
 
 from lstm_interp import CharLSTM, EncodedCorpus, find_cells, trace
 from lstm_interp._io import atomic_write_text
-from lstm_interp.features import compute_feature
+from lstm_interp.features import busiest_window, compute_feature
 from lstm_interp.hub.load_pretrained import load_pretrained
 from lstm_interp.hub.model_card import save_model_card
 from lstm_interp.plots import plot_cell_text, save_figure
@@ -152,13 +157,6 @@ def learning_curve(run: Path, out: Path, name: str) -> dict[str, Any]:
     }
 
 
-def best_window(values: np.ndarray, length: int) -> int:
-    """Start of the ``length``-character window where the feature changes most (what makes a telling picture)."""
-    change = np.abs(np.diff(values.astype(np.float64), prepend=values[0])) > 0
-    counts = np.convolve(change, np.ones(length), mode="valid")
-    return int(np.argmax(counts))
-
-
 def interpretable_cells(model: CharLSTM, text: str, name: str, out: Path) -> list[dict[str, Any]]:
     """The best cell of each target feature on held-out ``text``, with a picture of each."""
     tr = trace(model, text, names_filter="layers.*.cell")
@@ -167,8 +165,16 @@ def interpretable_cells(model: CharLSTM, text: str, name: str, out: Path) -> lis
     for feature, target in wanted:
         row = find_cells(tr, feature, "cell", top=1).rows[0]
         values = compute_feature(feature, text)
-        start = best_window(values, 400)
-        fig = plot_cell_text(tr, [(row.layer, row.unit)], start=start, length=400, chars_per_line=80)
+        window = busiest_window(values, 400)  # the same rule as every other cell picture of the package
+        fig = plot_cell_text(
+            tr,
+            [(row.layer, row.unit)],
+            start=window.start,
+            length=window.stop - window.start,
+            chars_per_line=80,
+            feature=values,
+            feature_name=feature,
+        )
         image = f"images/{feature}.png"
         save_figure(fig, out / image)
         plt.close(fig)
@@ -188,6 +194,26 @@ def interpretable_cells(model: CharLSTM, text: str, name: str, out: Path) -> lis
     return cells
 
 
+def redraw_cell_images(name: str, out: Path, config: dict[str, Any], heldout_chars: int) -> None:
+    """Redraw the cell pictures of the card folder ``out`` from its own weights and held-out text; refresh its cells."""
+    model = load_pretrained(out).eval()  # a Path: the folder, never a short name
+    data_file = (REPO / config["data"]["files"]).resolve()
+    corpus = EncodedCorpus.prepare(files=str(data_file), vocab=model.vocab)
+    n_train, n_val = (len(p) for p in corpus.split(tuple(config["data"]["split"]))[:2])
+    start = n_train + n_val
+    heldout = corpus.text(start, min(len(corpus), start + heldout_chars))
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    old = {c["feature"]: (c["layer"], c["unit"]) for c in results["cells"]}
+    cells = interpretable_cells(model, heldout, name, out)
+    for c in cells:
+        moved = "" if old.get(c["feature"]) == (c["layer"], c["unit"]) else f" (was {old.get(c['feature'])})"
+        print(f"cell {c['feature']}: layer {c['layer']} unit {c['unit']} {c['metric']} {c['score']:.3f}{moved}")
+    results["cells"] = cells
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
+    save_model_card(out)
+    print(f"redrew {len(cells)} pictures in {out / 'images'}")
+
+
 def hardware() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -203,7 +229,13 @@ def hardware() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--name", choices=sorted(PAPER), required=True)
-    parser.add_argument("--run", type=Path, required=True, help="the run's log folder, e.g. runs/novel/version_0")
+    parser.add_argument("--run", type=Path, help="the run's log folder, e.g. runs/novel/version_0")
+    parser.add_argument(
+        "--images-only",
+        action="store_true",
+        help="only redraw the cell pictures of the card folder (its own model and held-out text), updating the cells "
+        "of its results.json and its card; no losses, no learning curve, no new weights",
+    )
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--model", type=Path, help="the model folder or a .ckpt (default: RUN/model)")
     parser.add_argument("--out", type=Path, help="default: model_cards/NAME")
@@ -219,6 +251,11 @@ def main() -> None:
     split = tuple(config["data"]["split"])
     data_file = (REPO / config["data"]["files"]).resolve()
 
+    if args.images_only:
+        redraw_cell_images(name, out, config, args.heldout)
+        return
+    if args.run is None:
+        parser.error("--run is required (unless --images-only)")
     model = load_pretrained(args.model or args.run / "model").eval().float()
     corpus = EncodedCorpus.prepare(files=str(data_file), vocab=model.vocab)
     ids = np.asarray(corpus.ids)

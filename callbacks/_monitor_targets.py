@@ -141,8 +141,8 @@ class Targets:
         labels = [""] if len(modules) == 1 else list(modules)
         targets = cls(None, modules, probes, chars, _quantities(settings.quantities, cells), labels)
         targets.features = _feature_values(settings.features, targets.probes)
-        # One forward pass now, on every rank, so a PackedSequence input or an unused module fails at fit start,
-        # not hundreds of steps later on rank zero alone.
+        # One forward pass now, on every rank, so an input the trace cannot follow or an unused module fails at fit
+        # start, not hundreds of steps later on rank zero alone.
         with torch.no_grad(), eval_mode(pl_module):
             run_and_capture(pl_module, modules, targets.probes[0].inputs.to(pl_module.device))  # type: ignore[union-attr]
         return targets

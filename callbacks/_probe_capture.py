@@ -2,8 +2,11 @@
 
 Two ways in. A :class:`~lstm_interp.CharLSTMModule` is traced directly with :func:`~lstm_interp.trace` (which also
 gives the next-character log-probabilities). Any other module is run once on the probe with a forward pre-hook on
-each chosen ``nn.LSTM``/``nn.GRU``/``nn.RNN``: the hook keeps what the module receives, and
-:func:`~lstm_interp.tracing.trace_rnn` then recomputes every gate exactly from that input and the module's own weights.
+each chosen ``nn.LSTM``/``nn.GRU``/``nn.RNN``: the hook keeps what the module receives (the first sequence of the
+batch; of a PackedSequence, that sequence at its real length), and :func:`~lstm_interp.tracing.trace_rnn` then
+recomputes every gate exactly from that input and the module's own weights, for any number of layers, both
+directions of a bidirectional module and LSTMs with ``proj_size``. Several modules of one model (an encoder and a
+decoder) are each traced under their own module path, from the one forward pass.
 
 The lowest of the callback's modules: it knows nothing of the monitor's settings, only modules, probes and traces.
 Traces are made and extended by :mod:`lstm_interp.tracing` alone (``trace_rnn``, ``Trace.with_activation``).
@@ -20,9 +23,9 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from lstm_interp.tracing.module_trace import check_supported, trace_rnn
+from lstm_interp.tracing.module_trace import trace_rnn
 from lstm_interp.tracing.trace import Trace
 
 HiddenState = Tensor | tuple[Tensor, Tensor] | None
@@ -46,7 +49,7 @@ class Probe:
 
 @dataclass
 class _Captured:
-    inputs: Tensor  # (T, input_size): the first batch row, time first
+    inputs: Tensor  # (T, input_size): the first batch row, time first, at its real length
     hx: HiddenState
     calls: int = 1
 
@@ -60,8 +63,8 @@ def select_modules(module: nn.Module, wanted: Sequence[str] | None) -> dict[str,
     """The recurrent modules to monitor: all of them, or those whose path matches a name or glob in ``wanted``.
 
     Raises:
-        ValueError: no recurrent module at all, ``wanted`` entries matching none (the message lists those that
-            exist), or a module the trace cannot follow (bidirectional, ``proj_size``), named by its path.
+        ValueError: no recurrent module at all, or ``wanted`` entries matching none (the message lists those
+            that exist).
     """
     found = recurrent_modules(module)
     if not found:
@@ -79,8 +82,6 @@ def select_modules(module: nn.Module, wanted: Sequence[str] | None) -> dict[str,
                 f"its recurrent modules are {list(found)}"
             )
         chosen = {name: m for name, m in found.items() if any(fnmatch.fnmatchcase(name, w) for w in wanted)}
-    for name, rnn in chosen.items():
-        check_supported(rnn, name)
     return chosen
 
 
@@ -107,7 +108,8 @@ def run_and_capture(
     The hooks are removed whatever happens.
 
     Raises:
-        ValueError: a target received a PackedSequence, or was not called at all.
+        ValueError: a target received something other than a tensor or a PackedSequence, or was not called at
+            all (each naming the module).
     """
     captured: dict[str, _Captured] = {}
 
@@ -140,19 +142,25 @@ def run_and_capture(
 
 
 def _first_sequence(path: str, rnn: nn.RNNBase, x: Any, hx: Any) -> _Captured:
+    """The first sequence of the batch ``x`` (time first) and its initial state, as the module runs them."""
     if isinstance(x, PackedSequence):
-        raise ValueError(
-            f"{path!r} received a PackedSequence; the monitor traces padded tensors only, so give probes that "
-            "the forward runs without packing (one unpadded sequence)"
-        )
-    if not isinstance(x, Tensor) or x.dim() not in (2, 3):
-        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"{path!r} received {got}; expected a (batch, time, features) or (time, features) tensor")
-    if x.dim() == 2:  # unbatched: (T, I), and hx is (layers, H)
+        # Padded back in the caller's batch order (unsorted_indices undone), with each sequence's real length;
+        # the module runs a packed sequence only over those steps, so the trace stops there too.
+        padded, lengths = pad_packed_sequence(x)  # (T_max, B, I), (B,)
+        seq = padded[: int(lengths[0]), 0]
+    elif isinstance(x, Tensor) and x.dim() == 2:  # unbatched: (T, I), and hx is (layers * directions, H)
         return _Captured(x.detach(), _detach(hx))
-    seq = x[0] if rnn.batch_first else x[:, 0]  # (B, T, I) or (T, B, I) -> (T, I)
+    elif isinstance(x, Tensor) and x.dim() == 3:
+        seq = x[0] if rnn.batch_first else x[:, 0]  # (B, T, I) or (T, B, I) -> (T, I)
+    else:
+        got = f"a tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else f"a {type(x).__name__}"
+        raise ValueError(
+            f"{path!r} received {got}; the monitor traces a (batch, time, features) or (time, features) tensor, "
+            "or a PackedSequence"
+        )
     if hx is not None:
-        # hx is (layers, B, H) whatever batch_first says; keep the first sequence's state.
+        # hx is (layers * directions, B, H) whatever batch_first says, and in the caller's batch order even for a
+        # PackedSequence (the module permutes it by sorted_indices itself): the first sequence's is column 0.
         hx = tuple(h[:, :1] for h in hx) if isinstance(hx, tuple) else hx[:, :1]
     return _Captured(seq.detach(), _detach(hx))
 

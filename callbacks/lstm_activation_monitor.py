@@ -95,8 +95,9 @@ class LSTMActivationMonitor(Callback):
         ValueError: no probe, an empty probe, non-positive intervals, thresholds outside (0, 1) or ``low >= high``,
             unknown quantities or dtype, ``features`` without ``probe_texts``; at fit start, a feature that is
             constant on the probe texts (its score would be undefined), a module without recurrent modules,
-            ``modules`` entries that match none, a bidirectional or ``proj_size`` LSTM, or a PackedSequence input
-            (each naming the module).
+            ``modules`` entries that match none, or a probe whose input a module does not take (each naming the
+            module). Bidirectional modules, ``proj_size`` LSTMs, PackedSequence inputs and several recurrent modules
+            in one model are all traced (see :func:`~lstm_interp.trace_rnn`).
         VocabularyError: at fit start, probe characters outside the vocabulary (listed) with ``on_unknown="error"``.
         UnknownFeatureError: (a ``ValueError``) a feature name that is not registered; the message lists the known.
 

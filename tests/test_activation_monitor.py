@@ -299,13 +299,17 @@ def test_foreign_gru_and_rnn_together(tmp_path):
     assert "encoder.lstm.1/reset_gate/left_saturated" in record[0]["summary"]
 
 
-def test_bidirectional_lstm_is_refused(tmp_path):
-    monitor = LSTMActivationMonitor(PROBE, chars=VOCAB)
-    with pytest.raises(ValueError, match=r"'encoder\.lstm' is bidirectional"):
-        fit(tmp_path, TinyLM(bidirectional=True), [monitor])
+def test_bidirectional_lstm_records_both_directions(tmp_path):
+    # Refused until issue 10; now each direction is a layer of its own, the reverse one named `<layer>.reverse`.
+    monitor = LSTMActivationMonitor(PROBE, chars=VOCAB, dtype=torch.float32)
+    trainer = fit(tmp_path, TinyLM(bidirectional=True), [monitor])
+    tensors = load_file(Path(trainer.logger.log_dir) / "lstm_interp" / "step_4.safetensors")
+    for layer in ("encoder.lstm.0", "encoder.lstm.0.reverse", "encoder.lstm.1", "encoder.lstm.1.reverse"):
+        assert tensors[f"probe0/{layer}.cell"].shape == (len(PROBE), 8)
 
 
-def test_packed_sequence_is_refused(tmp_path):
+def test_packed_sequence_is_traced_at_its_real_length(tmp_path):
+    # Refused until issue 10; now the probe runs through the module's own packing.
     class Packed(TinyLM):
         def forward(self, ids: torch.Tensor) -> torch.Tensor:
             packed = nn.utils.rnn.pack_padded_sequence(self.embed(ids), [ids.shape[1]] * len(ids), batch_first=True)
@@ -313,9 +317,10 @@ def test_packed_sequence_is_refused(tmp_path):
             return self.head(nn.utils.rnn.pad_packed_sequence(out, batch_first=True)[0])
 
     module = Packed()
-    with pytest.raises(ValueError, match=r"'encoder\.lstm' received a PackedSequence"):
-        fit(tmp_path, module, [LSTMActivationMonitor(PROBE, chars=VOCAB)])
-    assert not any(m._forward_pre_hooks for m in module.modules())  # removed although the forward failed
+    trainer = fit(tmp_path, module, [LSTMActivationMonitor(PROBE, chars=VOCAB)])
+    tensors = load_file(Path(trainer.logger.log_dir) / "lstm_interp" / "step_4.safetensors")
+    assert tensors["probe0/encoder.lstm.1.cell"].shape == (len(PROBE), 8)
+    assert not any(m._forward_pre_hooks for m in module.modules())  # the capture hooks are removed
 
 
 # ---------------------------------------------------------------------------------------------- resume, two monitors

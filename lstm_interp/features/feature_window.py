@@ -5,8 +5,10 @@ the depth rises and falls. Given a feature's values over a text and a window len
 
 - binary feature: the window with the most on/off transitions (ties: the one with the feature on closest to half
   of the time, then the earliest);
-- continuous feature: the window with the widest range (max - min) of the feature (ties: the most changes of value,
-  then the earliest).
+- continuous feature: the window where the feature both rises and falls most: the largest ``min(rise, fall)``,
+  where ``rise`` is the largest increase from an earlier step to a later one inside the window and ``fall`` the
+  largest decrease (so a brace depth that climbs three levels and comes back down beats one that only climbs);
+  ties: the widest range, then the most changes of value, then the earliest.
 """
 
 from __future__ import annotations
@@ -51,16 +53,22 @@ def busiest_window(values: np.ndarray, length: int) -> slice:
         keys = (inside, balance)
     else:
         x = values.astype(np.float64)
-        width = _window_max(x, length) - _window_min(x, length)
-        keys = (width, inside)
+        windows = np.lib.stride_tricks.sliding_window_view(x, length)  # (T - length + 1, length), a view
+        width = windows.max(axis=1) - windows.min(axis=1)
+        keys = (_swing(windows), width, inside)
     best = int(np.lexsort((-starts, *keys[::-1]))[-1])  # lexsort sorts by the last key first; ties: earliest start
     return slice(int(starts[best]), int(starts[best]) + length)
 
 
-def _window_max(x: np.ndarray, length: int) -> np.ndarray:
-    """(T - length + 1,) the maximum of each window, from a sliding view (memory: the view, no copy)."""
-    return np.lib.stride_tricks.sliding_window_view(x, length).max(axis=1)
+def _swing(windows: np.ndarray, block: int = 4096) -> np.ndarray:
+    """Per window (row), ``min(rise, fall)``: the largest later-minus-earlier increase and decrease inside it.
 
-
-def _window_min(x: np.ndarray, length: int) -> np.ndarray:
-    return np.lib.stride_tricks.sliding_window_view(x, length).min(axis=1)
+    Computed in blocks of rows, so the running minima and maxima take ``block * length`` floats at a time.
+    """
+    out = np.empty(len(windows))
+    for i in range(0, len(windows), block):
+        rows = windows[i : i + block]
+        rise = (rows - np.minimum.accumulate(rows, axis=1)).max(axis=1)
+        fall = (np.maximum.accumulate(rows, axis=1) - rows).max(axis=1)
+        out[i : i + block] = np.minimum(rise, fall)
+    return out

@@ -248,7 +248,10 @@ def _as_int(value: Any) -> int | None:
 def _subtitle(traces: list[Trace], step: int | None) -> str:
     first = traces[0]
     parts = [] if step is None else [f"step {step:,}"]
-    parts.append(f"{first.cell.upper()}, {first.num_layers} layer{'s' if first.num_layers != 1 else ''}")
+    reverse = sum(name.endswith(".reverse") for name in first.layer_names)
+    layers = first.num_layers - reverse
+    shape = f"{layers} layer{'s' if layers != 1 else ''}" + (" × 2 directions" if reverse else "")
+    parts.append(f"{first.cell.upper()}, {shape}")
     chars = sum(len(tr.tokens) for tr in traces)
     parts.append(f"{len(traces)} probe{'s' if len(traces) != 1 else ''}, {chars:,} characters")
     return " · ".join(parts)

@@ -23,9 +23,15 @@ def cell_type(layer: nn.Module) -> str:
     raise TypeError(f"expected an nn.LSTM, nn.GRU or nn.RNN, got {type(layer).__name__}")
 
 
-def zero_state(cell: str, hidden_size: int, device: torch.device) -> LayerState:
-    zeros = torch.zeros(1, 1, hidden_size, device=device)
-    return (zeros, zeros.clone()) if cell == "lstm" else zeros
+def zero_state(cell: str, hidden_size: int, device: torch.device, *, output_size: int | None = None) -> LayerState:
+    """The zero state of one layer, shaped as the fused kernel takes it: (1, 1, width), a pair for an LSTM.
+
+    ``output_size`` is the width of an LSTM's hidden state when it differs from its cell's (``proj_size``).
+    """
+    cell_zeros = torch.zeros(1, 1, hidden_size, device=device)
+    if cell != "lstm":
+        return cell_zeros
+    return torch.zeros(1, 1, output_size or hidden_size, device=device), cell_zeros
 
 
 @contextlib.contextmanager
@@ -59,7 +65,7 @@ def run_layers(
     input_projection: Callable[[slice], Tensor] | None = None,
     on_output: Callable[[slice, Tensor], None] | None = None,
 ) -> list[LayerState]:
-    """Trace stacked single-layer, unidirectional, ``batch_first`` recurrent modules over one sequence.
+    """Trace stacked single-layer, unidirectional, ``batch_first`` recurrent modules over one sequence, in chunks.
 
     Args:
         layers: one single-layer module per layer, all of one cell type.
@@ -88,7 +94,7 @@ def run_layers(
         x = layer_input(rows)  # (L, I)
         for i, (layer, prefix) in enumerate(zip(layers, prefixes, strict=True)):
             out, new_state = layer(x[None], state[i])
-            hidden = out[0]  # (L, H)
+            hidden = out[0]  # (L, H), or (L, proj_size)
             wanted = {n[len(prefix) + 1 :] for n in keep if n.startswith(prefix + ".")} - {"hidden"}
             acts: dict[str, Tensor] = {}
             if wanted:
@@ -104,6 +110,83 @@ def run_layers(
         if on_output is not None:
             on_output(rows, x)
     return state
+
+
+def run_bidirectional_layers(
+    layers: Sequence[nn.RNNBase],
+    prefixes: Sequence[str],
+    inputs: Tensor,
+    *,
+    state: Sequence[LayerState],
+    chunk_size: int,
+    keep: set[str],
+    store: dict[str, Tensor],
+) -> list[LayerState]:
+    """Trace the layers of a bidirectional module over one sequence, one whole layer after another.
+
+    A layer cannot be chunked together with the next, as :func:`run_layers` does, because the input of layer
+    k + 1 at step t holds the reverse direction of layer k, which has read every later step. So each direction of
+    a layer is traced through :func:`run_layers` on its own (in chunks, the state carried): the forward direction
+    over ``x_0 .. x_{T-1}``, the reverse one over ``x_{T-1} .. x_0``; the reverse rows are then flipped back, so
+    row t of every stored quantity belongs to step t of the sequence. The next layer reads both hidden sequences
+    concatenated, forward first, as ``nn.LSTM`` feeds them.
+
+    Args:
+        layers: single-layer, unidirectional, ``batch_first`` modules, two per layer: forward, then reverse.
+        prefixes: the name prefix of each, in the same order.
+        inputs: (T, I) the first layer's input, on the modules' device.
+        state, chunk_size, keep, store: as for :func:`run_layers`, one ``state`` entry per module.
+
+    Returns:
+        The state of each module after its last step, in ``layers`` order (``nn.LSTM``'s ``h_n`` order): for a
+        reverse direction, the state after it read ``x_0``.
+    """
+    if len(layers) % 2 or len(layers) != len(prefixes) or len(layers) != len(state):
+        raise ValueError(
+            f"expected two modules per layer with one prefix and one state each, got {len(layers)} modules, "
+            f"{len(prefixes)} prefixes and {len(state)} states"
+        )
+    final: list[LayerState] = []
+    x = inputs
+    for k in range(0, len(layers), 2):
+        outputs = []
+        for i, sequence in ((k, x), (k + 1, x.flip(0))):
+            # Only this direction's own names: a forward prefix `rnn` is also the start of `rnn.reverse.cell`.
+            mine = {n for n in keep if n.startswith(prefixes[i] + ".") and "." not in n[len(prefixes[i]) + 1 :]}
+            hidden, last = _run_direction(layers[i], prefixes[i], sequence, state[i], chunk_size, mine, store)
+            if i == k + 1:
+                hidden = hidden.flip(0)
+                for name in mine:
+                    store[name] = store[name].flip(0)
+            outputs.append(hidden)
+            final.append(last)
+        x = torch.cat(outputs, dim=1)  # (T, 2 * width)
+    return final
+
+
+def _run_direction(
+    layer: nn.RNNBase,
+    prefix: str,
+    sequence: Tensor,
+    state: LayerState,
+    chunk_size: int,
+    keep: set[str],
+    store: dict[str, Tensor],
+) -> tuple[Tensor, LayerState]:
+    """One direction of one layer: its hidden sequence (in the order it read ``sequence``) and its final state."""
+    chunks: list[Tensor] = []
+    (last,) = run_layers(
+        [layer],
+        [prefix],
+        len(sequence),
+        sequence.__getitem__,
+        state=[state],
+        chunk_size=chunk_size,
+        keep=keep,
+        store=store,
+        on_output=lambda _, hidden: chunks.append(hidden),
+    )
+    return torch.cat(chunks), last
 
 
 def _gates(

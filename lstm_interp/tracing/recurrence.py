@@ -16,7 +16,6 @@ from torch import Tensor
 SCAN_BLOCK = 32
 
 
-
 def linear_scan(decay: Tensor, update: Tensor, initial: Tensor, block: int = SCAN_BLOCK) -> Tensor:
     """Solve ``y_t = decay_t * y_{t-1} + update_t`` for all ``t`` with ``y_{-1} = initial``.
 
@@ -87,20 +86,24 @@ def lstm_layer_activations(
 ) -> dict[str, Tensor]:
     """All gates and the cell state of one LSTM layer over one chunk.
 
+    With ``proj_size = P`` the hidden state is ``h_t = W_hr (o_t * tanh c_t)``, P wide, and it is what
+    ``weight_hh`` (4H, P) multiplies, so the gates come out of the same product; without it, P = H.
+
     Args:
         x: (T, I) layer input, or ``None`` when ``input_projection`` is given.
         input_projection: (T, 4H) precomputed ``x @ weight_ih.T + bias_ih + bias_hh`` (e.g. gathered from a
             per-character table for an embedding input), or ``None``.
-        hidden: (T, H) the layer's hidden sequence, as the fused kernel returned it.
-        h0, c0: (H,) the state before the chunk.
+        hidden: (T, P) the layer's hidden sequence, as the fused kernel returned it.
+        h0: (P,) and c0: (H,), the state before the chunk.
         weight_ih, weight_hh, bias_ih, bias_hh: the layer's parameters (PyTorch layout, gates ``i, f, g, o``).
-        stacked_weight: ``torch.cat([weight_ih, weight_hh], 1).T`` (I + H, 4H), if the caller keeps it across chunks.
+        stacked_weight: ``torch.cat([weight_ih, weight_hh], 1).T`` (I + P, 4H), if the caller keeps it across chunks.
 
     Returns:
         ``input_gate``, ``forget_gate``, ``cell_candidate``, ``output_gate`` and ``cell``, each (T, H).
     """
-    H = hidden.shape[1]
-    h_prev = torch.cat([h0[None], hidden[:-1]])  # (T, H)
+    # From the weights, not the hidden sequence: with a projection the hidden state is narrower than the cell.
+    H = weight_hh.shape[0] // 4
+    h_prev = torch.cat([h0[None], hidden[:-1]])  # (T, P)
     if input_projection is not None:
         pre = torch.addmm(input_projection, h_prev, weight_hh.T)  # (T, 4H)
     else:

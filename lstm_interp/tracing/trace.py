@@ -1,7 +1,10 @@
 """``trace(model, text)``: every gate, cell and hidden state of a :class:`CharLSTM`, per layer and character.
 
 Names are module paths, as in TransformerLens: ``layers.0.forget_gate``, ``layers.1.cell``, plus ``embedding``
-(the layer-0 input) and ``log_probs`` (next-character log-probabilities). Each tensor is (T, H) for one text.
+(the layer-0 input) and ``log_probs`` (next-character log-probabilities). Each tensor is (T, H) for one text (the
+``hidden`` state of an LSTM with ``proj_size`` is (T, proj_size)). A bidirectional module traced with
+:func:`~lstm_interp.trace_rnn` has one layer name per direction, the reverse one ``<layer>.reverse``, its rows in
+the text's order.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ class Trace(Mapping[str, Tensor]):
         text: the text that was traced (``None`` if ids were traced).
         tokens: (T,) the character ids (or time-step indices when the input was not characters).
         cell: ``"lstm"``, ``"gru"`` or ``"rnn"``.
-        num_layers: number of recurrent layers.
+        num_layers: number of layer names: recurrent layers, each direction of a bidirectional layer counted.
         final_state: the fused kernels' state after the last character (carry it into the next trace).
         layer_names: the name prefix of each layer, default ``layers.0``, ``layers.1``, ...; a trace of a
-            foreign ``nn.LSTM`` at module path ``encoder.rnn`` uses ``encoder.rnn.0``, ``encoder.rnn.1``, ...
+            foreign ``nn.LSTM`` at module path ``encoder.rnn`` uses ``encoder.rnn.0``, ``encoder.rnn.1``, ... and,
+            bidirectional, ``encoder.rnn.0.reverse`` after each forward layer.
         chars: the vocabulary the ids index, in id order (``None`` when the steps are not characters).
 
     Operations: :meth:`concat` (texts end to end), :meth:`time_slice` (a window of steps), :meth:`with_activation`
