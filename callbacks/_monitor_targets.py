@@ -49,6 +49,8 @@ class RecordingSettings:
     modules: tuple[str, ...] | None
     encode: Callable[[str], Tensor] | None
     chars: str | None
+    tokens: tuple[tuple[str, ...], ...] | None
+    decode: Callable[[Tensor], Sequence[str]] | None
     on_unknown: Literal["error", "skip"]
     quantities: tuple[str, ...] | None
     features: tuple[Feature, ...]
@@ -144,7 +146,11 @@ class Targets:
         # One forward pass now, on every rank, so an input the trace cannot follow or an unused module fails at fit
         # start, not hundreds of steps later on rank zero alone.
         with torch.no_grad(), eval_mode(pl_module):
-            run_and_capture(pl_module, modules, targets.probes[0].inputs.to(pl_module.device))  # type: ignore[union-attr]
+            for i, probe in enumerate(targets.probes):
+                if i and probe.labels is None:
+                    continue  # the first probe is always run; the others only to check their labels
+                captured, _ = run_and_capture(pl_module, modules, probe.inputs.to(pl_module.device))  # type: ignore[union-attr]
+                _check_labels(i, probe, {path: cap.inputs.shape[0] for path, cap in captured.items()})
         return targets
 
     def trace(self, pl_module: pl.LightningModule) -> list[list[Trace]]:
@@ -202,7 +208,8 @@ def _foreign_probes(settings: RecordingSettings, pl_module: pl.LightningModule, 
         for i, t in enumerate(settings.probe_tensors):
             one_row = t.dim() == 1 or t.shape[0] == 1
             tokens = t.reshape(-1).long() if one_row and not t.is_floating_point() else None
-            probes.append(Probe(texts[i] if texts else None, tokens, t[None] if t.dim() == 1 else t))
+            probe = Probe(texts[i] if texts else None, tokens, t[None] if t.dim() == 1 else t)
+            probes.append(_labelled(settings, i, probe))
         return probes
     assert texts is not None
     if settings.encode is None and chars is None:
@@ -221,5 +228,36 @@ def _foreign_probes(settings: RecordingSettings, pl_module: pl.LightningModule, 
             vocab = CharVocab(chars)  # type: ignore[arg-type]
             text = clean_probe_text(i, text, vocab, settings.on_unknown)
             tokens = vocab.encode(text)
-        probes.append(Probe(text, tokens, tokens[None]))
+        probes.append(_labelled(settings, i, Probe(text, tokens, tokens[None])))
     return probes
+
+
+def _check_labels(index: int, probe: Probe, steps: dict[str, int]) -> None:
+    """Step labels must fit a monitored module's time steps (modules of other lengths are left unlabelled)."""
+    if probe.labels is None or len(probe.labels) in steps.values():
+        return
+    lengths = ", ".join(f"{path!r} {n}" for path, n in steps.items())
+    raise ValueError(
+        f"probe {index} has {len(probe.labels)} step labels (`tokens` or `decode`) but the monitored modules run "
+        f"{lengths} time steps on it; give one string per time step"
+    )
+
+
+def _labelled(settings: RecordingSettings, index: int, probe: Probe) -> Probe:
+    """The probe with its step labels: the ``tokens`` given for it, or ``decode`` of its ids."""
+    if settings.tokens is not None:
+        return dataclasses.replace(probe, labels=list(settings.tokens[index]))
+    if settings.decode is None:
+        return probe
+    if probe.tokens is None:
+        raise ValueError(
+            f"`decode` turns ids into strings, but probe {index} has no ids (a float tensor, or several rows); "
+            "give `tokens=` instead"
+        )
+    labels = settings.decode(probe.tokens)
+    if isinstance(labels, str) or not all(isinstance(label, str) for label in labels):
+        raise ValueError(f"`decode` must return one string per id, got {shorten(labels)!r} for probe {index}")
+    labels = list(labels)
+    if len(labels) != len(probe.tokens):
+        raise ValueError(f"`decode` gave {len(labels)} strings for the {len(probe.tokens)} ids of probe {index}")
+    return dataclasses.replace(probe, labels=labels)

@@ -40,11 +40,13 @@ class Probe:
         tokens: (T,) its character ids, if it was encoded from text.
         inputs: what the LightningModule's ``forward`` receives, e.g. (1, T) ids; ``None`` for a CharLSTMModule
             traced directly (its text is enough).
+        labels: one string per time step (words, subwords), when the steps are not characters.
     """
 
     text: str | None
     tokens: Tensor | None
     inputs: Tensor | None
+    labels: list[str] | None = None
 
 
 @dataclass
@@ -199,9 +201,12 @@ def trace_modules(pl_module: nn.Module, targets: dict[str, nn.RNNBase], probe: P
         # Plots label time steps with characters only where there is one time step per character.
         text = probe.text if probe.text is not None and len(probe.text) == steps else None
         tokens = probe.tokens if probe.tokens is not None and len(probe.tokens) == steps else None
+        labels = probe.labels if probe.labels is not None and len(probe.labels) == steps else None
         # Without tokens the steps are numbered, not characters, so the vocabulary would label them wrongly.
         vocabulary = chars if tokens is not None else None
-        traces.append(trace_rnn(rnn, cap.inputs, name=path, hx=cap.hx, text=text, tokens=tokens, chars=vocabulary))
+        traces.append(
+            trace_rnn(rnn, cap.inputs, name=path, hx=cap.hx, text=text, tokens=tokens, chars=vocabulary, labels=labels)
+        )
     log_probs = next_char_log_probs(output, chars)
     if log_probs is not None and len(log_probs) == traces[-1].num_steps:
         traces[-1] = traces[-1].with_activation("log_probs", log_probs)

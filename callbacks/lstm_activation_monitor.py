@@ -62,6 +62,11 @@ class LSTMActivationMonitor(Callback):
         encode: for a foreign module, turns a probe text into ids (str -> LongTensor).
         chars: the vocabulary in id order; encodes texts when ``encode`` is not given, and makes a (1, T, V) output
             of ``forward`` count as next-character logits (for the top-k figure). Taken from a CharLSTMModule.
+        tokens: for steps that are not characters (a word-level model, a tagger), one list of strings per probe,
+            one string per time step of the module: figures and the report draw these words or subwords, each as
+            wide as it is. A list whose length is not the module's number of steps is an error at fit start.
+        decode: instead of ``tokens``, a callable turning a probe's ids into one string per id
+            (``lambda ids: [tokenizer.decode([i]) for i in ids]``).
         every_n_train_steps: record when ``trainer.global_step % n == 0`` after a training batch (``None``: never).
             A recording takes a few seconds (2.7 s for a 2x256 LSTM and a 400-character probe on one CPU core,
             mostly drawing figures), so the default 500 costs about 1% of CPU training time; with a GPU's faster
@@ -118,6 +123,8 @@ class LSTMActivationMonitor(Callback):
         modules: str | Sequence[str] | None = None,
         encode: Callable[[str], Tensor] | None = None,
         chars: str | None = None,
+        tokens: Sequence[Sequence[str]] | None = None,
+        decode: Callable[[Tensor], Sequence[str]] | None = None,
         every_n_train_steps: int | None = 500,
         every_n_epochs: int | None = None,
         quantities: Sequence[str] | None = None,
@@ -147,6 +154,12 @@ class LSTMActivationMonitor(Callback):
         self.modules = [modules] if isinstance(modules, str) else list(modules) if modules is not None else None
         if self.modules is not None and (not self.modules or not all(isinstance(m, str) and m for m in self.modules)):
             raise ValueError(f"`modules` must be a module path or a non-empty list of them, got {modules!r}")
+        self.tokens = _check_tokens(tokens, self.probe_texts or self.probe_tensors or [])
+        if decode is not None and not callable(decode):
+            raise ValueError(f"`decode` must be a callable (ids -> one string per id), got {decode!r}")
+        if decode is not None and tokens is not None:
+            raise ValueError("give `tokens=` or `decode=`, not both: both label the probes' time steps")
+        self.decode = decode
         if encode is not None and not callable(encode):
             raise ValueError(f"`encode` must be a callable (str -> ids), got {encode!r}")
         if chars is not None and (not isinstance(chars, str) or not chars):
@@ -311,6 +324,8 @@ class LSTMActivationMonitor(Callback):
             modules=tuple(self.modules) if self.modules is not None else None,
             encode=self.encode,
             chars=self.chars,
+            tokens=tuple(tuple(t) for t in self.tokens) if self.tokens is not None else None,
+            decode=self.decode,
             on_unknown=self.on_unknown,
             quantities=tuple(self.quantities) if self.quantities is not None else None,
             features=tuple(self.features),
@@ -322,6 +337,21 @@ class LSTMActivationMonitor(Callback):
             log_figures=self.log_figures,
             html=self.html,
         )
+
+
+def _check_tokens(tokens: Sequence[Sequence[str]] | None, probes: Sequence[Any]) -> list[list[str]] | None:
+    if tokens is None:
+        return None
+    if isinstance(tokens, str) or not all(
+        not isinstance(t, str) and all(isinstance(label, str) for label in t) for t in tokens
+    ):
+        raise ValueError(f"`tokens` must be one list of strings per probe, got {shorten(tokens)!r}")
+    if len(tokens) != len(probes):
+        raise ValueError(f"`tokens` has {len(tokens)} lists for {len(probes)} probes; give one list per probe")
+    empty = [i for i, t in enumerate(tokens) if not len(t)]
+    if empty:
+        raise ValueError(f"`tokens[{empty[0]}]` is empty; every probe needs one string per time step")
+    return [list(t) for t in tokens]
 
 
 def _check_texts(probe_texts: str | Sequence[str] | None) -> list[str] | None:

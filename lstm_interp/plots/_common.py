@@ -92,6 +92,50 @@ def window_chars(trace: Trace, window: slice) -> list[str]:
     return list(trace.text[window])
 
 
+def step_cells(
+    trace: Trace, window: slice, chars_per_line: int
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, int]:
+    """The character cells that draw the steps in ``window``: ``(chars, step, rows, cols, num_rows)``.
+
+    A character trace has one cell per step, laid out by :func:`layout`. A trace whose steps are tokens (words,
+    subwords: ``trace.labels``) gets one cell per character of each token's string, so a word is as wide as its
+    letters, with a blank cell between tokens; a token never breaks across lines (one longer than a line is cut with
+    ``…``), and a ``"\n"`` token starts a new line. ``step[i]`` is the step cell ``i`` belongs to, -1 for a blank.
+    """
+    if not getattr(trace, "has_token_labels", False):
+        chars = window_chars(trace, window)
+        positions, num_rows = layout(chars, chars_per_line)
+        steps = np.arange(len(chars))
+        return chars, steps, np.array([r for r, _ in positions]), np.array([c for _, c in positions]), num_rows
+    labels = trace.labels[window]  # type: ignore[index]
+    chars: list[str] = []
+    steps: list[int] = []
+    rows: list[int] = []
+    cols: list[int] = []
+    row = col = 0
+    for k, label in enumerate(labels):
+        text = label if label else MISSING_CHAR
+        if len(text) > chars_per_line:
+            text = text[: chars_per_line - 1] + "…"
+        if col and col + 1 + len(text) > chars_per_line:
+            row, col = row + 1, 0
+        elif col:
+            chars.append(" ")
+            steps.append(-1)
+            rows.append(row)
+            cols.append(col)
+            col += 1
+        for char in text:
+            chars.append(char)
+            steps.append(k)
+            rows.append(row)
+            cols.append(col)
+            col += 1
+        if label == "\n":
+            row, col = row + 1, 0
+    return chars, np.array(steps), np.array(rows), np.array(cols), (row + 1 if col or not rows else row)
+
+
 def visible(char: str, *, space: str = " ") -> str:
     """A drawable stand-in for whitespace and control characters."""
     if char == "\n":

@@ -23,12 +23,11 @@ from lstm_interp.plots._common import (
     diverging_cmap,
     ink_for,
     layer_values,
-    layout,
     rgba,
     scale_for,
+    step_cells,
     step_window,
     visible,
-    window_chars,
 )
 from lstm_interp.tracing import Trace
 
@@ -101,16 +100,18 @@ def plot_cell_text(
     check_positive("chars_per_line", chars_per_line)
     window = step_window(len(trace.tokens), start, length)
     scale = scale_for(quantity)
+    chars, cell_steps, rows, cols, num_rows = step_cells(trace, window, chars_per_line)
+    blank = cell_steps < 0  # the gaps between tokens: drawn empty, not as a value
     columns = []
     for layer, unit in units:
         values = layer_values(trace, layer, quantity)
         if not 0 <= unit < values.shape[1]:
             raise ValueError(f"unit {unit!r} is out of range for {layer!r}, which has {values.shape[1]} units")
-        columns.append(scale.apply(values[window, unit]))
+        columns.append(scale.apply(values[window, unit])[np.maximum(cell_steps, 0)])
 
     track = _track(feature, len(trace.tokens), window)
-    chars = window_chars(trace, window)
-    positions, num_rows = layout(chars, chars_per_line)
+    if track is not None:
+        track = np.where(blank, 0.0, track[np.maximum(cell_steps, 0)])
     panel_height = TITLE_HEIGHT + num_rows * CELL_HEIGHT
     width = max(MIN_WIDTH, 2 * MARGIN + chars_per_line * CELL_WIDTH)
     height = MARGIN + len(units) * (panel_height + PANEL_GAP) + COLORBAR_HEIGHT
@@ -118,8 +119,6 @@ def plot_cell_text(
 
     fig = Figure(figsize=(width, height), dpi=DPI)
     colormap = diverging_cmap(cmap)
-    rows = np.array([r for r, _ in positions])
-    cols = np.array([c for _, c in positions])
     top = height - MARGIN
     for (layer, unit), column in zip(units, columns, strict=True):
         top -= TITLE_HEIGHT
@@ -127,7 +126,7 @@ def plot_cell_text(
         ax = fig.add_axes(
             (MARGIN / width, bottom / height, chars_per_line * CELL_WIDTH / width, (top - bottom) / height)
         )
-        _draw_panel(ax, chars, rows, cols, column, num_rows, chars_per_line, colormap, scale.norm, font_size)
+        _draw_panel(ax, chars, rows, cols, column, num_rows, chars_per_line, colormap, scale.norm, font_size, blank)
         title = f"{layer} unit {unit} ({quantity})"
         if track is not None:
             # A white strip along the bottom of each character cell, and in it a dark bar as high as the feature:
@@ -137,7 +136,7 @@ def plot_cell_text(
             ax.bar(cols + 0.5, TRACK_HEIGHT * track, width=1.0, bottom=base - TRACK_HEIGHT * track,
                    color=TRACK_COLOR, linewidth=0)  # fmt: skip
             title += f"  ▁ track: {feature_name}"
-        bad = int(np.sum(~np.isfinite(column)))
+        bad = int(np.sum(~np.isfinite(column) & ~blank))
         if bad:
             title += f"  [{bad} non-finite value{'s' * (bad != 1)} on grey]"
         ax.set_title(title, loc="left", fontsize=font_size, pad=4)
@@ -177,11 +176,13 @@ def _draw_panel(
     colormap: Colormap,
     norm: Normalize,
     font_size: float,
+    blank: np.ndarray,
 ) -> None:
     """Backgrounds as one image (fast even for thousands of characters), then one text artist per visible glyph."""
     grid = np.zeros((num_rows, chars_per_line, 4))
     grid[:] = EMPTY_COLOR
     colors = rgba(values, colormap, norm)
+    colors[blank] = EMPTY_COLOR
     grid[rows, cols] = colors
     ax.imshow(grid, extent=(0, chars_per_line, num_rows, 0), interpolation="nearest", aspect="auto")
     ax.set_xlim(0, chars_per_line)

@@ -184,9 +184,13 @@ def _probe(
         predictions = {"k": k, "ids": add_blob(ids), "probs": add_blob(probs)}
 
     text = _text(tr, chars)
-    label = text[:_PROBE_LABEL_CHARS].replace("\n", " ") + ("…" if len(text) > _PROBE_LABEL_CHARS else "")
+    named = " ".join(tr.labels or []) if tr.has_token_labels else text
+    label = named[:_PROBE_LABEL_CHARS].replace("\n", " ") + ("…" if len(named) > _PROBE_LABEL_CHARS else "")
     label = f"{index + 1}: {label}"
-    return {"label": label, "text": text, "cell": tr.cell, "layers": layers, "predictions": predictions}
+    entry = {"label": label, "text": text, "cell": tr.cell, "layers": layers, "predictions": predictions}
+    if tr.has_token_labels:  # the page draws each step's string, as wide as it is
+        entry["tokens"] = tr.labels
+    return entry
 
 
 def _text(tr: Trace, chars: list[str] | None) -> str:

@@ -88,7 +88,10 @@
   }
 
   function renderProbe() {
-    chars = Array.from(probe().text); // by code point, as Python counts characters
+    // One entry per time step: the characters of the text (by code point, as Python counts them), or the token
+    // strings (words, subwords) of a probe whose steps are tokens, drawn as wide as they are, a space apart.
+    const tokens = probe().tokens;
+    chars = tokens ? tokens.slice() : Array.from(probe().text);
     const frag = document.createDocumentFragment();
     spans = new Array(chars.length);
     // Whole lines are grouped into blocks of about BLOCK_CHARS; the CSS gives each block content-visibility:
@@ -106,6 +109,7 @@
       s._i = i;
       spans[i] = s;
       block.appendChild(s);
+      if (tokens && chars[i] !== "\n" && i < chars.length - 1) block.appendChild(document.createTextNode(" "));
       blockChars++;
       if (chars[i] === "\n") blockLines++;
       if ((chars[i] === "\n" && blockChars >= BLOCK_CHARS) || i === chars.length - 1) {

@@ -98,6 +98,7 @@ def trace_rnn(
     text: str | None = None,
     tokens: Tensor | None = None,
     chars: str | None = None,
+    labels: Sequence[str] | None = None,
 ) -> Trace:
     """Trace one sequence through an ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN``: any number of layers, either direction.
 
@@ -129,6 +130,7 @@ def trace_rnn(
         text: the text the time steps stand for, if any (kept on the trace for plots and reports).
         tokens: (T,) ids of the time steps, if any.
         chars: the vocabulary ``tokens`` index, in id order, if any.
+        labels: one string per time step (words, subwords, tags), if the steps are not characters.
 
     Raises:
         ValueError: inputs or ``hx`` of the wrong shape, an empty sequence, or a ``names_filter`` that matches
@@ -171,6 +173,7 @@ def trace_rnn(
         final_state=final_state,
         layer_names=prefixes,
         chars=chars,
+        labels=labels,
     )
 
 

@@ -45,6 +45,8 @@ class Trace(Mapping[str, Tensor]):
             foreign ``nn.LSTM`` at module path ``encoder.rnn`` uses ``encoder.rnn.0``, ``encoder.rnn.1``, ... and,
             bidirectional, ``encoder.rnn.0.reverse`` after each forward layer.
         chars: the vocabulary the ids index, in id order (``None`` when the steps are not characters).
+        labels: one string per step when the steps are not characters (words, subwords, tags): what figures and
+            reports write for each step. ``None`` for a character trace, whose ``text`` labels it.
 
     Operations: :meth:`concat` (texts end to end), :meth:`time_slice` (a window of steps), :meth:`with_activation`
     (one more name), :attr:`state_quantity` (``cell`` for an LSTM, ``hidden`` for a GRU or RNN).
@@ -69,9 +71,11 @@ class Trace(Mapping[str, Tensor]):
         final_state: State | None = None,
         layer_names: Sequence[str] | None = None,
         chars: str | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
         self._activations = activations
         self.text = text
+        self._labels = list(labels) if labels is not None else None
         self.tokens = tokens
         self.cell = cell
         self.num_layers = num_layers
@@ -86,6 +90,10 @@ class Trace(Mapping[str, Tensor]):
             raise ValueError(f"every activation needs {steps} rows, one per step of `tokens`; got shapes {wrong}")
         if text is not None and len(text) != steps:
             raise ValueError(f"`text` has {len(text)} characters but `tokens` has {steps} steps")
+        if self._labels is not None and (
+            len(self._labels) != steps or not all(isinstance(label, str) for label in self._labels)
+        ):
+            raise ValueError(f"`labels` must be {steps} strings, one per step; got {len(self._labels)} items")
 
     def __getitem__(self, name: str) -> Tensor:
         try:
@@ -117,6 +125,18 @@ class Trace(Mapping[str, Tensor]):
         """Time steps (characters) in the trace."""
         return len(self.tokens)
 
+    @property
+    def labels(self) -> list[str] | None:
+        """One string per step: the token labels if given, else the characters of ``text``, else ``None``."""
+        if self._labels is not None:
+            return list(self._labels)
+        return list(self.text) if self.text is not None else None
+
+    @property
+    def has_token_labels(self) -> bool:
+        """Whether the steps are labelled by strings other than single characters (words, subwords)."""
+        return self._labels is not None
+
     # ------------------------------------------------------------------ operations
     def _replace(self, activations: dict[str, Tensor], **changes: object) -> Trace:
         fields: dict[str, object] = {
@@ -127,6 +147,7 @@ class Trace(Mapping[str, Tensor]):
             "final_state": self.final_state,
             "layer_names": self.layer_names,
             "chars": self.chars,
+            "labels": self._labels,
         }
         return Trace(activations, **(fields | changes))  # type: ignore[arg-type]
 
@@ -163,6 +184,7 @@ class Trace(Mapping[str, Tensor]):
         return self._replace(
             {name: t[lo:hi] for name, t in self._activations.items()},
             text=self.text[lo:hi] if self.text is not None else None,
+            labels=self._labels[lo:hi] if self._labels is not None else None,
             tokens=self.tokens[lo:hi],
             final_state=self.final_state if hi == self.num_steps else None,
         )
@@ -194,6 +216,9 @@ class Trace(Mapping[str, Tensor]):
         return first._replace(
             {name: torch.cat([tr[name] for tr in traces]) for name in names},
             text="".join(texts) if all(t is not None for t in texts) else None,  # type: ignore[arg-type]
+            labels=[label for tr in traces for label in tr._labels]  # type: ignore[union-attr]
+            if all(tr._labels is not None for tr in traces)
+            else None,
             tokens=torch.cat([tr.tokens for tr in traces]),
             final_state=traces[-1].final_state,
         )
@@ -220,6 +245,7 @@ class Trace(Mapping[str, Tensor]):
             "layer_names": json.dumps(self.layer_names),
             "text": json.dumps(self.text),
             "chars": json.dumps(self.chars),
+            "labels": json.dumps(self._labels),
         }
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
@@ -247,6 +273,7 @@ class Trace(Mapping[str, Tensor]):
             num_layers=int(metadata["num_layers"]),
             layer_names=json.loads(metadata["layer_names"]) if "layer_names" in metadata else None,
             chars=json.loads(metadata["chars"]) if "chars" in metadata else None,
+            labels=json.loads(metadata["labels"]) if "labels" in metadata else None,
         )
 
 
