@@ -11,9 +11,11 @@ statistics and plain values, never the monitor or its settings.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ import numpy as np
 import PIL.Image
 import torch
 from lightning.fabric.loggers.tensorboard import TensorBoardLogger as FabricTensorBoardLogger
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -153,6 +155,8 @@ class FigureLogger:
 
     A figure is rendered once (:func:`figure_to_rgb`) and the pixels go to the PNG file and to every logger:
     rendering is most of a figure's cost, and ``experiment.add_figure`` or ``save_figure`` would each render again.
+    TensorBoard gets ``add_image``, MLflow (whose Lightning logger has no ``log_image``) an image artifact through its
+    client, any other logger with a ``log_image`` method (W&B, Neptune, ...) ``log_image(key=, images=, step=)``.
     """
 
     def __init__(self) -> None:
@@ -163,14 +167,32 @@ class FigureLogger:
             if isinstance(logger, FabricTensorBoardLogger):
                 # What `add_figure` does after rendering the figure itself.
                 logger.experiment.add_image(tag, rgb, global_step=step, dataformats="HWC")
+            elif isinstance(logger, MLFlowLogger):
+                log_mlflow_image(logger, tag, rgb, step)
             elif callable(getattr(logger, "log_image", None)):
                 logger.log_image(key=tag, images=[rgb], step=step)
             elif type(logger).__name__ not in self._warned:
                 self._warned.add(type(logger).__name__)
                 rank_zero_warn(
                     f"LSTMActivationMonitor: the logger {type(logger).__name__} takes neither TensorBoard images "
-                    f"nor `log_image`, so figures go to PNG files only, in {str(png_dir)!r}"
+                    f"nor `log_image` (nor is it MLFlowLogger), so figures go to PNG files only, in {str(png_dir)!r}"
                 )
+
+
+def log_mlflow_image(logger: MLFlowLogger, tag: str, rgb: np.ndarray, step: int) -> None:
+    """Log pixels to the run of an :class:`~lightning.pytorch.loggers.MLFlowLogger` as an image artifact.
+
+    With an MLflow whose ``MlflowClient.log_image`` takes ``key=`` and ``step=``, the images of one tag form a series
+    the MLflow UI shows with a step slider (``images/<tag, '/' as '~'>+step+<step>+...png``); with an older one each
+    goes to ``<tag>/step_<step>.png``. The tag loses the characters MLflow refuses in names, as
+    ``MLFlowLogger.log_metrics`` does for the scalars, so figures and scalars keep the same names.
+    """
+    key = re.sub(r"[^a-zA-Z0-9_/. -]+", "", tag)
+    client = logger.experiment
+    if "key" in inspect.signature(client.log_image).parameters:
+        client.log_image(logger.run_id, rgb, key=key, step=step)
+    else:
+        client.log_image(logger.run_id, rgb, artifact_file=f"{key}/step_{step}.png")
 
 
 @dataclass

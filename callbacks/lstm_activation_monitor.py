@@ -50,8 +50,9 @@ class LSTMActivationMonitor(Callback):
 
     Every file is written atomically. The summary scalars (per layer and gate, the mean fraction of time units
     are below/above the saturation thresholds; mean and std of cells) go to every logger as
-    ``lstm_interp/<layer>/<gate>/left_saturated`` etc.; figures go to TensorBoard (``add_figure``) and to loggers with
-    a ``log_image`` method. Recordings run on global rank zero only, without gradients, and never call a collective.
+    ``lstm_interp/<layer>/<gate>/left_saturated`` etc.; figures go to TensorBoard (``add_image``), to loggers with
+    a ``log_image`` method (W&B), to MLflow as image artifacts, and always to PNG files (a CSVLogger gets scalars
+    only, with one warning). Recordings run on global rank zero only, without gradients, and never call a collective.
 
     Args:
         probe_texts: the fixed text(s) to trace.
