@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib import pyplot as plt
@@ -44,6 +45,18 @@ def _feature_matches(targets: Targets, combined: Trace, top: int) -> dict[str, l
         table = find_cells(combined, values, combined.state_quantity, top, kind=kind, label=name)  # type: ignore[arg-type]
         matches[name] = [row.to_dict() for row in table.rows]
     return matches
+
+
+def _feature_track(
+    features: dict[str, list[dict[str, Any]]], targets: Targets, steps: int
+) -> tuple[str, np.ndarray] | None:
+    """The best-scoring feature and its values on the plotted probe (the first), for the cell-text figure's track."""
+    best = best_feature_match(features)
+    if best is None:
+        return None
+    name = best["feature"]
+    values = targets.features[name][0][:steps]  # joined over the probes: the first probe comes first
+    return (name, values) if len(values) == steps else None
 
 
 class Recorder:
@@ -122,8 +135,9 @@ class Recorder:
             history_now = [(e["step"], e["summary"]) for e in sorted(history, key=lambda e: e["step"])]
             best = [(rows[0]["layer"], rows[0]["unit"]) for rows in features.values() if rows]
             files["figures"] = self._figures(
-                trainer, groups, [*history_now, (step, summary)], targets.chars, step, best
-            )
+                trainer, groups, [*history_now, (step, summary)], targets.chars, step, best,
+                _feature_track(features, targets, groups[-1].plotted.num_steps),
+            )  # fmt: skip
         if settings.html:
             files["html"] = self._html(traced, targets, step, features or None)
         if files.get("html") is None:
@@ -155,6 +169,7 @@ class Recorder:
         chars: str | None,
         step: int,
         feature_units: list[tuple[str, int]],
+        feature_track: tuple[str, np.ndarray] | None,
     ) -> dict[str, str]:
         settings = self.settings
         written: dict[str, str] = {}
@@ -165,6 +180,7 @@ class Recorder:
             cells_to_plot=settings.cells_to_plot,
             top_k=settings.top_k,
             feature_units=feature_units,
+            feature_track=feature_track,
         ):
             try:
                 fig = draw()

@@ -33,6 +33,7 @@ from safetensors.torch import save_file
 
 from lstm_interp._io import atomic_path, atomic_write_text
 from lstm_interp.analysis.gate_saturation import GateSaturation
+from lstm_interp.features.feature_window import busiest_window
 from lstm_interp.plots import (
     plot_cell_heatmap,
     plot_cell_text,
@@ -220,12 +221,17 @@ def draw_figures(
     cells_to_plot: int,
     top_k: int,
     feature_units: Sequence[tuple[str, int]] = (),
+    feature_track: tuple[str, np.ndarray] | None = None,
 ) -> Iterator[tuple[str, Callable[[], Figure]]]:
     """``(kind, draw)`` pairs: calling ``draw()`` makes the figure, so a failing one can be skipped by the caller.
 
-    The cell-text figure of the last group shows ``feature_units`` (the best unit of each chosen feature) first, then
-    the most variable units (:func:`~lstm_interp.tracing.most_variable_units` of the state quantity over all probes),
-    ``cells_to_plot`` in all (or more, when there are more features).
+    The cell-text figure shows the :data:`CELL_TEXT_STEPS` steps of the first probe where ``feature_track`` (the
+    best-scoring feature, name and values) changes most (:func:`~lstm_interp.features.busiest_window`), drawn as a
+    track under the text; without features, the first steps. Its units are ``feature_units`` (the best unit of each
+    chosen feature; last group only) first, then the last layer's units that vary most over that window, leaving out
+    flat ones (nearly constant or saturated throughout: :func:`~lstm_interp.tracing.most_variable_units` with
+    ``skip_flat``), ``cells_to_plot`` in all (or more, when there are more features). The heatmap's units are
+    chosen the same way over its window.
 
     Kinds: ``cell_text``, ``gate_saturation``, ``topk_predictions``, ``cell_heatmap`` (each with ``_<module
     path>`` appended when several modules are monitored) and ``saturation_history``.
@@ -234,18 +240,28 @@ def draw_figures(
         suffix = f"_{group.label}" if group.label else ""
         tr = group.plotted
         quantity = tr.state_quantity
-        chosen = list(dict.fromkeys(feature_units)) if g == len(groups) - 1 else []
-        ranked = most_variable_units(group.combined, quantity, cells_to_plot + len(chosen))
+        last = g == len(groups) - 1
+        track = feature_track if last and feature_track is not None and len(feature_track[1]) == tr.num_steps else None
+        window = busiest_window(track[1], CELL_TEXT_STEPS) if track is not None else slice(0, CELL_TEXT_STEPS)
+        chosen = list(dict.fromkeys(feature_units)) if last else []
+        # The last layer's (the one nearest the output) most variable units over the window itself.
+        ranked = most_variable_units(
+            tr, quantity, cells_to_plot + len(chosen), start=window.start, stop=window.stop, skip_flat=True
+        )
         variable = [(u.layer, u.unit) for u in ranked if (u.layer, u.unit) not in chosen]
         units = chosen + variable[: max(0, cells_to_plot - len(chosen))]
-        yield f"cell_text{suffix}", _bind(plot_cell_text, tr, units, quantity=quantity, length=CELL_TEXT_STEPS)
+        options: dict[str, Any] = {"quantity": quantity, "start": window.start, "length": CELL_TEXT_STEPS}
+        if track is not None:
+            options |= {"feature": track[1], "feature_name": track[0]}
+        yield f"cell_text{suffix}", _bind(plot_cell_text, tr, units, **options)
         if group.saturation is not None:
             yield f"gate_saturation{suffix}", _bind(plot_gate_saturation, group.saturation)
         if "log_probs" in tr and chars is not None:
             k = min(top_k, len(chars))
             yield f"topk_predictions{suffix}", _bind(plot_topk_predictions, tr, chars, k=k, length=TOPK_STEPS)
         layer = tr.layer_names[-1]
-        heatmap_units = [u.unit for u in most_variable_units(group.combined, quantity, HEATMAP_UNITS, layer=layer)]
+        ranked = most_variable_units(tr, quantity, HEATMAP_UNITS, layer=layer, stop=HEATMAP_STEPS, skip_flat=True)
+        heatmap_units = [u.unit for u in ranked]
         heatmap = _bind(plot_cell_heatmap, tr, layer, quantity=quantity, units=heatmap_units, length=HEATMAP_STEPS)
         yield f"cell_heatmap{suffix}", heatmap
     if history and any(group.saturation is not None for group in groups):
