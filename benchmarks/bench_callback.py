@@ -15,8 +15,14 @@ Usage::
 
     python benchmarks/bench_callback.py [--steps 1500] [--warmup 10] [--rounds 2] [--batch 64] [--seq 100]
                                         [--threads N] [--probe-chars 400]
+    python benchmarks/bench_callback.py --recordings [--threads N]
 
 Target: overhead <= 5%.
+
+``--recordings`` measures, in one short run each, the time of one recording and of one training step, side by side,
+for two models: the 2x256 ``CharLSTMModule`` above with a 400-character probe, and a foreign LightningModule with a
+2-layer, 256-unit *bidirectional* ``nn.LSTM`` (a tagger's encoder: embedding 64 -> BiLSTM -> linear) with a
+400-token probe (``encode=``, ``tokens=``). The overhead at the default interval is ``recording / (500 * step)``.
 """
 
 from __future__ import annotations
@@ -89,6 +95,72 @@ def run(args: argparse.Namespace, dm: CharDataModule, probe: str | None, root: P
     return timer.end - timer.start, monitor.seconds if monitor else []
 
 
+class BiLSTMTagger(pl.LightningModule):
+    """Embedding -> 2-layer bidirectional nn.LSTM (256 units each way) -> linear: a module lstm_interp did not build."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab_size, 64)
+        self.lstm = torch.nn.LSTM(64, 256, num_layers=2, batch_first=True, bidirectional=True)
+        self.head = torch.nn.Linear(512, vocab_size)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(self.embed(ids))[0])
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=2e-3)
+
+
+def time_recordings(args: argparse.Namespace) -> None:
+    """One recording and one step of each model, side by side (see the module docstring)."""
+    steps, every = 12, 4  # recordings at steps 4, 8, 12; steps 2..12 timed
+    with tempfile.TemporaryDirectory() as tmp:
+        dm = CharDataModule(corpus="war_and_peace", batch_size=args.batch, seq_len=args.seq, cache_dir=tmp)
+        dm.prepare_data()
+        dm.setup("fit")
+        probe = dm.corpus.text(len(dm.corpus) - args.probe_chars, len(dm.corpus))
+        vocab = dm.vocab
+        rows = []
+        for label in ("CharLSTMModule 2x256", "BiLSTM tagger 2x256x2"):
+            results = {}
+            for with_monitor in (False, True):
+                torch.manual_seed(0)
+                if label.startswith("Char"):
+                    module: pl.LightningModule = CharLSTMModule(
+                        num_layers=2, hidden_size=256, embedding_size=64, lr=2e-3, lr_schedule="constant"
+                    )
+                    monitor = TimedMonitor(probe, every_n_train_steps=every)
+                else:
+                    module = BiLSTMTagger(len(vocab))
+                    monitor = TimedMonitor(
+                        probe, encode=vocab.encode, chars=vocab.chars, tokens=[list(probe)], every_n_train_steps=every
+                    )
+                timer = Timer(2)
+                trainer = pl.Trainer(
+                    max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp,
+                    callbacks=[monitor, timer] if with_monitor else [timer],
+                )  # fmt: skip
+                trainer.fit(module, datamodule=dm)
+                assert timer.start is not None and timer.end is not None
+                results[with_monitor] = (timer.end - timer.start, monitor.seconds)
+            plain, _ = results[False]
+            step_s = plain / (steps - 2)
+            record_s = sorted(results[True][1])[len(results[True][1]) // 2]
+            rows.append((label, step_s, record_s, len(results[True][1])))
+    print(f"machine: {platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
+          f"batch {args.batch} x {args.seq}; probe {args.probe_chars} characters or tokens")
+    print(f"{'model':<24} {'one step':>10} {'one recording':>14} {'ratio':>7}  {'overhead every 500 steps':>24}")
+    for label, step_s, record_s, n in rows:
+        print(f"{label:<24} {step_s * 1000:>8.0f}ms {record_s:>13.2f}s {record_s / step_s:>6.1f}x  "
+              f"{100 * record_s / (500 * step_s):>23.2f}%   (median of {n} recordings)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1500)
@@ -98,9 +170,13 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--probe-chars", type=int, default=400, help="length of the probe passage")
+    parser.add_argument("--recordings", action="store_true", help="time one recording and one step of two models")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.recordings:
+        time_recordings(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         dm = CharDataModule(corpus="war_and_peace", batch_size=args.batch, seq_len=args.seq, cache_dir=tmp)

@@ -143,12 +143,12 @@ class Targets:
         labels = [""] if len(modules) == 1 else list(modules)
         targets = cls(None, modules, probes, chars, _quantities(settings.quantities, cells), labels)
         targets.features = _feature_values(settings.features, targets.probes)
-        # One forward pass now, on every rank, so an input the trace cannot follow or an unused module fails at fit
+        # Forward passes now, on every rank, so an input the trace cannot follow or an unused module fails at fit
         # start, not hundreds of steps later on rank zero alone.
         with torch.no_grad(), eval_mode(pl_module):
+            # Every probe, so that one the module's forward rejects fails here with the module's own error, before
+            # anything is written, and labels are checked against the steps each probe really runs.
             for i, probe in enumerate(targets.probes):
-                if i and probe.labels is None:
-                    continue  # the first probe is always run; the others only to check their labels
                 captured, _ = run_and_capture(pl_module, modules, probe.inputs.to(pl_module.device))  # type: ignore[union-attr]
                 _check_labels(i, probe, {path: cap.inputs.shape[0] for path, cap in captured.items()})
         return targets

@@ -85,3 +85,13 @@ def test_labels_of_the_wrong_length_name_both_lengths(tmp_path):
     bad_decode = LSTMActivationMonitor([" ".join(PROBE)], encode=encode, decode=lambda ids: ["x"])
     with pytest.raises(ValueError, match=r"`decode` gave 1 strings for the 11 ids of probe 0"):
         fit(tmp_path / "decode", bad_decode)
+
+
+def test_a_probe_the_forward_rejects_fails_at_fit_start_with_its_own_error(tmp_path):
+    # The second probe is a float tensor: nn.Embedding refuses it. The module's own error surfaces at fit start,
+    # before any step is trained or any file written.
+    good = encode(" ".join(PROBE))
+    monitor = LSTMActivationMonitor(probe_tensors=[good, torch.rand(5)], every_n_train_steps=1)
+    with pytest.raises(RuntimeError, match="Expected tensor for argument #1 'indices'"):
+        fit(tmp_path, monitor)
+    assert not (tmp_path / "lstm_interp").exists()
