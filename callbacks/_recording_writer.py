@@ -41,7 +41,8 @@ from lstm_interp.plots import (
     plot_saturation_history,
     plot_topk_predictions,
 )
-from lstm_interp.tracing.most_variable_units import most_variable_units
+from lstm_interp.tracing.most_variable_units import FLAT_STD, most_variable_units
+from lstm_interp.tracing.quantities import display_values
 from lstm_interp.tracing.trace import Trace
 
 INDEX_NAME = "index.json"
@@ -244,6 +245,8 @@ def draw_figures(
         track = feature_track if last and feature_track is not None and len(feature_track[1]) == tr.num_steps else None
         window = busiest_window(track[1], CELL_TEXT_STEPS) if track is not None else slice(0, CELL_TEXT_STEPS)
         chosen = list(dict.fromkeys(feature_units)) if last else []
+        # A feature's best unit that is flat over the window (pinned at +-1, say) would draw a solid band: left out.
+        chosen = [lu for lu in chosen if lu[0] in tr.layer_names and not _flat(tr, quantity, lu, window)]
         # The last layer's (the one nearest the output) most variable units over the window itself.
         ranked = most_variable_units(
             tr, quantity, cells_to_plot + len(chosen), start=window.start, stop=window.stop, skip_flat=True
@@ -266,6 +269,13 @@ def draw_figures(
         yield f"cell_heatmap{suffix}", heatmap
     if history and any(group.saturation is not None for group in groups):
         yield "saturation_history", _bind(plot_saturation_history, list(history))
+
+
+def _flat(tr: Trace, quantity: str, unit: tuple[str, int], window: slice) -> bool:
+    """Whether one unit's shown value is flat over the window, by the rule of ``most_variable_units``."""
+    values = display_values(tr[f"{unit[0]}.{quantity}"][window, unit[1]], quantity)
+    values = torch.nan_to_num(values, nan=0.0)
+    return len(values) < 2 or float(values.std(correction=0)) < FLAT_STD
 
 
 def _bind(plot: Callable[..., Figure], *args: Any, **kwargs: Any) -> Callable[[], Figure]:
