@@ -41,7 +41,7 @@ from lstm_interp.plots import (
     plot_saturation_history,
     plot_topk_predictions,
 )
-from lstm_interp.tracing.most_variable_units import FLAT_STD, most_variable_units
+from lstm_interp.tracing.most_variable_units import flat_units, most_variable_units
 from lstm_interp.tracing.quantities import display_values
 from lstm_interp.tracing.trace import Trace
 
@@ -273,9 +273,8 @@ def draw_figures(
 
 def _flat(tr: Trace, quantity: str, unit: tuple[str, int], window: slice) -> bool:
     """Whether one unit's shown value is flat over the window, by the rule of ``most_variable_units``."""
-    values = display_values(tr[f"{unit[0]}.{quantity}"][window, unit[1]], quantity)
-    values = torch.nan_to_num(values, nan=0.0)
-    return len(values) < 2 or float(values.std(correction=0)) < FLAT_STD
+    values = display_values(tr[f"{unit[0]}.{quantity}"][window, unit[1] : unit[1] + 1], quantity)
+    return bool(flat_units(torch.nan_to_num(values, nan=0.0))[0])
 
 
 def _bind(plot: Callable[..., Figure], *args: Any, **kwargs: Any) -> Callable[[], Figure]:

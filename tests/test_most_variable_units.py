@@ -39,3 +39,16 @@ def test_bad_arguments(make_model):
         most_variable_units(tr, count=0)
     with pytest.raises(ValueError, match=r"unknown layer 'layers\.7'"):
         most_variable_units(tr, layer="layers.7")
+
+
+def test_skip_flat_leaves_out_pinned_units_but_keeps_switching_ones():
+    swing = 1.4722  # atanh(0.9): the shown value switches between -0.9 and +0.9
+    pinned = [3.0] * 18 + [0.0, 3.0]  # tanh(3) = 0.995 with one blip to 0: a solid band in a figure
+    switching = [swing if (t // 3) % 2 else -swing for t in range(20)]
+    tiny = [0.01 * (t % 2) for t in range(20)]  # varies, but by nothing a reader can see
+    tr = hand_trace([list(row) for row in zip(pinned, switching, tiny, strict=True)])
+    assert [row.unit for row in most_variable_units(tr, count=3)][0] == 1
+    assert [row.unit for row in most_variable_units(tr, count=3, skip_flat=True)] == [1]
+    assert [row.unit for row in most_variable_units(tr, count=3, start=0, stop=10, skip_flat=True)] == [1]
+    all_flat = hand_trace([[3.0, 0.2]] * 6)
+    assert len(most_variable_units(all_flat, count=2, skip_flat=True)) == 2  # nothing left out if all are flat

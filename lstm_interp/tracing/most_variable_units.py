@@ -24,9 +24,21 @@ class UnitVariance(NamedTuple):
     variance: float
 
 
-# A unit whose shown value has a smaller standard deviation than this over the window is "flat": constant, or
-# pinned near +1 or -1 throughout (on the -1..+1 display scale, where a unit that switches sign has about 1).
+# A unit is "flat" over a window when its shown value (on the -1..+1 display scale) has a standard deviation below
+# FLAT_STD, or stays within FLAT_BAND of its median on at least FLAT_SHARE of the steps: constant, or pinned near +1
+# or -1 with a few blips, which draws as a solid band. A unit that switches between -1 and +1 is not flat.
 FLAT_STD = 0.05
+FLAT_BAND = 0.15
+FLAT_SHARE = 0.9
+
+
+def flat_units(shown: torch.Tensor) -> torch.Tensor:
+    """(H,) bool: which columns of the (T, H) shown values are flat (see :data:`FLAT_STD`)."""
+    if len(shown) < 2:
+        return torch.ones(shown.shape[1], dtype=torch.bool)
+    std = shown.std(dim=0, correction=0)
+    near_median = (shown - shown.median(dim=0).values).abs() <= FLAT_BAND
+    return (std < FLAT_STD) | (near_median.float().mean(dim=0) >= FLAT_SHARE)
 
 
 def most_variable_units(
@@ -47,9 +59,9 @@ def most_variable_units(
         count: how many units to return (fewer if the layer has fewer).
         layer: the layer's name prefix (default: the last layer, the one nearest the output).
         start, stop: the window of steps the variance is taken over (a figure's window; default: all steps).
-        skip_flat: leave out units whose shown value is nearly constant over the window (standard deviation below
-            :data:`FLAT_STD`, which covers a unit saturated near +1 or -1 throughout), the units that would draw a
-            solid band; if every unit is flat, none is left out, so a figure still has something to draw.
+        skip_flat: leave out units that are flat over the window (:func:`flat_units`: nearly constant, or
+            saturated near +1 or -1 throughout), the units that would draw a solid band; if every unit is flat,
+            none is left out, so a figure still has something to draw.
 
     Returns:
         :class:`UnitVariance` rows; ties keep unit order. NaN and infinite values count as 0, so a diverged unit
@@ -72,6 +84,6 @@ def most_variable_units(
     variance = shown.var(dim=0, correction=0) if len(shown) > 1 else torch.zeros(shown.shape[1])
     order = torch.argsort(variance, descending=True, stable=True)
     if skip_flat:
-        varying = order[variance[order] >= FLAT_STD**2]
+        varying = order[~flat_units(shown)[order]]
         order = varying if len(varying) else order
     return [UnitVariance(layer, int(unit), float(variance[unit])) for unit in order[:count]]
