@@ -47,6 +47,15 @@ def _feature_matches(targets: Targets, combined: Trace, top: int) -> dict[str, l
     return matches
 
 
+def _series_inputs(targets: Targets) -> np.ndarray | None:
+    """(T, C) the first probe's values when it is a float tensor of one sequence (a time series), else ``None``."""
+    inputs = targets.probes[0].inputs
+    if inputs is None or not inputs.is_floating_point():
+        return None
+    x = inputs[0] if inputs.dim() == 3 else inputs  # (1, T, C) -> (T, C); a (T, C) tensor as it is
+    return x.detach().float().cpu().numpy() if x.dim() == 2 else None
+
+
 def _feature_track(
     features: dict[str, list[dict[str, Any]]], targets: Targets, steps: int
 ) -> tuple[str, np.ndarray] | None:
@@ -107,7 +116,7 @@ class Recorder:
             combined = Trace.concat(per_probe)
             # A plain RNN has no gates to saturate.
             saturation = gate_saturation(combined, low, high) if GATES[combined.cell] else None
-            groups.append(Group(label, per_probe[0], combined, saturation))
+            groups.append(Group(label, per_probe[0], combined, saturation, _series_inputs(targets)))
         summary = {k: v for group in groups if group.saturation for k, v in group.saturation.summary().items()}
         # The report shows the last group (the module nearest the output), so the matches are searched there.
         features = self._features(groups[-1].combined, targets, step)

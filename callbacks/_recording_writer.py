@@ -39,6 +39,7 @@ from lstm_interp.plots import (
     plot_cell_text,
     plot_gate_saturation,
     plot_saturation_history,
+    plot_series,
     plot_topk_predictions,
 )
 from lstm_interp.tracing.most_variable_units import flat_units, most_variable_units
@@ -56,6 +57,7 @@ CELL_TEXT_STEPS = 240  # three lines of 80 characters
 TOPK_STEPS = 120  # two lines of 60
 HEATMAP_STEPS = 150  # the most that plot_cell_heatmap labels with characters
 HEATMAP_UNITS = 64
+SERIES_STEPS = 500  # a series has no glyphs to draw, so more steps fit
 
 
 def save_activations(
@@ -206,12 +208,15 @@ class Group:
         plotted: its trace on the probe that the figures show.
         combined: its traces on all probes end to end (what the statistics and unit choice use).
         saturation: gate saturation of ``combined`` (``None`` for a plain RNN, which has no gates).
+        inputs: (T, C) the plotted probe's float input values, when the probe is not text (a time series): the
+            figures then draw the series view (:func:`~lstm_interp.plots.plot_series`) instead of coloured text.
     """
 
     label: str
     plotted: Trace
     combined: Trace
     saturation: GateSaturation | None
+    inputs: np.ndarray | None = None
 
 
 def draw_figures(
@@ -234,8 +239,9 @@ def draw_figures(
     ``skip_flat``), ``cells_to_plot`` in all (or more, when there are more features). The heatmap's units are
     chosen the same way over its window.
 
-    Kinds: ``cell_text``, ``gate_saturation``, ``topk_predictions``, ``cell_heatmap`` (each with ``_<module
-    path>`` appended when several modules are monitored) and ``saturation_history``.
+    Kinds: ``cell_text`` (``series`` for a probe of float inputs), ``gate_saturation``, ``topk_predictions``,
+    ``cell_heatmap`` (each with ``_<module path>`` appended when several modules are monitored) and
+    ``saturation_history``.
     """
     for g, group in enumerate(groups):
         suffix = f"_{group.label}" if group.label else ""
@@ -253,10 +259,14 @@ def draw_figures(
         )
         variable = [(u.layer, u.unit) for u in ranked if (u.layer, u.unit) not in chosen]
         units = chosen + variable[: max(0, cells_to_plot - len(chosen))]
-        options: dict[str, Any] = {"quantity": quantity, "start": window.start, "length": CELL_TEXT_STEPS}
-        if track is not None:
-            options |= {"feature": track[1], "feature_name": track[0]}
-        yield f"cell_text{suffix}", _bind(plot_cell_text, tr, units, **options)
+        if group.inputs is not None and tr.labels is None and len(group.inputs) == tr.num_steps:
+            # Not text: the input channels as lines, the units beneath on the same time axis.
+            yield f"series{suffix}", _bind(plot_series, tr, group.inputs, units, quantity=quantity, length=SERIES_STEPS)
+        else:
+            options: dict[str, Any] = {"quantity": quantity, "start": window.start, "length": CELL_TEXT_STEPS}
+            if track is not None:
+                options |= {"feature": track[1], "feature_name": track[0]}
+            yield f"cell_text{suffix}", _bind(plot_cell_text, tr, units, **options)
         if group.saturation is not None:
             yield f"gate_saturation{suffix}", _bind(plot_gate_saturation, group.saturation)
         if "log_probs" in tr and chars is not None:

@@ -12,6 +12,7 @@ from lstm_interp.plots.error_breakdown import plot_error_breakdown
 from lstm_interp.plots.gate_saturation import plot_gate_saturation
 from lstm_interp.plots.saturation_history import plot_saturation_history
 from lstm_interp.plots.save import save_figure
+from lstm_interp.plots.series import plot_series
 from lstm_interp.plots.topk_predictions import plot_topk_predictions
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "plot_error_breakdown",
     "plot_gate_saturation",
     "plot_saturation_history",
+    "plot_series",
     "plot_topk_predictions",
     "save_figure",
 ]
