@@ -47,9 +47,9 @@ def _feature_matches(targets: Targets, combined: Trace, top: int) -> dict[str, l
     return matches
 
 
-def _series_inputs(targets: Targets) -> np.ndarray | None:
-    """(T, C) the first probe's values when it is a float tensor of one sequence (a time series), else ``None``."""
-    inputs = targets.probes[0].inputs
+def _series_inputs(targets: Targets, index: int = 0) -> np.ndarray | None:
+    """(T, C) a probe's values when it is a float tensor of one sequence (a time series), else ``None``."""
+    inputs = targets.probes[index].inputs
     if inputs is None or not inputs.is_floating_point():
         return None
     x = inputs[0] if inputs.dim() == 3 else inputs  # (1, T, C) -> (T, C); a (T, C) tensor as it is
@@ -226,6 +226,12 @@ class Recorder:
                 quantities=self.settings.quantities,
                 feature_matches=feature_matches,
                 open_on=best_feature_match(feature_matches),
+                inputs=[
+                    x if x is not None and len(x) == traces[-1].num_steps else None
+                    for x, traces in zip(
+                        (_series_inputs(targets, i) for i in range(len(targets.probes))), traced, strict=True
+                    )
+                ],
             )
         except Exception as err:  # as for figures: a report must never stop a training run
             rank_zero_warn(f"LSTMActivationMonitor: could not write the HTML report at step {step}: {err}")

@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from browser import launch, open_report
 from lstm_interp.callbacks import LSTMActivationMonitor
 from matplotlib.figure import Figure
 from pictures import assert_picture
@@ -58,6 +59,17 @@ def test_a_forecaster_gets_the_series_figure(tmp_path):
     upper, lower = pixels[: len(pixels) // 3], pixels[len(pixels) // 2 :]
     assert len(np.unique(upper.reshape(-1, pixels.shape[2]), axis=0)) > 8
     assert len(np.unique(lower.reshape(-1, pixels.shape[2]), axis=0)) > 8
+    # The HTML report shows the same view: the three channels as lines, one coloured block per step beneath.
+    with launch() as browser, open_report(browser, folder / "step_2.html") as (page, log):
+        assert page.locator("#series-chart polyline").count() == 3
+        assert page.locator("#text span").count() == 200
+        colours = page.evaluate("[...document.querySelectorAll('#text span')].map(s => s.style.backgroundColor)")
+        assert len(set(colours)) > 5  # the unit changes colour along the series
+        box = page.locator("#series-chart").bounding_box()
+        first, last = page.locator("#text span").first.bounding_box(), page.locator("#text span").last.bounding_box()
+        assert abs(first["x"] - box["x"]) < 2 and abs(last["x"] + last["width"] - box["x"] - box["width"]) < 2
+        page.screenshot(path=str(tmp_path / "series_report.png"))
+        assert log.errors == []
 
 
 def test_plot_series_checks_its_inputs():

@@ -25,6 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lstm_interp._io import atomic_write_text
 from lstm_interp.report._encode import display_codes, pack, top_predictions
 from lstm_interp.tracing import QUANTITY_KINDS, QUANTITY_ORDER, Trace, most_variable_units
@@ -47,6 +49,7 @@ def write_html_report(
     step: int | None = None,
     quantities: Sequence[str] | None = None,
     open_on: Mapping[str, Any] | None = None,
+    inputs: Sequence[Any] | None = None,
 ) -> Path:
     """Write an interactive HTML page showing the activations of ``traces`` over their texts.
 
@@ -69,6 +72,11 @@ def write_html_report(
             feature match; :func:`best_feature_match` picks the best-scoring one of ``feature_matches``, which is
             what ``run_analysis`` and the activation monitor open on. ``None`` opens on the most variable unit of
             the first layer's cell state.
+
+        inputs: for probes that are not text (float features, a time series), one (T, C) array or tensor of input
+            values per trace (``None`` for a trace that is text): the page then draws the channels as lines above
+            the steps, which are coloured blocks on the same time axis instead of characters, the series view of
+            :func:`~lstm_interp.plots.plot_series`.
 
     Returns:
         The path written.
@@ -111,7 +119,11 @@ def write_html_report(
         blobs.append(f'<script type="application/octet-stream" id="{blob_id}"{deflated}>{blob.base64}</script>')
         return blob_id
 
+    series = _check_inputs(inputs, traces)
     probes = [_probe(i, tr, chars, quantities, top_k, top_units, add_blob) for i, tr in enumerate(traces)]
+    for probe, values in zip(probes, series, strict=True):
+        if values is not None:
+            probe["series"] = _series(values, add_blob)
     features = _features(feature_matches, probes)
     meta = {"step": step, "vocab": chars, "probes": probes, "features": features}
     if open_on is not None:
@@ -288,3 +300,31 @@ def best_feature_match(feature_matches: FeatureMatches | None) -> Mapping[str, A
         return 2 * score - 1 if row.get("metric") == "auc" else score
 
     return max(rows, key=strength)
+
+
+def _check_inputs(inputs: Sequence[Any] | None, traces: list[Trace]) -> list[np.ndarray | None]:
+    """One (T, C) float array (or ``None``) per trace, with errors that name the trace and both shapes."""
+    if inputs is None:
+        return [None] * len(traces)
+    if len(inputs) != len(traces):
+        raise ValueError(f"`inputs` has {len(inputs)} entries for {len(traces)} traces; give one per trace (or None)")
+    arrays: list[np.ndarray | None] = []
+    for i, (values, tr) in enumerate(zip(inputs, traces, strict=True)):
+        if values is None:
+            arrays.append(None)
+            continue
+        x = np.asarray(values.detach().cpu().float() if hasattr(values, "detach") else values, dtype=np.float32)
+        x = x[:, None] if x.ndim == 1 else x
+        if x.ndim != 2 or len(x) != tr.num_steps:
+            raise ValueError(f"`inputs[{i}]` has shape {x.shape}; expected ({tr.num_steps}, channels) for trace {i}")
+        arrays.append(x)
+    return arrays
+
+
+def _series(values: np.ndarray, add_blob: Callable[[bytes], str]) -> dict[str, Any]:
+    """The page's description of a probe's input channels: each quantised to 8 bits between its own min and max."""
+    x = np.nan_to_num(values.astype(np.float64))
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    codes = np.round((x - lo) / span * 255).astype(np.uint8).T.copy()  # (C, T): one channel contiguous
+    return {"channels": int(x.shape[1]), "min": lo.tolist(), "max": hi.tolist(), "blob": add_blob(codes.tobytes())}

@@ -118,6 +118,32 @@
         block = null;
       }
     }
+    const series = probe().series;
+    ui.text.classList.toggle("series-steps", Boolean(series));
+    if (series) {
+      // Not text: the steps are coloured blocks on one time axis, under the input channels drawn as lines.
+      for (const s of spans) s.textContent = "";
+      const chart = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+      chart.id = "series-chart";
+      chart.setAttribute("viewBox", `0 0 ${chars.length} 100`);
+      chart.setAttribute("preserveAspectRatio", "none");
+      frag.prepend(chart);
+      const which = state.probe;
+      decodeBlob(series.blob).then((codes) => {
+        if (state.probe !== which) return;
+        const T = chars.length, palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"];
+        for (let c = 0; c < series.channels; c++) {
+          const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+          const points = [];
+          for (let t = 0; t < T; t++) points.push(`${t + 0.5},${(96 - 0.92 * (codes[c * T + t] / 2.55)).toFixed(2)}`);
+          line.setAttribute("points", points.join(" "));
+          line.setAttribute("stroke", palette[c % palette.length]);
+          line.setAttribute("fill", "none");
+          line.setAttribute("vector-effect", "non-scaling-stroke");
+          chart.appendChild(line);
+        }
+      }).catch(fail);
+    }
     ui.text.replaceChildren(frag);
     shown = new Int16Array(chars.length).fill(-1);
     predictions = null;
