@@ -6,7 +6,7 @@ train, trace or save a model in milliseconds, large enough to have two layers an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -59,3 +59,13 @@ def tiny_char_lstm(
 def make_model() -> Callable[..., CharLSTM]:
     """The factory :func:`tiny_char_lstm`, as a fixture (module-scoped fixtures may use it too)."""
     return tiny_char_lstm
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch intra-op thread for the test: tiny models on a shared machine, where a second thread only waits for
+    the first (10-100x slower). Use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

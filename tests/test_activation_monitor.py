@@ -32,6 +32,8 @@ TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 20
 VOCAB = "".join(sorted(set(TEXT)))  # CharVocab.from_text's order
 PROBE = "the dog sat on the mat.\n"
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 
 def datamodule(tmp_path: Path) -> CharDataModule:
     return CharDataModule(text=TEXT, vocab=VOCAB, batch_size=4, seq_len=16, cache_dir=str(tmp_path / "cache"))
@@ -133,14 +135,6 @@ class ImagelessLogger(Logger):
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         pass
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared machine: a second intra-op thread only waits for the first (10-100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class ImageLogger(ImagelessLogger):

@@ -5,7 +5,6 @@ and read back from the saved record; and the capture of a packed batch's first s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,16 +28,11 @@ PROBE = "the dog sat on the mat.\n"
 PAD = len(VOCAB)  # the classifier's padding id, one past the vocabulary
 ATOL = 1e-5  # the monitors below store float32, so the record is the trace itself
 
-pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN"),
+    pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
+]
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models on a shared machine: a second intra-op thread only waits for the first."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def ids(text: str) -> Tensor:

@@ -40,14 +40,8 @@ STEPS = [2, 4]  # every_n_train_steps=2 in a fit of max_steps=4
 KINDS = {"cell_text", "gate_saturation", "topk_predictions", "cell_heatmap", "saturation_history"}
 SCALARS = ["layers.0/forget_gate/left_saturated", "layers.1/cell/std"]  # as logged: "lstm_interp/<name>"
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared machine: a second intra-op thread only waits for the first (10-100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def fit(tmp_path: Path, logger: Logger) -> Path:
