@@ -13,7 +13,9 @@ from typing import Any
 
 from lstm_interp.cli._arguments import positive_float, positive_int, temperature
 from lstm_interp.demo import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_HIDDEN_SIZE,
+    DEFAULT_LR,
     DEFAULT_MAX_MINUTES,
     DEFAULT_MAX_STEPS,
     DEFAULT_OUTPUT_DIR,
@@ -40,9 +42,9 @@ def build_parser(prog: str = "lstm-interp demo") -> argparse.ArgumentParser:
         ("--hidden-size", positive_int, DEFAULT_HIDDEN_SIZE, "H", "units per layer"),
         ("--num-layers", positive_int, 2, "L", "LSTM layers"),
         ("--embedding-size", positive_int, 32, "E", "character embedding size"),
-        ("--batch-size", positive_int, 64, "B", "sequences per batch"),
+        ("--batch-size", positive_int, DEFAULT_BATCH_SIZE, "B", "sequences per batch"),
         ("--seq-len", positive_int, 100, "T", "characters per sequence"),
-        ("--lr", positive_float, 3e-3, "LR", "peak learning rate"),
+        ("--lr", positive_float, DEFAULT_LR, "LR", "peak learning rate"),
         ("--val-every", positive_int, 100, "N", "validate every N steps"),
         ("--sample-length", positive_int, 400, "N", "characters per sample"),
         ("--accelerator", str, "auto", "NAME", "Lightning accelerator: auto, cpu, gpu, ..."),
