@@ -23,9 +23,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     # mkstemp creates 0600 files; give the result the permissions a plain open() would (0666 minus the umask).
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
     try:
         yield tmp
+        # Again after the writer: some (safetensors' save_file) recreate the file as 0600, which would leave a
+        # shared model folder unreadable to the other users it was meant for.
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
