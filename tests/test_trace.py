@@ -293,3 +293,27 @@ def test_with_activation_select_and_state_quantity():
 def test_saved_trace_keeps_its_vocabulary(tmp_path):
     tr = trace(make_model(), "a{b}")
     assert Trace.load(tr.save(tmp_path / "t.safetensors")).chars == VOCAB.chars
+
+
+def test_load_names_the_path_and_the_problem(tmp_path):
+    good = trace(make_model(), "ab{}").save(tmp_path / "good.safetensors")
+    data = good.read_bytes()
+    cases = {
+        "empty.safetensors": (b"", r"is empty \(0 bytes\)"),
+        "truncated.safetensors": (data[: len(data) // 2], "is truncated or not a safetensors file"),
+        "random.safetensors": (bytes(range(256)) * 4, "is truncated or not a safetensors file"),
+    }
+    for name, (content, problem) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=rf"trace file '.*{name}' {problem}"):
+            Trace.load(tmp_path / name)
+    with pytest.raises(IsADirectoryError, match=r"is a folder; expected a \.safetensors file"):
+        Trace.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Trace.load(tmp_path / "missing.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"tokens": torch.arange(2)}, str(tmp_path / "meta.safetensors"),
+              metadata={"format": "lstm_interp.trace", "text": "{not json", "cell": "lstm", "num_layers": "1"})
+    with pytest.raises(ValueError, match=r"'.*meta.safetensors' has broken metadata \(JSONDecodeError"):
+        Trace.load(tmp_path / "meta.safetensors")

@@ -253,28 +253,46 @@ class Trace(Mapping[str, Tensor]):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Trace:
-        """Read a trace written by :meth:`save`."""
-        from safetensors import safe_open
+        """Read a trace written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no such file. IsADirectoryError: a folder where a file was expected.
+            ValueError: a file that is empty, truncated or not safetensors, is not an lstm_interp trace, or has
+                broken metadata; each message names the path and the problem.
+        """
+        from safetensors import SafetensorError, safe_open
 
         path = Path(path)
+        where = repr(str(path))
+        if path.is_dir():
+            raise IsADirectoryError(f"trace file {where} is a folder; expected a .safetensors file from Trace.save")
         if not path.is_file():
-            raise FileNotFoundError(f"trace file {str(path)!r} does not exist")
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        if metadata.get("format") != "lstm_interp.trace":
-            raise ValueError(f"{str(path)!r} is not an lstm_interp trace (metadata {metadata})")
-        tensors = load_file(str(path))
-        tokens = tensors.pop("tokens")
-        return cls(
-            tensors,
-            text=json.loads(metadata["text"]),
-            tokens=tokens,
-            cell=metadata["cell"],
-            num_layers=int(metadata["num_layers"]),
-            layer_names=json.loads(metadata["layer_names"]) if "layer_names" in metadata else None,
-            chars=json.loads(metadata["chars"]) if "chars" in metadata else None,
-            labels=json.loads(metadata["labels"]) if "labels" in metadata else None,
-        )
+            raise FileNotFoundError(f"trace file {where} does not exist")
+        if path.stat().st_size == 0:
+            raise ValueError(f"trace file {where} is empty (0 bytes); expected a .safetensors file")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+            if metadata.get("format") != "lstm_interp.trace":
+                found = metadata.get("format")
+                raise ValueError(f"{where} is not an lstm_interp trace (its metadata format is {found!r})")
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"trace file {where} is truncated or not a safetensors file: {err}") from err
+        try:
+            tokens = tensors.pop("tokens")
+            fields = {
+                "text": json.loads(metadata["text"]),
+                "cell": metadata["cell"],
+                "num_layers": int(metadata["num_layers"]),
+                **{
+                    key: json.loads(metadata[key]) if key in metadata else None
+                    for key in ("layer_names", "chars", "labels")
+                },
+            }
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"trace file {where} has broken metadata ({type(err).__name__}: {err})") from err
+        return cls(tensors, tokens=tokens, **fields)
 
 
 def available_names(cell: str, num_layers: int) -> list[str]:
