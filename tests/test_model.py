@@ -187,3 +187,14 @@ def test_missing_folder_is_named(tmp_path):
 def test_a_file_is_not_a_model_folder(saved):
     with pytest.raises(NotADirectoryError, match=r"config\.json' is a file, expected a model folder"):
         CharLSTM.from_pretrained(saved / "config.json")
+
+
+def test_generate_type_errors_name_the_parameter(make_model):
+    model = make_model()
+    with pytest.raises(TypeError, match=r"`temperature` must be a number, got str '0\.5'"):
+        model.generate("a", 5, temperature="0.5")
+    with pytest.raises(TypeError, match=r"`top_k` must be an integer or None, got float 2\.5"):
+        model.generate("a", 5, top_k=2.5)
+    with pytest.raises(TypeError, match=r"`length` must be an integer, got float 5\.0"):
+        model.generate("a", 5.0)
+    assert len(model.generate("a", 3, temperature=1, top_k=2, include_prompt=False)) == 3

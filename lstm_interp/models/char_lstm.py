@@ -13,6 +13,7 @@ stage and does not import it at module level.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Union
@@ -160,10 +161,18 @@ class CharLSTM(
         Raises:
             VocabularyError: if the prompt has characters outside the vocabulary.
             ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1.
+            TypeError: a ``length``, ``temperature`` or ``top_k`` of the wrong type (the message names it).
         """
         vocab = self._require_vocab()
         if not prompt:
             raise ValueError("`prompt` must be non-empty (the model needs a first character), got ''")
+        # Checked before any arithmetic, so that a string temperature says which parameter, not "'<' not supported".
+        if isinstance(length, bool) or not isinstance(length, numbers.Integral):
+            raise TypeError(f"`length` must be an integer, got {type(length).__name__} {length!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+            raise TypeError(f"`temperature` must be a number, got {type(temperature).__name__} {temperature!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral)):
+            raise TypeError(f"`top_k` must be an integer or None, got {type(top_k).__name__} {top_k!r}")
         if length < 0:
             raise ValueError(f"`length` must be >= 0, got {length!r}")
         if not math.isfinite(temperature) or temperature < 0:
