@@ -85,6 +85,8 @@ def clean_probe_text(index: int, text: str, vocab: CharVocab, on_unknown: Litera
         try:
             vocab.encode(text)
         except VocabularyError as err:
+            # The monitor takes on_unknown="error" or "skip" only: name what exists here.
+            err = err.with_hint("Pass on_unknown='skip' to the LSTMActivationMonitor to drop them from the probe.")
             raise VocabularyError(f"`probe_texts[{index}]` ({shorten(text)!r}): {err}") from None
     rank_zero_warn(f"LSTMActivationMonitor: `probe_texts[{index}]` loses {sorted(unknown)}: not in the vocabulary")
     kept = "".join(c for c in text if c not in unknown)

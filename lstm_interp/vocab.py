@@ -18,7 +18,23 @@ _FORMAT_VERSION = 1
 
 
 class VocabularyError(ValueError):
-    """Text holds characters that the vocabulary lacks, or a vocabulary file is malformed."""
+    """Text holds characters that the vocabulary lacks, or a vocabulary file is malformed.
+
+    For unknown characters, ``problem`` is what is wrong and ``hint`` the way out, a sentence naming the argument that
+    exists where the error is raised (``on_unknown=`` in Python); :meth:`with_hint` gives the same error with the hint
+    of another place (the CLI's ``--skip-unknown``, the monitor's ``on_unknown="skip"``).
+    """
+
+    def __init__(self, message: str, *, problem: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.hint = hint
+
+    def with_hint(self, hint: str) -> VocabularyError:
+        """The same error with another way out, or ``self`` when it has no separate problem and hint."""
+        if self.problem is None:
+            return self
+        return VocabularyError(f"{self.problem}. {hint}", problem=self.problem, hint=hint)
 
 
 class CharVocab:
@@ -149,10 +165,9 @@ class CharVocab:
             missing = self.unknown_chars(text)
             shown = ", ".join(f"{c!r} (first at {p})" for c, p in list(missing.items())[:20])
             more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
-            raise VocabularyError(
-                f"text has {len(missing)} character(s) not in the vocabulary: {shown}{more}. "
-                "Pass on_unknown='skip' or on_unknown='replace' (with `replacement`) to encode anyway."
-            )
+            problem = f"text has {len(missing)} character(s) not in the vocabulary: {shown}{more}"
+            hint = "Pass on_unknown='skip' or on_unknown='replace' (with `replacement`) to encode anyway."
+            raise VocabularyError(f"{problem}. {hint}", problem=problem, hint=hint)
         if on_unknown == "skip":
             return ids[known]
         ids = ids.copy()

@@ -437,8 +437,10 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_probe_characters_outside_the_vocabulary(tmp_path):
-    with pytest.raises(VocabularyError, match=r"`probe_texts\[0\]`.*'Z' \(first at 4\), 'Q'"):
+    with pytest.raises(VocabularyError, match=r"`probe_texts\[0\]`.*'Z' \(first at 4\), 'Q'") as raised:
         fit(tmp_path, char_module(), [LSTMActivationMonitor("the ZQ cat")])
+    # The hint names what the monitor takes (it refuses 'replace').
+    assert "on_unknown='skip' to the LSTMActivationMonitor" in str(raised.value) and "replace" not in str(raised.value)
     skipping = LSTMActivationMonitor("the ZQ cat", on_unknown="skip", every_n_train_steps=None, log_figures=False,
                                      html=False)
     with pytest.warns(UserWarning, match=r"loses \['Q', 'Z'\]"):

@@ -285,6 +285,7 @@ def test_text_outside_the_vocabulary(files, tmp_path, monkeypatch):
     odd.write_text("a{b}Z", encoding="utf-8")
     code, _, err = _run(["analyze", str(files["model"]), str(odd), "--out", str(tmp_path / "out")])
     assert code == 1 and "'Z' (first at 4)" in err
+    assert "Pass --skip-unknown to drop them" in err and "on_unknown" not in err  # the flag that exists here
     monkeypatch.chdir(tmp_path)  # without --out, the folder goes under the current directory
     code, stdout, err = _run(["analyze", str(files["model"]), str(odd), "--features", "brace_depth", "--skip-unknown"])
     assert code == 0, err

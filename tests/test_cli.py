@@ -315,3 +315,10 @@ def test_console_script_help() -> None:
     assert result.returncode == 0, result.stderr
     for name in ("fit", "validate", "test", "sample", "trace", "demo"):
         assert name in result.stdout
+
+
+def test_unknown_characters_hint_at_the_flag_of_the_command(trained: dict[str, Path], tmp_path: Path) -> None:
+    code, _, err = _run(["trace", str(trained["model"]), "--text", "ab\u00e9", "--output", str(tmp_path / "t.st")])
+    assert code == 1 and "Pass --skip-unknown to drop them" in err and "on_unknown" not in err
+    code, _, err = _run(["sample", str(trained["model"]), "--prompt", "\u00e9", "--length", "3"])
+    assert code == 1 and "--prompt" in err and "on_unknown" not in err

@@ -99,12 +99,31 @@ def _run_command(name: str, args: list[str]) -> int:
             return module.main(name, args, prog=PROG)
         return module.main(args, prog=prog)
     except (OSError, ValueError) as err:
+        err = _cli_hint(name, err)
         # Missing files, malformed models and text outside the vocabulary (VocabularyError and ConfigError are
         # ValueErrors) are the user's to fix: one line says what and where; a traceback would only bury it.
         if os.environ.get("LSTM_INTERP_DEBUG"):
             raise
         print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
         return 1
+
+
+# The way out of text outside the vocabulary, as each command's own flags say it.
+UNKNOWN_CHAR_HINTS = {
+    "sample": "Use only characters the model knows in --prompt.",
+    "trace": "Pass --skip-unknown to drop them.",
+    "analyze": "Pass --skip-unknown to drop them.",
+    "explore": "Pass --skip-unknown to drop them.",
+}
+
+
+def _cli_hint(name: str, err: BaseException) -> BaseException:
+    """A VocabularyError's hint rewritten with the flag of command ``name`` (its Python hint names ``on_unknown``)."""
+    from lstm_interp.vocab import VocabularyError
+
+    if isinstance(err, VocabularyError) and name in UNKNOWN_CHAR_HINTS:
+        return err.with_hint(UNKNOWN_CHAR_HINTS[name])
+    return err
 
 
 def _one_line(err: BaseException) -> str:
