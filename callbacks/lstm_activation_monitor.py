@@ -204,6 +204,9 @@ class LSTMActivationMonitor(Callback):
         self.top_k = top_k
         self.dtype = dtype
         self.dirpath = Path(dirpath) if dirpath is not None else None
+        if self.dirpath is not None and self.dirpath.exists() and not self.dirpath.is_dir():
+            # Checked now, not when the first recording tries to write there hundreds of steps later.
+            raise ValueError(f"`dirpath` {str(self.dirpath)!r} is a file; give a folder (created if missing)")
         self.on_unknown = on_unknown
         self.log_figures = log_figures
         self.html = html

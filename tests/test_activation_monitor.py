@@ -436,6 +436,13 @@ def test_bad_arguments(kwargs, match):
         LSTMActivationMonitor(**kwargs)
 
 
+def test_dirpath_that_is_a_file_is_refused_at_once(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("a file", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"`dirpath` '.*taken' is a file; give a folder"):
+        LSTMActivationMonitor("a", dirpath=taken)
+
+
 def test_probe_characters_outside_the_vocabulary(tmp_path):
     with pytest.raises(VocabularyError, match=r"`probe_texts\[0\]`.*'Z' \(first at 4\), 'Q'") as raised:
         fit(tmp_path, char_module(), [LSTMActivationMonitor("the ZQ cat")])

@@ -303,3 +303,11 @@ def test_report_open_on_an_unknown_unit(model, tmp_path):
     with pytest.raises(ValueError, match=r"`open_on` names unit 99 of 'layers\.0', which has 8 units"):
         write_html_report(trace(model, TEXT[:20]), tmp_path / "r.html", open_on={"layer": "layers.0", "unit": 99})
     assert not (tmp_path / "r.html").exists()
+
+
+def test_out_pointing_at_a_file_fails_before_any_tracing(files, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder", encoding="utf-8")
+    code, stdout, err = _run(["analyze", str(files["model"]), str(files["text"]), "--out", str(taken)])
+    assert code == 1 and f"the output folder '{taken}' is a file" in err
+    assert "tracing" not in stdout  # refused before the pass over the text

@@ -126,6 +126,8 @@ def run_analysis(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
     _check_baseline(baseline_text, ngram_order)
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"the output folder {str(out_dir)!r} is a file; give a folder (created if missing)")
     vocab = model._require_vocab()
     if on_unknown == "skip":
         kept = "".join(c for c in text if c in vocab)
