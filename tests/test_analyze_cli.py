@@ -3,6 +3,7 @@ and a clear error for each kind of bad input."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ from cli_run import run_cli as _run
 from matplotlib.image import imread
 
 from lstm_interp import CharLSTM, find_cells, gate_saturation, trace
+from lstm_interp.manifest import file_sha256, model_provenance, text_provenance
 from lstm_interp.comparison import char_log_probs
 from lstm_interp.features import FEATURES
 from lstm_interp.report import run_analysis, write_html_report
@@ -64,7 +66,7 @@ def test_every_output_exists_and_parses(analysed):
         "figures/gate_saturation.png", "figures/class_loss.png", "figures/brace_study.png",
         "figures/error_breakdown.png",
     }  # fmt: skip
-    assert names == {"cells.json", "gate_saturation.json", "comparison.json", "report.html"} | figures
+    assert names == {"cells.json", "gate_saturation.json", "comparison.json", "report.html", "manifest.json"} | figures
     for figure in figures:
         assert imread(out / figure).shape[2] in (3, 4)  # a real PNG
     for name in ("cells.json", "gate_saturation.json", "comparison.json"):
@@ -311,3 +313,58 @@ def test_out_pointing_at_a_file_fails_before_any_tracing(files, tmp_path):
     code, stdout, err = _run(["analyze", str(files["model"]), str(files["text"]), "--out", str(taken)])
     assert code == 1 and f"the output folder '{taken}' is a file" in err
     assert "tracing" not in stdout  # refused before the pass over the text
+
+
+# ---------------------------------------------------------------------------------------------- whole folders
+def test_the_manifest_names_model_texts_arguments_and_every_file(analysed, model):
+    out, _ = analysed
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["kind"] == "analysis" and manifest["lstm_interp_version"]
+    files = {p.relative_to(out).as_posix(): file_sha256(p) for p in out.rglob("*") if p.is_file()}
+    del files["manifest.json"]
+    assert manifest["files"] == files
+    assert manifest["texts"] == {"text": text_provenance(TEXT), "baseline_text": text_provenance(BASELINE)}
+    loaded = model_provenance(model)
+    assert {k: manifest["model"][k] for k in ("config_sha256", "weights_sha256")} == {
+        k: loaded[k] for k in ("config_sha256", "weights_sha256")
+    }
+    assert manifest["model"]["source"]["folder"].endswith("model")  # loaded from the folder by the CLI
+    assert manifest["arguments"]["features"] == FEATURES_CHOSEN and manifest["arguments"]["top"] == 4
+
+
+def test_a_rerun_leaves_nothing_of_the_older_run(model, tmp_path):
+    out = tmp_path / "out"
+    run_analysis(model, TEXT, out, features=["inside_quotes", "brace_depth"], baseline_text=BASELINE, ngram_order=2)
+    assert (out / "comparison.json").is_file() and (out / "figures" / "cell_text_brace_depth.png").is_file()
+    run_analysis(model, TEXT, out, features=["inside_quotes"])
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert names == [
+        "cells.json", "figures/cell_text_inside_quotes.png", "figures/gate_saturation.png", "gate_saturation.json",
+        "manifest.json", "report.html",
+    ]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporaries beside it
+
+
+def test_a_folder_with_other_files_is_refused_untouched(files, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("months of work", encoding="utf-8")
+    code, stdout, err = _run(["analyze", str(files["model"]), str(files["text"]), "--out", str(out)])
+    assert code == 1 and f"the output folder '{out}' holds thesis.tex" in err and "replaced whole" in err
+    assert "tracing" not in stdout and sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
+
+
+def test_a_failure_midway_leaves_the_previous_folder(model, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    run_analysis(model, TEXT, out, features=["inside_quotes"])
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    module = importlib.import_module("lstm_interp.report.run_analysis")  # the package exports the function
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(module, "write_html_report", broken)  # fails after cells.json and the figures
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        run_analysis(model, TEXT, out, features=["brace_depth"])
+    after = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -8,6 +8,7 @@ once, at import (see ``_hub_client.py``). ``hub_server.py`` holds the servers.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import socket
 import subprocess
@@ -73,6 +74,8 @@ def repos(
     # A header length far beyond the file, and a file cut in half: both sizes stay well above 149 bytes.
     olah_hub.commit("org/corrupt", {**files, "model.safetensors": (2**40).to_bytes(8, "little") + weights[8:]})
     olah_hub.commit("org/truncated", {**files, "model.safetensors": weights[: len(weights) // 2]})
+    # Same-shape weights of another model beside the first one's manifest: what two concurrent savers made.
+    olah_hub.commit("org/mixed", {**files, "model.safetensors": (tiny16 / "model.safetensors").read_bytes()})
     future = json.loads(files["config.json"]) | {"format_version": 99}
     olah_hub.commit("org/future", {**files, "config.json": json.dumps(future).encode()})
     bundled = root / "bundled"
@@ -99,6 +102,7 @@ def online(olah_hub: OlahHub, repos: dict[str, Path], hf_home: Path) -> dict[str
         "corrupt": {"source": "org/corrupt"},
         "truncated": {"source": "org/truncated"},
         "future": {"source": "org/future"},
+        "mixed": {"source": "org/mixed"},
         "cache only": {"source": "org/untouched", "kwargs": {"local_files_only": True}},
         "fallback": {"source": "novel", "bundled_root": bundled, "reference": tiny16},
         "fallback alias": {"source": "war-and-peace", "bundled_root": bundled, "reference": tiny16},
@@ -131,6 +135,7 @@ def test_float16_weights_load_as_float32_unless_asked(online):
         ("corrupt", "ValueError", ["model.safetensors of Hub repo 'org/corrupt'", "corrupted or truncated"]),
         ("truncated", "ValueError", ["model.safetensors of Hub repo 'org/truncated'", "corrupted or truncated"]),
         ("future", "ConfigError", ["Hub repo 'org/future'", "config.json", "`format_version` 99 is not supported"]),
+        ("mixed", "ManifestError", ["Hub repo 'org/mixed' (revision 'main')", "model.safetensors (sha256 differs)"]),
         ("cache only", "RepoUnavailableError", ["config.json of Hub repo 'org/untouched' is not cached"]),
     ],
 )
@@ -292,7 +297,13 @@ def test_push_then_pull_over_http(upload_hub, olah_hub, results_folder, tmp_path
     first = commits(upload_hub)[0]
     paths = [line["value"]["path"] for line in first.body if line["key"] == "file"]
     expected = ["config.json", "vocab.json", "model.safetensors", "README.md", "results.json"]
-    assert paths == [*expected, "images/learning_curve.png"]
+    assert paths == [*expected, "images/learning_curve.png", "manifest.json"]
+    # The pushed manifest describes the pushed files (float16 weights, the card rendered for the repo).
+    manifest = json.loads(olah_hub.git("me/pushed", "show", "main:manifest.json"))
+    assert manifest["kind"] == "model" and manifest["arguments"] == {"repo_id": "me/pushed"}
+    assert sorted(manifest["files"]) == sorted(p for p in paths if p != "manifest.json")
+    results_sha = hashlib.sha256((results_folder / "results.json").read_bytes()).hexdigest()
+    assert manifest["files"]["results.json"] == results_sha  # copied as it is
     assert first.body[0] == {"key": "header", "value": {"summary": "Upload lstm_interp model", "description": ""}}
     assert {r.authorization for r in upload_hub.requests} == {f"Bearer {TOKEN}"}
     creates = [r.body for r in upload_hub.requests if r.path == "/api/repos/create"]
@@ -356,7 +367,7 @@ def test_model_methods_publish_through_push_to_hub_with_the_same_card(upload_hub
     method, save_push = commits(upload_hub)
     for commit in (method, save_push):
         paths = [line["value"]["path"] for line in commit.body if line["key"] == "file"]
-        assert paths == ["config.json", "vocab.json", "model.safetensors", "README.md"]
+        assert paths == ["config.json", "vocab.json", "model.safetensors", "README.md", "manifest.json"]
     assert method.body[0]["value"]["summary"] == "by method" and upload_hub.private["me/saved"] is True
     card = olah_hub.git("me/method", "show", "main:README.md")
     assert "This model comes with [lstm_interp](https://pypi.org/project/lstm-interp/)" in card

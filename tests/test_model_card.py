@@ -134,11 +134,17 @@ def test_save_pretrained_writes_the_template_card(tmp_path, make_model):
     assert ModelCard.load(folder / "README.md").data.tags == list(MODEL_TAGS)
 
 
-def test_save_pretrained_renders_the_folder_results_and_replaces_an_old_card(full_dir, make_model):
+def test_save_pretrained_replaces_the_folder_whole(full_dir, make_model):
+    # The old card, results and images described other weights: a save leaves only what it wrote.
     (full_dir / "README.md").write_text("an old card\n", encoding="utf-8")
     make_model('The "quoted" text\n', from_text=True).save_pretrained(full_dir)
     text = (full_dir / "README.md").read_text(encoding="utf-8")
-    assert text == str(make_model_card(full_dir)) and "## Results" in text
+    assert text == str(make_model_card(full_dir)) and "## Results" not in text
+    assert f"# {full_dir.name}" in text and ".partial-" not in text  # named for the folder, not its staging copy
+    assert sorted(p.name for p in full_dir.iterdir()) == [
+        "README.md", "config.json", "manifest.json", "model.safetensors", "vocab.json"
+    ]
+    assert [p.name for p in full_dir.parent.iterdir()] == [full_dir.name]  # no temporaries left beside it
 
 
 def test_tags_and_paper_are_defined_once():

@@ -151,6 +151,7 @@ def load_pretrained(
         model = _load_short_name(short_name, revision, hub_options)
     elif kind == "checkpoint":
         model = load_checkpoint(source, map_location=map_location)
+        model.source = {"checkpoint": os.path.abspath(source)}
     elif kind == "folder":
         model = CharLSTM.from_pretrained(source, map_location=map_location)
     else:
@@ -239,7 +240,9 @@ def _load_short_name(name: str, revision: str | None, hub_options: dict[str, Any
             name,
             folder,
         )
-        return CharLSTM.from_pretrained(folder, map_location=hub_options["map_location"])
+        model = CharLSTM.from_pretrained(folder, map_location=hub_options["map_location"])
+        model.source = {"repo_id": repo_id, "bundled_copy": True}
+        return model
 
 
 def _hub_offline() -> bool:

@@ -52,6 +52,7 @@ from safetensors import SafetensorError, safe_open
 from lstm_interp._io import atomic_write_text
 from lstm_interp.config import CharLSTMConfig
 from lstm_interp.hub.load_pretrained import PRETRAINED
+from lstm_interp.manifest import refresh_manifest
 from lstm_interp.models.char_lstm import CONFIG_NAME, LIBRARY_NAME, MODEL_TAGS, PAPER_URL, VOCAB_NAME, WEIGHTS_NAME
 from lstm_interp.vocab import CharVocab
 
@@ -93,7 +94,9 @@ _CELL_SCHEMA = {
 }
 
 
-def make_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None) -> ModelCard:
+def make_model_card(
+    model_dir: str | os.PathLike, *, repo_id: str | None = None, final_dir: str | os.PathLike | None = None
+) -> ModelCard:
     """Render the model card of the saved model in ``model_dir``.
 
     Args:
@@ -101,6 +104,8 @@ def make_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None)
             optionally with ``results.json`` (schema in this module's docstring) and the ``images/`` it names.
         repo_id: the Hub repository the card is for (default: ``results.json``'s ``repo_id``); it picks the name
             shown in the usage snippet: the short name (``"novel"``) for the official repository, else ``repo_id``.
+        final_dir: the path the folder will have, where ``model_dir`` is a staging folder swapped into place later
+            (the card names the folder where no repo does); default ``model_dir``.
 
     Returns:
         The card; ``str(card)`` is the ``README.md`` text, ``card.data`` its metadata.
@@ -119,6 +124,7 @@ def make_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None)
     folder = Path(model_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder {str(folder)!r} does not exist")
+    final = Path(final_dir) if final_dir is not None else folder
     results = _load_results(folder / RESULTS_NAME)
     repo_id = repo_id or results.get("repo_id")
     config = CharLSTMConfig.load(folder / CONFIG_NAME) if (folder / CONFIG_NAME).is_file() else None
@@ -134,12 +140,12 @@ def make_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None)
         datasets=[_dataset_id(dataset)] if "name" in dataset else None,
         metrics=["cross_entropy", "bits_per_character"] if "test_loss_nats" in metrics else None,
         pipeline_tag="text-generation",
-        model_name=(repo_id or folder.resolve().name).split("/")[-1] if eval_results else None,
+        model_name=(repo_id or final.resolve().name).split("/")[-1] if eval_results else None,
         eval_results=eval_results or None,
     )
-    load_argument = _load_argument(results.get("name"), repo_id, folder)
+    load_argument = _load_argument(results.get("name"), repo_id, final)
     context = {
-        "title": repo_id or folder.resolve().name,
+        "title": repo_id or final.resolve().name,
         "summary": _summary(config, dataset),
         "paper_url": PAPER_URL,
         "dataset": _dataset_section(dataset),
@@ -159,10 +165,13 @@ def make_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None)
     return ModelCard.from_template(card_data, template_str=template, **context)
 
 
-def save_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None) -> Path:
+def save_model_card(
+    model_dir: str | os.PathLike, *, repo_id: str | None = None, final_dir: str | os.PathLike | None = None
+) -> Path:
     """Render the card of ``model_dir`` (see :func:`make_model_card`) and write it to ``model_dir/README.md``.
 
-    The file is written atomically: a reader never sees half a card.
+    The file is written atomically: a reader never sees half a card. A ``manifest.json`` in the folder is brought
+    up to date with it (:func:`~lstm_interp.manifest.refresh_manifest`).
 
     Returns:
         The path of ``README.md``.
@@ -172,9 +181,10 @@ def save_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None)
         >>> save_model_card("model_cards/novel")  # doctest: +SKIP
         PosixPath('model_cards/novel/README.md')
     """
-    card = make_model_card(model_dir, repo_id=repo_id)
+    card = make_model_card(model_dir, repo_id=repo_id, final_dir=final_dir)
     path = Path(model_dir) / CARD_NAME
     atomic_write_text(path, str(card))
+    refresh_manifest(model_dir)
     return path
 
 

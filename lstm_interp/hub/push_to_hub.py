@@ -9,14 +9,15 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from huggingface_hub import CommitOperationAdd, HfApi
 
+from lstm_interp._io import scratch_folder
 from lstm_interp.hub.load_pretrained import load_pretrained, source_kind
 from lstm_interp.hub.model_card import CARD_NAME, RESULTS_NAME, save_model_card
+from lstm_interp.manifest import MANIFEST_NAME, write_manifest
 from lstm_interp.models.char_lstm import MODEL_FILES, CharLSTM
 
 IMAGES_DIR = "images"
@@ -75,8 +76,8 @@ def push_to_hub(
             f"`model_or_dir` must be a CharLSTM, a model folder or a model name, got {type(model_or_dir).__name__}"
         )
     api = HfApi(token=token)
-    with tempfile.TemporaryDirectory(prefix="lstm_interp_push_") as tmp:
-        staging = Path(tmp)
+    # A staging folder that a killed push leaves behind is removed by the next push.
+    with scratch_folder("lstm_interp_push_") as staging:
         _stage(model_or_dir, staging, dtype, repo_id)
         operations = [
             CommitOperationAdd(path_in_repo=path.relative_to(staging).as_posix(), path_or_fileobj=str(path))
@@ -97,12 +98,13 @@ def push_to_hub(
 
 
 def _stage(model_or_dir: CharLSTM | str | os.PathLike, staging: Path, dtype: torch.dtype | None, repo_id: str) -> None:
-    """Write into ``staging`` exactly what the commit will hold, then render the card from it."""
+    """Write into ``staging`` exactly what the commit will hold, then render the card and the manifest from it."""
     if not isinstance(model_or_dir, CharLSTM) and source_kind(model_or_dir) != "folder":
         model_or_dir = load_pretrained(model_or_dir)  # a .ckpt, a repo, a pretrained name: pushed as a model
     if isinstance(model_or_dir, CharLSTM):
         model = copy.deepcopy(model_or_dir).to(dtype) if dtype is not None else model_or_dir
-        model._save_files(staging)  # the three files; the card is rendered below, for `repo_id`
+        model._save_pretrained(staging, repo_id=repo_id)  # the files, the card for `repo_id`, the manifest
+        return
     else:
         source = Path(model_or_dir)
         model = load_pretrained(source)  # refuse a broken model before uploading anything
@@ -118,11 +120,12 @@ def _stage(model_or_dir: CharLSTM | str | os.PathLike, staging: Path, dtype: tor
                 (staging / IMAGES_DIR).mkdir(exist_ok=True)
                 shutil.copyfile(image, staging / IMAGES_DIR / image.name)
     save_model_card(staging, repo_id=repo_id)
+    write_manifest(staging, "model", model=model, arguments={"repo_id": repo_id})
 
 
 def _files_to_upload(staging: Path) -> list[Path]:
-    """The model's files first, then the card, results and images: a stable order for the commit."""
+    """The model's files first, then the card, results, images and the manifest of them all: a stable order."""
     names = [*MODEL_FILES, CARD_NAME, RESULTS_NAME]
     files = [staging / name for name in names if (staging / name).is_file()]
     images = sorted((staging / IMAGES_DIR).glob("*")) if (staging / IMAGES_DIR).is_dir() else []
-    return files + images
+    return [*files, *images, staging / MANIFEST_NAME]

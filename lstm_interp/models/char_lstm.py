@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Union
 
@@ -24,8 +25,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from lstm_interp._io import atomic_path
+from lstm_interp._io import atomic_folder, atomic_path
 from lstm_interp.config import CharLSTMConfig, ConfigError
+from lstm_interp.manifest import MANIFEST_NAME, check_replaceable, verify_manifest, write_manifest
 from lstm_interp.models.recurrent_precision import run_recurrent
 from lstm_interp.vocab import CharVocab, VocabularyError
 
@@ -34,6 +36,9 @@ VOCAB_NAME = "vocab.json"
 WEIGHTS_NAME = "model.safetensors"
 # The whole saved model, in the order it is read and uploaded.
 MODEL_FILES = (CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME)
+# What a model folder may hold besides: the card, the evaluation's results and images, the manifest. A folder
+# holding anything else is not replaced by save_pretrained.
+MODEL_FOLDER_NAMES = (*MODEL_FILES, "README.md", "results.json", "images", MANIFEST_NAME)
 
 # The card metadata of every lstm_interp model, defined once: the mixin's class keywords and the card of
 # lstm_interp.hub.model_card both read these.
@@ -89,6 +94,8 @@ class CharLSTM(
             raise VocabularyError(f"vocabulary has {len(vocab)} characters but config.vocab_size={config.vocab_size}")
         self.config = config
         self.vocab = vocab
+        # Where the weights came from, for the manifests of what is made from them (set by the loaders).
+        self.source: dict[str, Any] | None = None
         rnn_cls = _RNN_CLASSES[config.cell]
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
         self.layers = nn.ModuleList(
@@ -147,7 +154,7 @@ class CharLSTM(
         seed: int | None = None,
         include_prompt: bool = True,
     ) -> str:
-        """Sample ``length`` characters after ``prompt``.
+        """Sample ``length`` characters after ``prompt``: the characters of :meth:`generate_stream`, joined.
 
         Args:
             prompt: text to condition on (must be non-empty and inside the vocabulary).
@@ -162,6 +169,50 @@ class CharLSTM(
             VocabularyError: if the prompt has characters outside the vocabulary.
             ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1.
             TypeError: a ``length``, ``temperature`` or ``top_k`` of the wrong type (the message names it).
+        """
+        sample = "".join(self.generate_stream(prompt, length, temperature=temperature, top_k=top_k, seed=seed))
+        return prompt + sample if include_prompt else sample
+
+    def generate_stream(
+        self,
+        prompt: str = "\n",
+        length: int = 200,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """Sample ``length`` characters after ``prompt``, yielding each one (not the prompt) as soon as it is drawn.
+
+        The arguments are checked here, before the iterator is returned, so that a bad one raises at the call and
+        not at the first ``next()``. The same arguments and seed give the same characters as :meth:`generate`.
+
+        While the iterator runs (from its first ``next()``) the model is in eval mode; its train/eval mode is put
+        back when the iterator is exhausted, closed with ``close()``, or garbage-collected (which a ``break`` out of
+        a ``for`` loop over a temporary iterator does at once). Gradients are off during each step only, so the
+        code that consumes the characters keeps its own grad mode.
+
+        Args:
+            prompt: text to condition on (must be non-empty and inside the vocabulary).
+            length: number of characters to sample.
+            temperature: softmax temperature; lower is more conservative, ``0`` takes the most likely character.
+            top_k: if set, sample only among the ``top_k`` most likely characters.
+            seed: seed for a private random generator, so that sampling is reproducible and leaves the global
+                RNG untouched (without it, the seed is drawn from the global RNG at the call).
+
+        Returns:
+            An iterator over the ``length`` sampled characters, one string of one character each.
+
+        Raises:
+            VocabularyError: if the prompt has characters outside the vocabulary.
+            ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1.
+            TypeError: a ``length``, ``temperature`` or ``top_k`` of the wrong type (the message names it).
+
+        Example::
+
+            >>> model = CharLSTM(CharLSTMConfig(vocab_size=3, hidden_size=8), "ab\\n")
+            >>> for char in model.generate_stream("a", 1000, seed=0):
+            ...     print(char, end="", flush=True)  # the text appears as it is sampled
         """
         vocab = self._require_vocab()
         if not prompt:
@@ -182,28 +233,41 @@ class CharLSTM(
         tokens = vocab.encode(prompt).to(self.device)[None]  # (1, T)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+        return self._sample_chars(tokens, int(length), temperature, top_k, generator)
+
+    def _sample_chars(
+        self, tokens: Tensor, length: int, temperature: float, top_k: int | None, generator: torch.Generator
+    ) -> Iterator[str]:
+        """The sampling loop of :meth:`generate_stream` (its arguments checked): one character per step."""
+        chars = self._require_vocab().chars
+        # The mode is switched inside the generator, not at the call: close() on a generator that never started does
+        # not run its body, so a mode switched before the first next() could never be put back.
         was_training = self.training
         self.eval()
         try:
-            logits, state = self(tokens)
-            out: list[int] = []
+            # The prompt is the first step's input, each sampled character the next one's; no forward pass is run
+            # after the last character, which nothing would read.
+            inputs: Tensor = tokens  # (1, T), then (1, 1)
+            state: State | None = None
             for _ in range(length):
-                next_logits = logits[0, -1].float()  # (V,)
-                if temperature == 0:
-                    next_id = int(next_logits.argmax())
-                else:
-                    next_logits = next_logits / temperature
-                    if top_k is not None and top_k < next_logits.numel():
-                        kth = torch.topk(next_logits, top_k).values[-1]
-                        next_logits = next_logits.masked_fill(next_logits < kth, float("-inf"))
-                    probs = torch.softmax(next_logits, dim=-1)
-                    next_id = int(torch.multinomial(probs, 1, generator=generator))
-                out.append(next_id)
-                logits, state = self(torch.tensor([[next_id]], device=self.device), state)
+                # Gradients are off per step, not across the yield: grad mode is thread-wide, and the consumer's
+                # code between two characters must keep its own.
+                with torch.no_grad():
+                    logits, state = self(inputs, state)
+                    next_logits = logits[0, -1].float()  # (V,)
+                    if temperature == 0:
+                        next_id = int(next_logits.argmax())
+                    else:
+                        next_logits = next_logits / temperature
+                        if top_k is not None and top_k < next_logits.numel():
+                            kth = torch.topk(next_logits, top_k).values[-1]
+                            next_logits = next_logits.masked_fill(next_logits < kth, float("-inf"))
+                        probs = torch.softmax(next_logits, dim=-1)
+                        next_id = int(torch.multinomial(probs, 1, generator=generator))
+                yield chars[next_id]
+                inputs = torch.tensor([[next_id]], device=self.device)
         finally:
             self.train(was_training)
-        sample = vocab.decode(out)
-        return prompt + sample if include_prompt else sample
 
     @torch.no_grad()
     def predict_next(self, text: str, k: int = 5) -> list[list[tuple[str, float]]]:
@@ -242,10 +306,17 @@ class CharLSTM(
 
         The card is the one every way of publishing writes, rendered from lstm_interp's template by
         :func:`lstm_interp.hub.save_model_card` (with the folder's ``results.json``, if it has one); it replaces a
-        ``README.md`` already in the folder. Each file is written atomically.
+        ``README.md`` already in the folder.
+
+        The folder is written whole: everything is built in a hidden sibling folder, with a ``manifest.json`` of
+        the files' sha256, then swapped into place in one step (:func:`lstm_interp._io.atomic_folder`). A crash or
+        kill leaves the previous folder or none; of two concurrent saves, one complete model wins, never a mixture.
+        What an earlier save left there (a ``results.json``, ``images/``) is not kept: it described other weights.
 
         Args:
-            save_directory: the folder (created if missing).
+            save_directory: the folder (created if missing). If it exists it must be empty or hold only what a
+                model folder holds (``config.json``, ``README.md``, ``images/``, ...), so that a save never
+                deletes other files.
             repo_id: the Hub repo the card is for (its usage snippet names it); with ``push_to_hub``, the repo to
                 push to (default: the folder's name).
             push_to_hub: then upload the model with :meth:`push_to_hub`.
@@ -256,23 +327,30 @@ class CharLSTM(
 
         Raises:
             VocabularyError: if the model has no vocabulary.
-            ValueError: if the folder holds a malformed ``results.json``, so that no card can be rendered (the three
-                model files are written by then; the message names the key).
+            FileExistsError: if the folder holds files a model folder does not (they are named); nothing is written.
+            NotADirectoryError: if ``save_directory`` is a file.
         """
         folder = Path(save_directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        self._save_pretrained(folder, repo_id=repo_id)
+        self._require_vocab()
+        check_replaceable(folder, "model", MODEL_FOLDER_NAMES)
+        with atomic_folder(folder) as staging:
+            self._save_pretrained(staging, repo_id=repo_id, final_dir=folder)
         if push_to_hub:
             return self.push_to_hub(repo_id or folder.name, **push_to_hub_kwargs)
         return None
 
-    def _save_pretrained(self, save_directory: Path, *, repo_id: str | None = None) -> None:
-        """The mixin's hook: the three files, then the card rendered from them."""
+    def _save_pretrained(
+        self, save_directory: Path, *, repo_id: str | None = None, final_dir: Path | None = None
+    ) -> None:
+        """The mixin's hook, and what every model folder is made of: the three files, the card rendered from them
+        (and from a ``results.json`` already in ``save_directory``), then the manifest of it all. ``final_dir``:
+        where a staging ``save_directory`` will be swapped to (the card names it)."""
         self._save_files(save_directory)
         # Function-level import: the card is the hub stage's, which comes after the models stage.
         from lstm_interp.hub.model_card import save_model_card
 
-        save_model_card(save_directory, repo_id=repo_id)
+        save_model_card(save_directory, repo_id=repo_id, final_dir=final_dir)
+        write_manifest(save_directory, "model", model=self, arguments={"repo_id": repo_id})
 
     def _save_files(self, save_directory: Path) -> None:
         """Write ``model.safetensors``, ``config.json`` and ``vocab.json``, each atomically (no card)."""
@@ -326,6 +404,8 @@ class CharLSTM(
                 message names the file and the folder or repo).
             ConfigError | VocabularyError: if ``config.json`` / ``vocab.json`` is malformed or from another version.
             ValueError: if ``model.safetensors`` is truncated, corrupted, or does not fit the config.
+            ManifestError: (a ``ValueError``) if the folder's or repo's ``manifest.json`` lists other sha256 for
+                the three files than they have (a mixed or hand-edited folder); the message names the files.
         """
         source = os.fspath(pretrained_model_name_or_path)
         if os.path.isdir(source):
@@ -333,7 +413,12 @@ class CharLSTM(
             for name, path in zip(MODEL_FILES, paths, strict=True):
                 if not path.is_file():
                     raise FileNotFoundError(f"{name} is missing from the model folder {source!r}")
-            return cls.from_files(*paths, map_location=map_location)
+            model = cls.from_files(*paths, map_location=map_location)
+            # After reading: a file that does not parse is reported as such; one that parses but is not the file
+            # the folder was saved with (two savers mixed it, or a hand edit) is caught here.
+            verify_manifest(source, MODEL_FILES)
+            model.source = {"folder": os.path.abspath(source)}
+            return model
         if os.path.exists(source):
             raise NotADirectoryError(
                 f"{source!r} is a file, expected a model folder written by save_pretrained or a Hub repo id "
@@ -354,7 +439,13 @@ class CharLSTM(
             token=token,
         )
         origin = f"Hub repo {source!r} (revision {revision or 'main'!r})"
-        return cls.from_files(*(files[name] for name in MODEL_FILES), map_location=map_location, origin=origin)
+        snapshot = files[CONFIG_NAME].parent  # <cache>/models--org--name/snapshots/<commit>/
+        model = cls.from_files(*(files[name] for name in MODEL_FILES), map_location=map_location, origin=origin)
+        manifest = _hub_manifest(source, revision, cache_dir, local_files_only, token)
+        if manifest is not None:
+            verify_manifest(manifest.parent, MODEL_FILES, paths=files, origin=origin)
+        model.source = {"repo_id": source, "revision": snapshot.name}
+        return model
 
     @classmethod
     def from_files(
@@ -400,3 +491,23 @@ class CharLSTM(
         model.to(map_location)
         model.eval()
         return model
+
+
+def _hub_manifest(
+    repo_id: str, revision: str | None, cache_dir: str | os.PathLike | None, local_files_only: bool, token: Any
+) -> Path | None:
+    """The cached ``manifest.json`` of a Hub repo, or ``None`` if the repo has none (pushed by an older version) or
+    it cannot be had now (offline and not cached: the model files alone are then all there is to check)."""
+    from lstm_interp.hub.hub_files import hub_files
+
+    try:
+        return hub_files(
+            repo_id,
+            [MANIFEST_NAME],
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+        )[MANIFEST_NAME]
+    except FileNotFoundError:
+        return None

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lstm_interp._io import atomic_write_text
+from lstm_interp._io import atomic_folder, atomic_write_text
 from lstm_interp.analysis import ActivationStats, CellTable, GateSaturation, find_cells
 from lstm_interp.comparison import (
     NGramBaseline,
@@ -43,6 +43,7 @@ from lstm_interp.comparison import (
     error_breakdown,
 )
 from lstm_interp.features import FEATURES, ConstantFeatureError, Feature, busiest_window, feature_values, get_feature
+from lstm_interp.manifest import check_replaceable, write_manifest
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.plots import (
     plot_brace_study,
@@ -60,6 +61,8 @@ DEFAULT_NGRAM_ORDER = 9
 DEFAULT_SEGMENT_CHARS = 8192
 SATURATION_LOW, SATURATION_HIGH = 0.1, 0.9  # the paper's thresholds
 ORACLE_ORDERS = tuple(range(1, 10))  # the paper's n-gram oracles
+# What an analysis folder holds; an existing folder holding anything else is not replaced.
+ANALYSIS_NAMES = ("cells.json", "gate_saturation.json", "comparison.json", "report.html", "figures")
 Log = Callable[[str], None]
 
 
@@ -84,7 +87,10 @@ def run_analysis(
     Args:
         model: the network (``CharLSTM.from_pretrained(folder)``, say).
         text: the text to analyse; every character must be in the model's vocabulary.
-        out_dir: the folder to write (created; files in it are replaced, each atomically).
+        out_dir: the folder to write. It is built whole in a hidden sibling and swapped into place at the end, with
+            a ``manifest.json`` naming the model, the texts (length and sha256), the arguments and every file's
+            sha256: a crash or kill leaves the previous analysis or none, and a rerun leaves nothing of an older
+            run. An existing folder must be empty or an earlier analysis (anything else is refused, untouched).
         features: feature names or :class:`~lstm_interp.features.Feature` s. ``None``: every registered feature,
             where those constant on this text are skipped (and listed in ``cells.json``); a feature named here
             that is constant on the text is an error.
@@ -107,6 +113,8 @@ def run_analysis(
         ValueError: a text of fewer than 2 characters or outside the vocabulary (``VocabularyError``), an
             unknown feature (``UnknownFeatureError``, listing the known ones), a chosen feature that is constant
             on the text, an empty baseline text or an ``ngram_order`` below 1 or above its length, bad sizes.
+        FileExistsError: ``out_dir`` holds files an analysis does not write (they are named).
+        NotADirectoryError: ``out_dir`` is a file.
     """
     say = log or (lambda line: None)
     if on_unknown not in ("error", "skip"):
@@ -126,8 +134,7 @@ def run_analysis(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
     _check_baseline(baseline_text, ngram_order)
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise ValueError(f"the output folder {str(out_dir)!r} is a file; give a folder (created if missing)")
+    check_replaceable(out_dir, "analysis", ANALYSIS_NAMES)
     vocab = model._require_vocab()
     if on_unknown == "skip":
         kept = "".join(c for c in text if c in vocab)
@@ -139,7 +146,46 @@ def run_analysis(
     ids = vocab.encode(text)  # fails here, before any work, on characters outside the vocabulary
     chosen = [get_feature(f) for f in features] if features is not None else list(FEATURES.values())
     values, skipped = _feature_values(chosen, text, explicit=features is not None)
-    out = Path(out_dir)
+    arguments = {
+        "features": None if features is None else [f if isinstance(f, str) else f.name for f in features],
+        "ngram_order": ngram_order if baseline_text is not None else None,
+        "top": top,
+        "report_chars": report_chars,
+        "figure_chars": figure_chars,
+        "segment_chars": segment_chars,
+        "title": title,
+        "on_unknown": on_unknown,
+    }
+    texts = {"text": text, **({"baseline_text": baseline_text} if baseline_text is not None else {})}
+    with atomic_folder(out_dir) as staging:
+        _write_analysis(
+            model, text, ids, staging, chosen, values, skipped, baseline_text, ngram_order, top, report_chars,
+            figure_chars, segment_chars, title, say,
+        )  # fmt: skip
+        write_manifest(staging, "analysis", model=model, texts=texts, arguments=arguments)
+    say(f"wrote {out_dir}")
+    return Path(out_dir)
+
+
+def _write_analysis(
+    model: CharLSTM,
+    text: str,
+    ids: torch.Tensor,
+    out: Path,
+    chosen: list[Feature],
+    values: dict[str, tuple[np.ndarray, str]],
+    skipped: dict[str, str],
+    baseline_text: str | None,
+    ngram_order: int,
+    top: int,
+    report_chars: int,
+    figure_chars: int,
+    segment_chars: int,
+    title: str | None,
+    say: Log,
+) -> None:
+    """Everything of :func:`run_analysis` but the checks, written into the (staging) folder ``out``."""
+    vocab = model._require_vocab()
     figures = out / "figures"
 
     say(f"tracing {len(text):,} characters ({model.config.num_layers}x{model.config.hidden_size} {model.config.cell})")
@@ -179,8 +225,6 @@ def run_analysis(
 
     if baseline_text is not None:
         _compare(text, stats.log_probs(), baseline_text, ngram_order, vocab.chars, out, say)
-    say(f"wrote {out}")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- checks and features
