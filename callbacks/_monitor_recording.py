@@ -9,6 +9,7 @@ index (:meth:`Recorder.write_index`). It never imports the monitor: the settings
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ from matplotlib import pyplot as plt
 
 from lstm_interp.analysis.find_cells import find_cells
 from lstm_interp.analysis.gate_saturation import gate_saturation
+from lstm_interp.manifest import MANIFEST_NAME, file_sha256, model_provenance, text_provenance, write_manifest
 from lstm_interp.report.html_report import best_feature_match, write_html_report
 from lstm_interp.tracing.quantities import GATES
 from lstm_interp.tracing.trace import Trace
 
 from ._monitor_targets import RecordingSettings, Targets
 from ._recording_writer import (
+    INDEX_NAME,
     FigureLogger,
     Group,
     draw_figures,
@@ -68,8 +71,28 @@ def _feature_track(
     return (name, values) if len(values) == steps else None
 
 
+# The files a recording writes (step_<N>.safetensors, step_<N>_<kind>.png, step_<N>.html) and the hidden temporaries
+# of atomic writes (.<name>.<random>.tmp): the only names the cleanup of a killed run's leftovers ever removes.
+RECORDING_FILE = re.compile(r"step_\d+(_[a-z_]+)?\.(safetensors|png|html)")
+TEMPORARY_FILE = re.compile(r"\..+\.tmp")
+
+
+def _model_description(targets: Targets) -> dict[str, Any]:
+    """What the manifest says of the model recorded: the network's class and config hash, or each hooked module.
+    (No weights hash: they change between recordings; the activations files are what each recording saw.)"""
+    if targets.network is not None:
+        info = model_provenance(targets.network)
+        return {"class": info["class"], "config_sha256": info.get("config_sha256"), "source": info["source"]}
+    return {"modules": {path: str(rnn) for path, rnn in targets.modules.items()}}
+
+
 class Recorder:
     """Makes recordings into one folder: traces, statistics, files, scalars and figures.
+
+    The folder grows by one recording at a time, so it is not rebuilt whole like an analysis: each file is written
+    atomically, then ``index.json``, then ``manifest.json`` (every file with its sha256). A run killed mid-recording
+    leaves files the index does not list; :meth:`merge_on_disk`, at the first recording of the next fit, removes
+    them, with any temporaries, so the folder holds only what the index lists.
 
     Args:
         settings: the monitor's settings (its name among them).
@@ -80,6 +103,7 @@ class Recorder:
         self.settings = settings
         self.folder = folder
         self.figure_logger = FigureLogger()
+        self._hashes: dict[str, tuple[int, int, str]] = {}  # name -> (size, mtime_ns, sha256): hash new files only
 
     def merge_on_disk(self, entries: list[dict[str, Any]], start_step: int) -> list[dict[str, Any]]:
         """``entries`` plus recordings that an index here or in a restored recording's folder lists at steps up to
@@ -94,7 +118,28 @@ class Recorder:
                 if entry["step"] <= start_step and entry["step"] not in known:
                     known.add(entry["step"])
                     merged.append(entry)
-        return sorted(merged, key=lambda entry: entry["step"])
+        merged.sort(key=lambda entry: entry["step"])
+        self._remove_leftovers(merged)
+        return merged
+
+    def _remove_leftovers(self, kept: list[dict[str, Any]]) -> None:
+        """Remove recording files here that no kept entry lists (a killed recording's, or a redone run's), and
+        temporaries of interrupted atomic writes."""
+        if not self.folder.is_dir():
+            return
+        listed = {
+            name
+            for entry in kept
+            if Path(entry["dir"]) == self.folder
+            for files in entry["files"].values()
+            for name in (files.values() if isinstance(files, dict) else [files])
+        }
+        for path in self.folder.iterdir():
+            name = path.name
+            if path.is_file() and (
+                TEMPORARY_FILE.fullmatch(name) or (RECORDING_FILE.fullmatch(name) and name not in listed)
+            ):
+                path.unlink(missing_ok=True)
 
     def record(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, targets: Targets, history: list[dict[str, Any]]
@@ -250,3 +295,26 @@ class Recorder:
             "saturation_thresholds": list(settings.saturation_thresholds),
         }
         write_index(self.folder, header, entries)
+        self._write_manifest(header, targets)
+
+    def _write_manifest(self, header: dict[str, Any], targets: Targets) -> None:
+        """``manifest.json`` of the folder: what recorded it, and every file with its sha256."""
+        hashes = {}
+        for path in sorted(self.folder.iterdir()):
+            if not path.is_file() or path.name == MANIFEST_NAME or TEMPORARY_FILE.fullmatch(path.name):
+                continue
+            stat = path.stat()
+            cached = self._hashes.get(path.name)
+            if cached is None or cached[:2] != (stat.st_size, stat.st_mtime_ns) or path.name == INDEX_NAME:
+                cached = (stat.st_size, stat.st_mtime_ns, file_sha256(path))
+                self._hashes[path.name] = cached
+            hashes[path.name] = cached[2]
+        probe_texts = header["probe_texts"]
+        write_manifest(
+            self.folder,
+            "monitor",
+            model=_model_description(targets),
+            texts={f"probe{i}": text_provenance(t) for i, t in enumerate(probe_texts) if isinstance(t, str)},
+            arguments={k: v for k, v in header.items() if k != "probe_texts"},
+            files=hashes,
+        )

@@ -3,6 +3,7 @@ two monitors, DDP, and every validation error."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from torch import nn
 
 from lstm_interp import VocabularyError, find_cells, trace
 from lstm_interp.data import CharDataModule
+from lstm_interp.manifest import text_provenance
 from lstm_interp.models.char_lstm_module import CharLSTMModule
 
 TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 20
@@ -500,3 +502,27 @@ def test_nonfinite_activations_warn_and_still_plot(tmp_path):
     assert record["nonfinite"] > 0
     assert {"cell_text", "gate_saturation", "cell_heatmap"} <= set(record["files"]["figures"])
     assert all(v is None or math.isfinite(v) for v in record["summary"].values())
+
+
+# ------------------------------------------------------------------------------------------------- on disk
+def test_the_folder_has_a_manifest_and_a_killed_recordings_leftovers_go(tmp_path):
+    folder = tmp_path / "records"
+    monitor = LSTMActivationMonitor(PROBE, every_n_train_steps=2, dirpath=folder, html=False)
+    fit(tmp_path, char_module(), [monitor])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    on_disk = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+    del on_disk["manifest.json"]
+    assert manifest["kind"] == "monitor" and manifest["files"] == on_disk
+    assert manifest["texts"] == {"probe0": text_provenance(PROBE)}
+    assert manifest["model"]["class"] == "CharLSTM" and manifest["arguments"]["quantities"]
+    # What a run killed mid-recording leaves: files the index does not list, and an atomic write's temporary.
+    (folder / "step_7_cell_text.png").write_bytes(b"half a recording")
+    (folder / ".step_7.safetensors.k2j3.tmp").write_bytes(b"half a file")
+    (folder / "notes.txt").write_text("the user's own")  # never touched
+    fit(tmp_path, char_module(), [LSTMActivationMonitor(PROBE, every_n_train_steps=2, dirpath=folder)])
+    names = {p.name for p in folder.iterdir()}
+    assert "step_7_cell_text.png" not in names and ".step_7.safetensors.k2j3.tmp" not in names
+    assert "notes.txt" in names
+    listed = {f for r in index(folder)["recordings"] for v in r["files"].values() for f in (
+        v.values() if isinstance(v, dict) else [v])}
+    assert {n for n in names if n.startswith("step_")} == listed
