@@ -33,6 +33,7 @@ import itertools
 import json
 import math
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,12 @@ import yaml
 from matplotlib import pyplot as plt
 
 from lstm_interp import CharLSTM, EncodedCorpus, find_cells, trace
-from lstm_interp._io import atomic_write_text
+from lstm_interp._io import atomic_folder, atomic_write_text
 from lstm_interp.features import busiest_window, compute_feature
 from lstm_interp.hub.load_pretrained import load_pretrained
 from lstm_interp.hub.model_card import save_model_card
+from lstm_interp.manifest import check_replaceable, model_provenance, write_manifest
+from lstm_interp.models.char_lstm import MODEL_FOLDER_NAMES
 from lstm_interp.plots import plot_cell_text, save_figure
 
 REPO = Path(__file__).resolve().parents[1]
@@ -196,7 +199,7 @@ def interpretable_cells(model: CharLSTM, text: str, name: str, out: Path) -> lis
 
 def redraw_cell_images(name: str, out: Path, config: dict[str, Any], heldout_chars: int) -> None:
     """Redraw the cell pictures of the card folder ``out`` from its own weights and held-out text; refresh its cells."""
-    model = load_pretrained(out).eval()  # a Path: the folder, never a short name
+    model = load_pretrained(out).eval()  # a Path: the folder, never a short name (and its manifest is checked)
     data_file = (REPO / config["data"]["files"]).resolve()
     corpus = EncodedCorpus.prepare(files=str(data_file), vocab=model.vocab)
     n_train, n_val = (len(p) for p in corpus.split(tuple(config["data"]["split"]))[:2])
@@ -204,13 +207,17 @@ def redraw_cell_images(name: str, out: Path, config: dict[str, Any], heldout_cha
     heldout = corpus.text(start, min(len(corpus), start + heldout_chars))
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     old = {c["feature"]: (c["layer"], c["unit"]) for c in results["cells"]}
-    cells = interpretable_cells(model, heldout, name, out)
-    for c in cells:
-        moved = "" if old.get(c["feature"]) == (c["layer"], c["unit"]) else f" (was {old.get(c['feature'])})"
-        print(f"cell {c['feature']}: layer {c['layer']} unit {c['unit']} {c['metric']} {c['score']:.3f}{moved}")
-    results["cells"] = cells
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
-    save_model_card(out)
+    with atomic_folder(out) as staging:  # a copy of the folder, changed, then swapped in whole
+        shutil.copytree(out, staging, dirs_exist_ok=True)
+        cells = interpretable_cells(model, heldout, name, staging)
+        for c in cells:
+            moved = "" if old.get(c["feature"]) == (c["layer"], c["unit"]) else f" (was {old.get(c['feature'])})"
+            print(f"cell {c['feature']}: layer {c['layer']} unit {c['unit']} {c['metric']} {c['score']:.3f}{moved}")
+        results["cells"] = cells
+        atomic_write_text(staging / "results.json", json.dumps(results, indent=1) + "\n")
+        save_model_card(staging, final_dir=out)
+        model_info = model_provenance(model, local_paths=False)
+        write_manifest(staging, "model", model=model_info, arguments={"repo_id": results.get("repo_id")})
     print(f"redrew {len(cells)} pictures in {out / 'images'}")
 
 
@@ -274,62 +281,64 @@ def main() -> None:
           f"{test16:.4f}; difference {test16 - test32:+.5f} nats ({time.perf_counter() - t0:.0f} s)")
     print(f"validation loss float32 {val32:.4f} nats/char")
 
-    out.mkdir(parents=True, exist_ok=True)
-    curve = learning_curve(args.run, out / "images" / "learning_curve.png", name)
-    last = args.run / "checkpoints" / "last.ckpt"
-    if last.is_file():  # the exact step count (train/loss is only logged every few steps)
-        curve["steps"] = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
-    heldout = corpus.text(test[0], min(test[1], test[0] + args.heldout))
-    cells = interpretable_cells(model, heldout, name, out)
-    for c in cells:
-        verdict = f"(target {c['target']}: {'met' if c['met'] else 'missed'})" if "target" in c else "(no target)"
-        print(f"cell {c['feature']}: layer {c['layer']} unit {c['unit']} {c['metric']} {c['score']:.3f} {verdict}")
+    # The card folder is built whole beside `out` and swapped in at the end: a crash leaves the previous card.
+    check_replaceable(out, "model", MODEL_FOLDER_NAMES)
+    with atomic_folder(out) as staging:
+        curve = learning_curve(args.run, staging / "images" / "learning_curve.png", name)
+        last = args.run / "checkpoints" / "last.ckpt"
+        if last.is_file():  # the exact step count (train/loss is only logged every few steps)
+            curve["steps"] = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+        heldout = corpus.text(test[0], min(test[1], test[0] + args.heldout))
+        cells = interpretable_cells(model, heldout, name, staging)
+        for c in cells:
+            verdict = f"(target {c['target']}: {'met' if c['met'] else 'missed'})" if "target" in c else "(no target)"
+            print(f"cell {c['feature']}: layer {c['layer']} unit {c['unit']} {c['metric']} {c['score']:.3f} {verdict}")
 
-    model.half().save_pretrained(out)  # float16 storage; loading casts back to float32
-    ngram_best_order, ngram_best, _, ngram20 = OUR_NGRAM[name]
-    results = {
-        "name": name,
-        "repo_id": REPO_IDS[name],
-        "license": MODEL_LICENSE[name],
-        "dataset": {**DATASETS[name], "split": list(split), "characters": len(ids), "file": data_file.name},
-        "metrics": {
-            "test_loss_nats": round(test16, 4),
-            "test_bpc": round(test16 / math.log(2), 4),
-            "val_loss_nats": round(val32, 4),
-            "test_loss_nats_float32": round(test32, 4),
-            "ngram_order": ngram_best_order,
-            "ngram_test_nats": ngram_best,
-            "ngram20_test_nats": ngram20,
-            "paper_lstm_nats": PAPER[name]["lstm"],
-            "paper_ngram20_nats": PAPER[name]["ngram20"],
-            "target_nats": TARGET_NATS[name],
-            "evaluation": f"{args.streams} primed streams ({args.prime} characters of context before each)",
-        },
-        "training": {
-            "steps": curve["steps"],
-            "time_s": curve["time_s"],
-            "hardware": hardware(),
-            "precision": config["trainer"].get("precision", "32-true"),
-            "config": f"configs/{args.config.name}",
-            "learning_curve": "images/learning_curve.png",
-            "val_curve": curve["val_curve"],
-        },
-        "cells": cells,
-        "notes": [
-            f"Test and validation losses: each part is cut into {args.streams} contiguous pieces scored as one batch, "
-            f"each piece primed (unscored) on the {args.prime} characters before it; float32 arithmetic. With the "
-            f"weights rounded to float16, as stored here, the test loss is {test16:.4f} against {test32:.4f} in "
-            f"float32 ({test16 - test32:+.5f} nats).",
-            f"Our n-grams are interpolated modified Kneser-Ney models fitted on the same train part (best order "
-            f"{ngram_best_order}: {ngram_best:.4f} nats/char; 20-gram: {ngram20:.4f}); see benchmarks/RESULTS.md.",
-            f"Cells were searched on held-out text: the first {len(heldout):,} characters of the test part, every "
-            "unit of every layer, cell state c (not tanh(c)); the pictures show the 400 characters of that text where "
-            "the feature changes most.",
-            *args.note,
-        ],
-    }
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
-    save_model_card(out)
+        ngram_best_order, ngram_best, _, ngram20 = OUR_NGRAM[name]
+        results = {
+            "name": name,
+            "repo_id": REPO_IDS[name],
+            "license": MODEL_LICENSE[name],
+            "dataset": {**DATASETS[name], "split": list(split), "characters": len(ids), "file": data_file.name},
+            "metrics": {
+                "test_loss_nats": round(test16, 4),
+                "test_bpc": round(test16 / math.log(2), 4),
+                "val_loss_nats": round(val32, 4),
+                "test_loss_nats_float32": round(test32, 4),
+                "ngram_order": ngram_best_order,
+                "ngram_test_nats": ngram_best,
+                "ngram20_test_nats": ngram20,
+                "paper_lstm_nats": PAPER[name]["lstm"],
+                "paper_ngram20_nats": PAPER[name]["ngram20"],
+                "target_nats": TARGET_NATS[name],
+                "evaluation": f"{args.streams} primed streams ({args.prime} characters of context before each)",
+            },
+            "training": {
+                "steps": curve["steps"],
+                "time_s": curve["time_s"],
+                "hardware": hardware(),
+                "precision": config["trainer"].get("precision", "32-true"),
+                "config": f"configs/{args.config.name}",
+                "learning_curve": "images/learning_curve.png",
+                "val_curve": curve["val_curve"],
+            },
+            "cells": cells,
+            "notes": [
+                f"Test and validation losses: each part is cut into {args.streams} contiguous pieces scored as one "
+                f"batch, each piece primed (unscored) on the {args.prime} characters before it; float32 arithmetic. "
+                f"With the weights rounded to float16, as stored here, the test loss is {test16:.4f} against "
+                f"{test32:.4f} in float32 ({test16 - test32:+.5f} nats).",
+                f"Our n-grams are interpolated modified Kneser-Ney models fitted on the same train part (best order "
+                f"{ngram_best_order}: {ngram_best:.4f} nats/char; 20-gram: {ngram20:.4f}); see benchmarks/RESULTS.md.",
+                f"Cells were searched on held-out text: the first {len(heldout):,} characters of the test part, every "
+                "unit of every layer, cell state c (not tanh(c)); the pictures show the 400 characters of that text "
+                "where the feature changes most.",
+                *args.note,
+            ],
+        }
+        atomic_write_text(staging / "results.json", json.dumps(results, indent=1) + "\n")
+        # float16 storage (loading casts back to float32); the card is rendered from results.json, then the manifest
+        model.half()._save_pretrained(staging, final_dir=out)
     print(f"wrote {out}")
 
 

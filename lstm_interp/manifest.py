@@ -58,14 +58,15 @@ def text_provenance(text: str) -> dict[str, Any]:
     return {"length": len(text), "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()}
 
 
-def model_provenance(model: torch.nn.Module) -> dict[str, Any]:
+def model_provenance(model: torch.nn.Module, *, local_paths: bool = True) -> dict[str, Any]:
     """What identifies a network: its class, the sha256 of its config and of its weights, and where it came from.
 
     ``config_sha256`` hashes the config's canonical JSON (a ``config`` attribute with ``to_dict()``, as
     :class:`~lstm_interp.CharLSTM` has); ``weights_sha256`` hashes every tensor of the state dict (name, dtype,
     shape and bytes), so two models agree only if their weights are bitwise equal. ``source`` is what the loader
     recorded (:func:`lstm_interp.load_pretrained` sets ``model.source``: a repo id and revision, a folder, a
-    checkpoint), or ``None`` for a model built in this process.
+    checkpoint), or ``None`` for a model built in this process. ``local_paths=False`` leaves a folder or checkpoint
+    path out (it means nothing in a model folder published elsewhere); a repo id and revision stay.
     """
     info: dict[str, Any] = {"class": type(model).__name__}
     config = getattr(model, "config", None)
@@ -77,7 +78,8 @@ def model_provenance(model: torch.nn.Module) -> dict[str, Any]:
         digest.update(f"{name}:{str(tensor.dtype).removeprefix('torch.')}:{list(tensor.shape)};".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     info["weights_sha256"] = digest.hexdigest()
-    info["source"] = getattr(model, "source", None)
+    source = getattr(model, "source", None)
+    info["source"] = source if local_paths or (source and "repo_id" in source) else None
     return info
 
 

@@ -15,9 +15,9 @@ from cli_run import run_cli as _run
 from matplotlib.image import imread
 
 from lstm_interp import CharLSTM, find_cells, gate_saturation, trace
-from lstm_interp.manifest import file_sha256, model_provenance, text_provenance
 from lstm_interp.comparison import char_log_probs
 from lstm_interp.features import FEATURES
+from lstm_interp.manifest import file_sha256, model_provenance, text_provenance
 from lstm_interp.report import run_analysis, write_html_report
 
 TEXT = 'a{b "ab c"}\n(c {"a b"} ba)\n' * 12  # 11 characters: a b c space " { } ( ) newline

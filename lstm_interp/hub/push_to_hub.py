@@ -17,7 +17,7 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from lstm_interp._io import scratch_folder
 from lstm_interp.hub.load_pretrained import load_pretrained, source_kind
 from lstm_interp.hub.model_card import CARD_NAME, RESULTS_NAME, save_model_card
-from lstm_interp.manifest import MANIFEST_NAME, write_manifest
+from lstm_interp.manifest import MANIFEST_NAME, model_provenance, write_manifest
 from lstm_interp.models.char_lstm import MODEL_FILES, CharLSTM
 
 IMAGES_DIR = "images"
@@ -120,7 +120,7 @@ def _stage(model_or_dir: CharLSTM | str | os.PathLike, staging: Path, dtype: tor
                 (staging / IMAGES_DIR).mkdir(exist_ok=True)
                 shutil.copyfile(image, staging / IMAGES_DIR / image.name)
     save_model_card(staging, repo_id=repo_id)
-    write_manifest(staging, "model", model=model, arguments={"repo_id": repo_id})
+    write_manifest(staging, "model", model=model_provenance(model, local_paths=False), arguments={"repo_id": repo_id})
 
 
 def _files_to_upload(staging: Path) -> list[Path]:

@@ -27,7 +27,13 @@ from torch import Tensor, nn
 
 from lstm_interp._io import atomic_folder, atomic_path
 from lstm_interp.config import CharLSTMConfig, ConfigError
-from lstm_interp.manifest import MANIFEST_NAME, check_replaceable, verify_manifest, write_manifest
+from lstm_interp.manifest import (
+    MANIFEST_NAME,
+    check_replaceable,
+    model_provenance,
+    verify_manifest,
+    write_manifest,
+)
 from lstm_interp.models.recurrent_precision import run_recurrent
 from lstm_interp.vocab import CharVocab, VocabularyError
 
@@ -350,7 +356,8 @@ class CharLSTM(
         from lstm_interp.hub.model_card import save_model_card
 
         save_model_card(save_directory, repo_id=repo_id, final_dir=final_dir)
-        write_manifest(save_directory, "model", model=self, arguments={"repo_id": repo_id})
+        model = model_provenance(self, local_paths=False)
+        write_manifest(save_directory, "model", model=model, arguments={"repo_id": repo_id})
 
     def _save_files(self, save_directory: Path) -> None:
         """Write ``model.safetensors``, ``config.json`` and ``vocab.json``, each atomically (no card)."""
