@@ -183,3 +183,41 @@ def test_an_older_model_folder_is_replaced(tmp_path, make_model):
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.md", "config.json", "manifest.json", "model.safetensors", "vocab.json"
     ]
+
+
+ANALYZE = "import sys; from lstm_interp.cli.main import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_an_analyze_killed_at_random_moments_leaves_the_previous_analysis(tmp_path, make_model):
+    text = 'a{b "ab c"}\n(c {"a b"} ba)\n' * 100
+    model_dir, text_file, out = tmp_path / "model", tmp_path / "text.txt", tmp_path / "out"
+    make_model(text, from_text=True, hidden_size=32).save_pretrained(model_dir)
+    text_file.write_text(text, encoding="utf-8")
+    argv = [sys.executable, "-c", ANALYZE, "analyze", str(model_dir), str(text_file), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run([*argv, "--features", "inside_quotes"], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    started = time.perf_counter()
+    subprocess.run([*argv, "--features", "brace_depth", "--baseline-text", str(text_file)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    duration = time.perf_counter() - started
+    rng = random.Random(1)
+    outcomes = []
+    for _ in range(4):
+        run = subprocess.Popen([*argv, "--features", "brace_depth", "--baseline-text", str(text_file)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(rng.uniform(0.2, 1.0) * duration)
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=60)
+        files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        if files != before:  # the run had finished: then it is the new analysis, whole and as its manifest says
+            manifest = json.loads(files["manifest.json"])
+            assert {"comparison.json", "report.html"} <= set(files)
+            assert set(manifest["files"]) == set(files) - {"manifest.json"}
+            assert manifest["arguments"]["features"] == ["brace_depth"]
+            before = files
+        outcomes.append(run.returncode)
+    subprocess.run([*argv, "--features", "inside_quotes"], env=env, check=True, capture_output=True)
+    assert _leftovers(tmp_path) == []  # the killed runs' partial folders went with the next run
+    assert -signal.SIGKILL in outcomes
