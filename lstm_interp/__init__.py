@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from lstm_interp.config import CharLSTMConfig, ConfigError
     from lstm_interp.data import BUNDLED_CORPORA, CharDataModule, EncodedCorpus
     from lstm_interp.hub import load_pretrained, push_to_hub
+    from lstm_interp.interventions import Ablate, Clamp, Patch, Scale, run_with_interventions
     from lstm_interp.metrics import BitsPerCharacter
     from lstm_interp.models.char_lstm import CharLSTM
     from lstm_interp.models.char_lstm_module import CharLSTMModule
@@ -28,6 +29,11 @@ __version__ = "0.1.0"
 
 # Exported name -> the module it is imported from on first use.
 _EXPORTS: dict[str, str] = {
+    "Ablate": "lstm_interp.interventions",
+    "Clamp": "lstm_interp.interventions",
+    "Patch": "lstm_interp.interventions",
+    "Scale": "lstm_interp.interventions",
+    "run_with_interventions": "lstm_interp.interventions",
     "ActivationStats": "lstm_interp.analysis",
     "BUNDLED_CORPORA": "lstm_interp.data",
     "BitsPerCharacter": "lstm_interp.metrics",
@@ -55,6 +61,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "BUNDLED_CORPORA",
+    "Ablate",
     "ActivationStats",
     "BitsPerCharacter",
     "CharDataModule",
@@ -62,9 +69,12 @@ __all__ = [
     "CharLSTMConfig",
     "CharLSTMModule",
     "CharVocab",
+    "Clamp",
     "ConfigError",
     "EncodedCorpus",
     "LSTMActivationMonitor",
+    "Patch",
+    "Scale",
     "Trace",
     "VocabularyError",
     "__version__",
@@ -74,6 +84,7 @@ __all__ = [
     "load_pretrained",
     "push_to_hub",
     "run_analysis",
+    "run_with_interventions",
     "trace",
     "trace_rnn",
     "trace_segments",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -159,6 +159,7 @@ class CharLSTM(
         top_k: int | None = None,
         seed: int | None = None,
         include_prompt: bool = True,
+        interventions: Sequence[Any] | None = None,
     ) -> str:
         """Sample ``length`` characters after ``prompt``: the characters of :meth:`generate_stream`, joined.
 
@@ -170,13 +171,18 @@ class CharLSTM(
             seed: seed for a private random generator, so that sampling is reproducible and leaves the global
                 RNG untouched.
             include_prompt: return ``prompt + sample`` (default) or the sample alone.
+            interventions: :class:`~lstm_interp.interventions.Ablate`/``Clamp``/``Scale``/``Patch`` objects acting
+                while it samples (steps count from the prompt's first character); see :meth:`generate_stream`.
 
         Raises:
             VocabularyError: if the prompt has characters outside the vocabulary.
             ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1.
             TypeError: a ``length``, ``temperature`` or ``top_k`` of the wrong type (the message names it).
         """
-        sample = "".join(self.generate_stream(prompt, length, temperature=temperature, top_k=top_k, seed=seed))
+        stream = self.generate_stream(
+            prompt, length, temperature=temperature, top_k=top_k, seed=seed, interventions=interventions
+        )
+        sample = "".join(stream)
         return prompt + sample if include_prompt else sample
 
     def generate_stream(
@@ -187,6 +193,7 @@ class CharLSTM(
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        interventions: Sequence[Any] | None = None,
     ) -> Iterator[str]:
         """Sample ``length`` characters after ``prompt``, yielding each one (not the prompt) as soon as it is drawn.
 
@@ -205,6 +212,9 @@ class CharLSTM(
             top_k: if set, sample only among the ``top_k`` most likely characters.
             seed: seed for a private random generator, so that sampling is reproducible and leaves the global
                 RNG untouched (without it, the seed is drawn from the global RNG at the call).
+            interventions: interventions acting while it samples, exactly as in
+                :func:`~lstm_interp.interventions.run_with_interventions`; their steps count from the prompt's first
+                character (``steps=slice(len(prompt), None)`` acts on the sampled text only). Checked at the call.
 
         Returns:
             An iterator over the ``length`` sampled characters, one string of one character each.
@@ -238,11 +248,27 @@ class CharLSTM(
             raise ValueError(f"`top_k` must be >= 1 or None, got {top_k!r}")
         tokens = vocab.encode(prompt).to(self.device)[None]  # (1, T)
         generator = torch.Generator(device=self.device)
+        forward: Callable[[Tensor, State | None, int], tuple[Tensor, State]] = self._forward_at
+        if interventions:
+            # Function-level import: interventions are a later stage than the network (as the hub is).
+            from lstm_interp.interventions.run_with_interventions import intervened_forward
+
+            forward = intervened_forward(self, interventions, tokens.shape[1] + int(length))
         generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
-        return self._sample_chars(tokens, int(length), temperature, top_k, generator)
+        return self._sample_chars(tokens, int(length), temperature, top_k, generator, forward)
+
+    def _forward_at(self, tokens: Tensor, state: State | None, position: int) -> tuple[Tensor, State]:
+        """``forward`` with the step of ``tokens[0, 0]``, which only interventions need."""
+        return self(tokens, state)
 
     def _sample_chars(
-        self, tokens: Tensor, length: int, temperature: float, top_k: int | None, generator: torch.Generator
+        self,
+        tokens: Tensor,
+        length: int,
+        temperature: float,
+        top_k: int | None,
+        generator: torch.Generator,
+        forward: Callable[[Tensor, State | None, int], tuple[Tensor, State]],
     ) -> Iterator[str]:
         """The sampling loop of :meth:`generate_stream` (its arguments checked): one character per step."""
         chars = self._require_vocab().chars
@@ -255,11 +281,13 @@ class CharLSTM(
             # after the last character, which nothing would read.
             inputs: Tensor = tokens  # (1, T), then (1, 1)
             state: State | None = None
+            position = 0  # the step of inputs[0, 0]
             for _ in range(length):
                 # Gradients are off per step, not across the yield: grad mode is thread-wide, and the consumer's
                 # code between two characters must keep its own.
                 with torch.no_grad():
-                    logits, state = self(inputs, state)
+                    logits, state = forward(inputs, state, position)
+                    position += inputs.shape[1]
                     next_logits = logits[0, -1].float()  # (V,)
                     if temperature == 0:
                         next_id = int(next_logits.argmax())
@@ -276,8 +304,13 @@ class CharLSTM(
             self.train(was_training)
 
     @torch.no_grad()
-    def predict_next(self, text: str, k: int = 5) -> list[list[tuple[str, float]]]:
+    def predict_next(
+        self, text: str, k: int = 5, *, interventions: Sequence[Any] | None = None
+    ) -> list[list[tuple[str, float]]]:
         """The ``k`` most likely next characters, with probabilities, after every position of ``text``.
+
+        With ``interventions`` (as :func:`~lstm_interp.interventions.run_with_interventions` takes them), the
+        predictions of the network under them.
 
         Returns:
             One list per character of ``text``: ``[(char, probability), ...]``, most likely first; entry ``t``
@@ -291,7 +324,12 @@ class CharLSTM(
         was_training = self.training
         self.eval()
         try:
-            logits, _ = self(vocab.encode(text).to(self.device)[None])
+            if interventions:
+                from lstm_interp.interventions.run_with_interventions import run_with_interventions
+
+                logits = run_with_interventions(self, text, interventions, names_filter="log_probs")["log_probs"][None]
+            else:
+                logits, _ = self(vocab.encode(text).to(self.device)[None])
         finally:
             self.train(was_training)
         probs, ids = torch.softmax(logits[0].float(), dim=-1).topk(k, dim=-1)  # (T, k)

@@ -1,0 +1,242 @@
+"""One recurrent layer (one direction) run under interventions: fused kernels wherever the interventions allow.
+
+The steps of a chunk are cut into runs by what acts on them, and each run takes the cheapest exact path:
+
+- **plain** (nothing acts): the layer's own fused kernel.
+- **edit** (only hidden-state interventions, each unit under at most one): still the fused kernel, on edited
+  weights. ``h_{t-1}[k]`` reaches step ``t`` only through the column ``W_hh[:, k]``; so that column is zeroed and
+  the replaced value ``v_{t-1}`` fed in as an extra input column with the same weights (the kernel computes
+  ``[x_t, v_{t-1}] @ [W_ih, W_hh[:, k]]^T``). A :class:`~.Scale` by ``a`` is the column times ``a`` instead. The
+  kernel's own ``h_t[k]`` is then overwritten in its output, which is all the next layer and the head read. Not
+  for a GRU, whose reset gate multiplies the recurrent term (``n = tanh(W_in x + r * (W_hn h + b_hn))``), so it
+  cannot move to the input side.
+- **step** (a cell or gate intervention, a GRU's hidden state, or a unit under two interventions at once): a step
+  loop that applies the interventions inside the step, in list order.
+
+The layer's weights are only read: edited copies are new tensors, and nothing is written into the module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import _VF, Tensor, nn
+
+from lstm_interp.interventions.intervention import Intervention
+from lstm_interp.models.char_lstm import LayerState
+from lstm_interp.tracing.layers import cell_type
+from lstm_interp.tracing.recurrence import gru_layer_activations, lstm_layer_activations
+
+Plan = list[tuple[str, tuple[int, ...], int, int]]  # (mode, active interventions, start row, stop row)
+
+
+def run_intervened_layer(
+    layer: nn.RNNBase,
+    x: Tensor,
+    state: LayerState,
+    interventions: Sequence[Intervention],
+    positions: Tensor,
+    wanted: set[str],
+) -> tuple[Tensor, LayerState, dict[str, Tensor]]:
+    """Run ``layer`` over ``x`` from ``state`` with ``interventions`` (all on this layer) acting at their steps.
+
+    Args:
+        layer: a single-layer, unidirectional, ``batch_first`` module (float32).
+        x: (L, I) the layer's input, already under the interventions of the layers below.
+        state: the state before ``x[0]``, as the fused kernel takes it ((1, 1, width), a pair for an LSTM).
+        interventions: those whose ``layer`` is this one.
+        positions: (L,) the absolute step of each row (decreasing for a reverse direction).
+        wanted: the quantities to return besides ``hidden`` (``{"cell", "forget_gate"}``); others are not computed.
+
+    Returns:
+        ``(hidden (L, P) under the interventions, the state after the last row, {quantity: (L, ·)})``.
+    """
+    cell = cell_type(layer)
+    L = x.shape[0]
+    active = torch.stack([iv.mask(0, int(positions.max()) + 1)[positions] for iv in interventions]) if interventions \
+        else torch.zeros(0, L, dtype=torch.bool)  # fmt: skip
+    hiddens: list[Tensor] = []
+    acts: dict[str, list[Tensor]] = {q: [] for q in wanted}
+    for mode, chosen, lo, hi in _plan(cell, interventions, active):
+        ivs = [interventions[i] for i in chosen]
+        rows = slice(lo, hi)
+        if mode == "step":
+            hidden, new_state, seg = _stepwise(layer, cell, x[rows], state, ivs, active[list(chosen), lo:hi],
+                                               positions[rows], wanted)  # fmt: skip
+        else:
+            if mode == "edit":
+                hidden, new_state = _edited_kernel(layer, cell, x[rows], state, ivs, positions[rows])
+            else:
+                out, new_state = layer(x[rows][None], state)
+                hidden = out[0]
+            seg = _recomputed(layer, x[rows], hidden, state, wanted) if wanted else {}
+        hiddens.append(hidden)
+        for q in wanted:
+            acts[q].append(seg[q])
+        state = new_state
+    return torch.cat(hiddens), state, {q: torch.cat(v) for q, v in acts.items()}
+
+
+def _plan(cell: str, interventions: Sequence[Intervention], active: Tensor) -> Plan:
+    """Cut the rows into runs of one set of active interventions (and so of one mode), without a loop over rows."""
+    L = active.shape[1]
+    if not len(interventions):
+        return [("plain", (), 0, L)]
+    # Runs are where the set of active interventions changes from one row to the next.
+    changes = (active[:, 1:] != active[:, :-1]).any(0).nonzero().flatten() + 1
+    starts = torch.cat([torch.zeros(1, dtype=torch.long), changes])
+    stops = torch.cat([starts[1:], torch.tensor([L])])
+    hidden = [iv.quantity == "hidden" for iv in interventions]
+    plan: Plan = []
+    for lo, hi in zip(starts.tolist(), stops.tolist(), strict=True):
+        chosen = tuple(int(i) for i in active[:, lo].nonzero().flatten())
+        if not chosen:
+            mode = "plain"
+        elif cell == "gru" or not all(hidden[i] for i in chosen) or _overlapping([interventions[i] for i in chosen]):
+            mode = "step"
+        else:
+            mode = "edit"
+        plan.append((mode, chosen, lo, hi))
+    return plan
+
+
+def _overlapping(interventions: Sequence[Intervention]) -> bool:
+    units = [u for iv in interventions for u in iv.units]
+    return len(units) != len(set(units))
+
+
+def _recomputed(layer: nn.RNNBase, x: Tensor, hidden: Tensor, state: LayerState, wanted: set[str]) -> dict[str, Tensor]:
+    """The gates and cell of a run from its input and (intervened) hidden sequence, as the trace recomputes them."""
+    weights = (
+        layer.weight_ih_l0,
+        layer.weight_hh_l0,
+        getattr(layer, "bias_ih_l0", None),
+        getattr(layer, "bias_hh_l0", None),
+    )
+    if isinstance(layer, nn.LSTM):
+        h0, c0 = state
+        return lstm_layer_activations(x, None, hidden, h0[0, 0], c0[0, 0], *weights)
+    if isinstance(layer, nn.GRU):
+        return gru_layer_activations(x, hidden, state[0, 0], *weights)  # type: ignore[index]
+    return {}
+
+
+def _edited_kernel(
+    layer: nn.RNNBase, cell: str, x: Tensor, state: LayerState, ivs: Sequence[Intervention], positions: Tensor
+) -> tuple[Tensor, LayerState]:
+    """The fused kernel on edited weights: hidden-state interventions, each unit under one, over every row."""
+    h0 = state[0] if cell == "lstm" else state
+    w_ih, w_hh = layer.weight_ih_l0, layer.weight_hh_l0
+    w_hh_edit = w_hh.clone()
+    h0_edit = h0.clone()
+    fed: list[int] = []
+    given: list[Tensor] = []  # (L, n) the replaced values of the fed units, per row
+    scaled: list[tuple[list[int], float]] = []
+    for iv in ivs:
+        units = list(iv.units)
+        if iv.is_linear and iv.factor != 0:  # type: ignore[attr-defined]
+            factor = iv.factor  # type: ignore[attr-defined]
+            w_hh_edit[:, units] *= factor
+            h0_edit[..., units] /= factor  # the step before the run was not scaled; the edited column scales it
+            scaled.append((units, factor))
+        else:
+            current = torch.zeros(len(positions), len(units), dtype=x.dtype, device=x.device)
+            values = torch.zeros_like(current) if iv.is_linear else iv.new_values(current, positions)
+            w_hh_edit[:, units] = 0
+            fed += units
+            given.append(values)
+    weights = [torch.cat([w_ih, w_hh[:, fed]], dim=1) if fed else w_ih, w_hh_edit]
+    if layer.bias:
+        weights += [layer.bias_ih_l0, layer.bias_hh_l0]
+    if cell == "lstm" and layer.proj_size:
+        weights.append(layer.weight_hr_l0)
+    if fed:
+        v = torch.cat(given, dim=1)  # (L, n)
+        previous = torch.cat([h0[0, 0, fed][None], v[:-1]])  # v_{t-1}; before the run, the carried state
+        x = torch.cat([x, previous], dim=1)
+    if cell == "lstm":
+        out, _, c_n = _VF.lstm(x[None], (h0_edit, state[1]), weights, layer.bias, 1, 0.0, False, False, True)
+    else:
+        rnn = _VF.rnn_tanh if layer.nonlinearity == "tanh" else _VF.rnn_relu
+        out, _h_n = rnn(x[None], h0_edit, weights, layer.bias, 1, 0.0, False, False, True)
+    hidden = out[0].clone()
+    for units, factor in scaled:
+        hidden[:, units] *= factor
+    if fed:
+        hidden[:, fed] = v
+    h_last = hidden[-1].reshape(1, 1, -1)
+    return hidden, ((h_last, c_n) if cell == "lstm" else h_last)
+
+
+def _stepwise(
+    layer: nn.RNNBase,
+    cell: str,
+    x: Tensor,
+    state: LayerState,
+    ivs: Sequence[Intervention],
+    active: Tensor,
+    positions: Tensor,
+    wanted: set[str],
+) -> tuple[Tensor, LayerState, dict[str, Tensor]]:
+    """A step loop applying ``ivs`` (active at every row of the run) inside each step, in list order."""
+    w_hh = layer.weight_hh_l0
+    bias_hh = layer.bias_hh_l0 if layer.bias else None
+    pre_x = x @ layer.weight_ih_l0.T  # (L, G·H): the input side of every step at once
+    if layer.bias:
+        pre_x = pre_x + layer.bias_ih_l0 + (layer.bias_hh_l0 if cell != "gru" else 0)
+    by_quantity: dict[str, list[Intervention]] = {}
+    for iv in ivs:
+        by_quantity.setdefault(iv.quantity, []).append(iv)
+
+    def apply(quantity: str, value: Tensor, t: int) -> Tensor:
+        for iv in by_quantity.get(quantity, ()):
+            units = list(iv.units)
+            value = value.clone()
+            value[units] = iv.new_values(value[units][None], positions[t : t + 1])[0]
+        return value
+
+    H = layer.hidden_size
+    records: dict[str, list[Tensor]] = {q: [] for q in {*wanted, "hidden"}}
+    if cell == "lstm":
+        h, c = state[0][0, 0], state[1][0, 0]
+        w_hr = layer.weight_hr_l0 if layer.proj_size else None
+        for t in range(len(x)):
+            pre = torch.addmv(pre_x[t], w_hh, h)
+            gates = {
+                "input_gate": apply("input_gate", pre[:H].sigmoid(), t),
+                "forget_gate": apply("forget_gate", pre[H : 2 * H].sigmoid(), t),
+                "cell_candidate": apply("cell_candidate", pre[2 * H : 3 * H].tanh(), t),
+                "output_gate": apply("output_gate", pre[3 * H :].sigmoid(), t),
+            }
+            c = apply("cell", gates["forget_gate"] * c + gates["input_gate"] * gates["cell_candidate"], t)
+            h = gates["output_gate"] * c.tanh()
+            if w_hr is not None:
+                h = w_hr @ h
+            h = apply("hidden", h, t)
+            step = {**gates, "cell": c, "hidden": h}
+            for q in records:
+                records[q].append(step[q])
+        new_state: LayerState = (h.reshape(1, 1, -1), c.reshape(1, 1, -1))
+    elif cell == "gru":
+        h = state[0, 0]  # type: ignore[index]
+        for t in range(len(x)):
+            gh = w_hh @ h + (bias_hh if bias_hh is not None else 0)
+            gi = pre_x[t]
+            r = apply("reset_gate", (gi[:H] + gh[:H]).sigmoid(), t)
+            z = apply("update_gate", (gi[H : 2 * H] + gh[H : 2 * H]).sigmoid(), t)
+            n = apply("new_gate", (gi[2 * H :] + r * gh[2 * H :]).tanh(), t)
+            h = apply("hidden", (1 - z) * n + z * h, t)
+            step = {"reset_gate": r, "update_gate": z, "new_gate": n, "hidden": h}
+            for q in records:
+                records[q].append(step[q])
+        new_state = h.reshape(1, 1, -1)
+    else:
+        h = state[0, 0]  # type: ignore[index]
+        act = torch.tanh if layer.nonlinearity == "tanh" else torch.relu
+        for t in range(len(x)):
+            h = apply("hidden", act(torch.addmv(pre_x[t], w_hh, h)), t)
+            records["hidden"].append(h)
+        new_state = h.reshape(1, 1, -1)
+    stacked = {q: torch.stack(v) for q, v in records.items()}
+    return stacked.pop("hidden"), new_state, stacked
