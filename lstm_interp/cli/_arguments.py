@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from pathlib import Path
 
 MODEL_METAVAR = "MODEL"
@@ -101,3 +102,63 @@ def positive_float(text: str) -> float:
 def temperature(text: str) -> float:
     """An argparse type: a finite number >= 0 (0 means: always the most likely character)."""
     return _finite_number(text, zero_allowed=True)
+
+
+UNIT_SPEC_FORM = "LAYER[.QUANTITY]:UNITS[=VALUE], such as 'layers.1:254' or 'layers.1.cell:254,255=2.5'"
+_UNIT_SPEC = re.compile(r"(?P<name>[A-Za-z_]\w*(?:\.\w+)+):(?P<units>[^=]+)(?:=(?P<value>.*))?")
+_UNIT_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
+
+
+def unit_spec(text: str) -> tuple[str, list[int], float | None]:
+    """An argparse type: ``LAYER[.QUANTITY]:UNITS[=VALUE]`` as ``(name, units, value)``.
+
+    ``UNITS`` is a comma-separated list of unit indices and inclusive ranges (``254``, ``254,255``, ``0-7``).
+    ``name`` is what was written before the colon (``layers.1`` or ``layers.1.cell``); without a quantity it means
+    the model's state quantity, which :func:`intervention_name` appends once the model is known. ``value`` is
+    ``None`` without ``=VALUE``.
+
+    Example::
+
+        >>> unit_spec("layers.1.cell:254,255=2.5")
+        ('layers.1.cell', [254, 255], 2.5)
+        >>> unit_spec("layers.0:0-2")
+        ('layers.0', [0, 1, 2], None)
+    """
+    match = _UNIT_SPEC.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected {UNIT_SPEC_FORM}, got {text!r}")
+    units: list[int] = []
+    for part in match["units"].split(","):
+        bounds = _UNIT_RANGE.fullmatch(part.strip())
+        if bounds is None:
+            raise argparse.ArgumentTypeError(
+                f"units must be indices or ranges such as 254,255 or 0-7, got {part!r} in {text!r}"
+            )
+        first, last = int(bounds[1]), int(bounds[2] or bounds[1])
+        if last < first:
+            raise argparse.ArgumentTypeError(f"the range {part!r} in {text!r} ends before it starts")
+        units.extend(range(first, last + 1))
+    if len(set(units)) != len(units):
+        raise argparse.ArgumentTypeError(f"the units of {text!r} repeat a unit: {units}")
+    value = None
+    if match["value"] is not None:
+        try:
+            value = float(match["value"])
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(
+                f"the value after '=' must be a finite number, got {match['value']!r} in {text!r}"
+            )
+    return match["name"], units, value
+
+
+def intervention_name(layer_or_name: str, cell: str) -> str:
+    """The trace name a :func:`unit_spec` name means for a network of ``cell``: ``layers.1`` becomes
+    ``layers.1.cell`` for an LSTM (``layers.1.hidden`` for a GRU or RNN); a name with its quantity stays as it is."""
+    # Imported here: this module is loaded by commands that never touch torch (demo --help).
+    from lstm_interp.tracing.quantities import QUANTITY_ORDER, state_quantity
+
+    if layer_or_name.rsplit(".", 1)[-1] in QUANTITY_ORDER:
+        return layer_or_name
+    return f"{layer_or_name}.{state_quantity(cell)}"

@@ -43,7 +43,9 @@ COMMANDS: dict[str, Command] = {
     "demo": Command("lstm_interp.cli.demo", "train a small model on War and Peace in a few minutes, then sample"),
     "analyze": Command("lstm_interp.cli.analyze", "find interpretable cells in a text and compare with an n-gram"),
     "explore": Command("lstm_interp.cli.explore", "analyse a pretrained model (novel, code) on a text of yours"),
+    "ablate": Command("lstm_interp.cli.ablate", "ablate units: the loss at target characters, against random units"),
     "push": Command("lstm_interp.cli.push", "upload a model and its model card to the Hugging Face Hub, in one commit"),
+    "steer": Command("lstm_interp.cli.steer", "clamp, ablate or scale units while sampling and compare the texts"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
@@ -111,6 +113,7 @@ def _run_command(name: str, args: list[str]) -> int:
 # The way out of text outside the vocabulary, as each command's own flags say it.
 UNKNOWN_CHAR_HINTS = {
     "sample": "Use only characters the model knows in --prompt.",
+    "steer": "Use only characters the model knows in --prompt.",
     "trace": "Pass --skip-unknown to drop them.",
     "analyze": "Pass --skip-unknown to drop them.",
     "explore": "Pass --skip-unknown to drop them.",

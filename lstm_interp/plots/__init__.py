@@ -4,6 +4,7 @@ Every function returns a :class:`~matplotlib.figure.Figure`; write it with :func
 logger (TensorBoard's ``add_figure``).
 """
 
+from lstm_interp.plots.ablation_study import plot_ablation_study
 from lstm_interp.plots.brace_study import plot_brace_study
 from lstm_interp.plots.cell_heatmap import plot_cell_heatmap
 from lstm_interp.plots.cell_text import plot_cell_text
@@ -13,9 +14,11 @@ from lstm_interp.plots.gate_saturation import plot_gate_saturation
 from lstm_interp.plots.saturation_history import plot_saturation_history
 from lstm_interp.plots.save import save_figure
 from lstm_interp.plots.series import plot_series
+from lstm_interp.plots.steer import plot_steer
 from lstm_interp.plots.topk_predictions import plot_topk_predictions
 
 __all__ = [
+    "plot_ablation_study",
     "plot_brace_study",
     "plot_cell_heatmap",
     "plot_cell_text",
@@ -24,6 +27,7 @@ __all__ = [
     "plot_gate_saturation",
     "plot_saturation_history",
     "plot_series",
+    "plot_steer",
     "plot_topk_predictions",
     "save_figure",
 ]

@@ -1,0 +1,310 @@
+"""``ablation_study``: does the network *use* a unit? Ablate it and measure the loss where it should matter.
+
+The paper shows cells that correlate with quotes, line position or brace depth; correlation does not say the model
+relies on them. Following Lakretz et al. (2019), each unit is ablated (set to zero, or to its mean) while the model
+reads a text, and the change in loss (nats per character) is measured at **target** positions (the characters it
+should help predict: closing quotes, ``\\n``, ``}``, or where a feature is on) and **everywhere else**. Against
+the same measure for at least 100 random units of the same layer, each tested unit gets its percentile, with a
+bootstrap confidence interval over the target positions; the top-k units of a feature can also be ablated together,
+against random sets of k units.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lstm_interp.analysis.find_cells import find_cells
+from lstm_interp.features.registry import FEATURES, compute_feature, get_feature
+from lstm_interp.interventions import Ablate, run_with_interventions
+from lstm_interp.models.char_lstm import CharLSTM
+from lstm_interp.tracing.quantities import QUANTITIES, state_quantity
+from lstm_interp.tracing.trace import trace
+
+Log = Callable[[str], None]
+UnitLike = tuple[str | int, int]
+
+
+@dataclass
+class UnitEffect:
+    """The effect of ablating one unit (or a set of units) on the loss, in nats per character.
+
+    Args:
+        units: ``(layer, unit)`` pairs ablated together.
+        target_delta: mean change of the loss at the target positions (positive: the model got worse there).
+        other_delta: mean change everywhere else.
+        target_delta_ci: 95% bootstrap interval of ``target_delta`` (target positions resampled).
+        percentile: the share (0-100) of the random comparison ablations whose ``target_delta`` is below this one.
+        percentile_ci: 95% bootstrap interval of ``percentile`` (the same resamples for every ablation).
+    """
+
+    units: list[tuple[str, int]]
+    target_delta: float
+    other_delta: float
+    target_delta_ci: tuple[float, float]
+    percentile: float
+    percentile_ci: tuple[float, float]
+
+
+@dataclass
+class AblationStudy:
+    """What :func:`ablation_study` measured; ``to_dict()`` is its JSON, ``to_markdown()`` its table."""
+
+    name: str
+    quantity: str
+    value: str
+    targets: str
+    num_targets: int
+    num_others: int
+    baseline_target_loss: float
+    baseline_other_loss: float
+    units: list[UnitEffect]
+    random_units: list[tuple[str, int]]
+    random_target_deltas: list[float]
+    random_other_deltas: list[float]
+    together: UnitEffect | None = None
+    together_feature: str | None = None
+    random_set_target_deltas: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"Ablating {self.quantity} units ({self.value}) on {self.name}; targets: {self.targets} "
+            f"({self.num_targets:,} positions, {self.num_others:,} others). Baseline loss: "
+            f"{self.baseline_target_loss:.4f} nats at targets, {self.baseline_other_loss:.4f} elsewhere.",
+            "",
+            "| units | Δ loss at targets (95% CI) | Δ loss elsewhere | percentile among random (95% CI) |",
+            "|---|---|---|---|",
+        ]
+        rows = [*self.units, *([self.together] if self.together is not None else [])]
+        for effect in rows:
+            units = ", ".join(f"{layer}:{unit}" for layer, unit in effect.units)
+            lo, hi = effect.target_delta_ci
+            plo, phi = effect.percentile_ci
+            lines.append(
+                f"| {units} | {effect.target_delta:+.4f} ({lo:+.4f}, {hi:+.4f}) | {effect.other_delta:+.4f} | "
+                f"{effect.percentile:.1f} ({plo:.1f}, {phi:.1f}) |"
+            )
+        spread = np.asarray(self.random_target_deltas)
+        lines.append("")
+        lines.append(
+            f"{len(spread)} random units of the same layer(s): Δ at targets median {np.median(spread):+.4f}, "
+            f"95th percentile {np.percentile(spread, 95):+.4f}, max {spread.max():+.4f}."
+        )
+        return "\n".join(lines)
+
+
+def ablation_study(
+    model: CharLSTM,
+    text: str,
+    units: Sequence[UnitLike],
+    targets: str | Sequence[bool] | np.ndarray,
+    *,
+    quantity: str | None = None,
+    value: str = "zero",
+    reference: str | None = None,
+    n_random: int = 100,
+    together_feature: str | None = None,
+    k: int = 5,
+    n_random_sets: int = 20,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    log: Log | None = None,
+) -> AblationStudy:
+    """Ablate each of ``units`` and random units of the same layers; compare the change in loss at ``targets``.
+
+    Args:
+        model: the network.
+        text: the text the loss is measured on (every character in the vocabulary).
+        units: ``(layer, unit)`` pairs; a layer is ``"layers.1"`` or its index ``1``.
+        targets: which predicted characters count: a string of characters (``'"'``, ``"\\n"``, ``"}"``: positions
+            whose next character is one of them), a registered feature's name prefixed with ``feature:``
+            (``"feature:inside_quotes"``: where it is non-zero), or a boolean mask over the text's characters
+            (position ``j`` is the prediction of ``text[j]``; position 0 has none).
+        quantity: what is ablated: ``"cell"``, ``"hidden"``, a gate; default the state (cell for an LSTM, hidden
+            for a GRU or RNN).
+        value: ``"zero"`` or ``"mean"`` (the mean over ``reference``, default ``text``).
+        n_random: random units of the same layer(s) to compare with (fewer if the layers have fewer others).
+        together_feature: also ablate together the top ``k`` units (by :func:`~lstm_interp.find_cells` on
+            ``text``, same quantity) of this feature, against ``n_random_sets`` random sets of ``k`` units.
+        n_bootstrap: bootstrap resamples of the target positions.
+        seed: for the random units and the bootstrap.
+        log: called with progress lines (``print``, say).
+
+    Returns:
+        An :class:`AblationStudy`.
+
+    Raises:
+        ValueError: units or layers the model lacks, no target position (or no other), an unknown feature,
+            ``value``/``quantity``/sizes out of range; all before any ablation runs.
+
+    Example::
+
+        >>> study = ablation_study(novel, chapter, [("layers.1", 254)], '"', together_feature="inside_quotes")
+        ... # doctest: +SKIP
+        >>> print(study.to_markdown())  # doctest: +SKIP
+    """
+    say = log or (lambda line: None)
+    cfg = model.config
+    quantity = quantity or state_quantity(cfg.cell)
+    if quantity not in QUANTITIES[cfg.cell]:
+        raise ValueError(f"`quantity` {quantity!r}: a {cfg.cell} layer has {list(QUANTITIES[cfg.cell])}")
+    if value not in ("zero", "mean"):
+        raise ValueError(f"`value` must be 'zero' or 'mean', got {value!r}")
+    for name, number, low in (("n_random", n_random, 1), ("k", k, 1), ("n_random_sets", n_random_sets, 1),
+                              ("n_bootstrap", n_bootstrap, 10)):  # fmt: skip
+        if isinstance(number, bool) or not isinstance(number, int) or number < low:
+            raise ValueError(f"`{name}` must be an integer >= {low}, got {number!r}")
+    if not isinstance(text, str) or len(text) < 2:
+        raise ValueError(f"`text` must be a string of at least 2 characters, got {text!r:.40}")
+    model._require_vocab().encode(text)  # characters outside the vocabulary fail here, before any run
+    tested = [_unit(layer, unit, cfg.num_layers, cfg.hidden_size) for layer, unit in units]
+    if not tested:
+        raise ValueError("`units` must name at least one (layer, unit)")
+    mask, described = _target_mask(targets, text)
+    if together_feature is not None:
+        get_feature(together_feature)
+    reference_text = reference if reference is not None else text
+
+    base = trace(model, text, names_filter="log_probs")
+    ids = base.tokens[1:]
+    base_loss = -base["log_probs"][:-1].gather(1, ids[:, None])[:, 0].double().numpy()  # (T-1,): loss of text[1:]
+    target, other = mask[1:], ~mask[1:]
+
+    def deltas(ablated: list[tuple[str, int]]) -> np.ndarray:
+        by_layer: dict[str, list[int]] = {}
+        for layer, unit in ablated:
+            by_layer.setdefault(layer, []).append(unit)
+        interventions = [
+            Ablate(f"{layer}.{quantity}", units_, value=value, reference=reference_text if value == "mean" else None)
+            for layer, units_ in by_layer.items()
+        ]
+        tr = run_with_interventions(model, text, interventions, names_filter="log_probs")
+        loss = -tr["log_probs"][:-1].gather(1, ids[:, None])[:, 0].double().numpy()
+        return loss - base_loss
+
+    rng = random.Random(seed)
+    layers = sorted({layer for layer, _ in tested})
+    pool = [(layer, u) for layer in layers for u in range(cfg.hidden_size) if (layer, u) not in tested]
+    chosen_random = rng.sample(pool, min(n_random, len(pool)))
+    say(f"ablating {len(tested)} unit(s) and {len(chosen_random)} random units of {', '.join(layers)}")
+    tested_deltas = [deltas([u]) for u in tested]
+    random_deltas = np.stack([deltas([u]) for u in chosen_random])  # (R, T-1)
+    weights = _bootstrap_weights(int(target.sum()), n_bootstrap, seed)  # (B, n_targets)
+
+    effects = [
+        _effect([u], d, random_deltas, target, other, weights) for u, d in zip(tested, tested_deltas, strict=True)
+    ]
+    together = None
+    set_deltas: list[float] = []
+    if together_feature is not None:
+        full = trace(model, text, names_filter=[f"{layer}.{quantity}" for layer in layers])
+        table = find_cells(full, together_feature, quantity, top=k, layers=layers)
+        top = [(row.layer, row.unit) for row in table.rows]
+        say(f"ablating the top {len(top)} units of {together_feature} together, and {n_random_sets} random sets")
+        sets = [rng.sample([(layer, u) for layer in layers for u in range(cfg.hidden_size)], len(top))
+                for _ in range(n_random_sets)]  # fmt: skip
+        set_matrix = np.stack([deltas(s) for s in sets])
+        together = _effect(top, deltas(top), set_matrix, target, other, weights)
+        set_deltas = set_matrix[:, target].mean(1).tolist()
+    return AblationStudy(
+        name=f"{len(text):,} characters",
+        quantity=quantity,
+        value=value,
+        targets=described,
+        num_targets=int(target.sum()),
+        num_others=int(other.sum()),
+        baseline_target_loss=float(base_loss[target].mean()),
+        baseline_other_loss=float(base_loss[other].mean()),
+        units=effects,
+        random_units=chosen_random,
+        random_target_deltas=random_deltas[:, target].mean(1).tolist(),
+        random_other_deltas=random_deltas[:, other].mean(1).tolist(),
+        together=together,
+        together_feature=together_feature,
+        random_set_target_deltas=set_deltas,
+    )
+
+
+def _unit(layer: str | int, unit: int, num_layers: int, hidden_size: int) -> tuple[str, int]:
+    name = f"layers.{layer}" if isinstance(layer, int) and not isinstance(layer, bool) else layer
+    if not isinstance(name, str) or name not in {f"layers.{i}" for i in range(num_layers)}:
+        raise ValueError(f"layer {layer!r} is not one of the model's: layers.0 .. layers.{num_layers - 1}")
+    if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit < hidden_size:
+        raise ValueError(f"unit {unit!r} of {name}: the layer has units 0 .. {hidden_size - 1}")
+    return name, unit
+
+
+def _target_mask(targets: str | Sequence[bool] | np.ndarray, text: str) -> tuple[np.ndarray, str]:
+    """(T,) bool over the characters predicted, and a description; position 0 is never a target."""
+    if isinstance(targets, str) and targets.startswith("feature:"):
+        name = targets.removeprefix("feature:")
+        if name not in FEATURES:
+            get_feature(name)  # raises, listing the known features
+        mask = np.asarray(compute_feature(name, text)) != 0
+        described = f"where {name} is on"
+    elif isinstance(targets, str):
+        if not targets:
+            raise ValueError("`targets` must name at least one character, a 'feature:NAME' or a mask, got ''")
+        mask = np.array([c in targets for c in text])
+        described = "next character in " + repr(targets)
+    else:
+        mask = np.asarray(targets, dtype=bool)
+        if mask.shape != (len(text),):
+            raise ValueError(f"a `targets` mask must have one entry per character ({len(text)}), got {mask.shape}")
+        described = "the given mask"
+    mask = mask.copy()
+    mask[0] = False
+    if not mask.any() or mask[1:].all():
+        raise ValueError(f"`targets` ({described}) leaves no target position or no other position in the text")
+    return mask, described
+
+
+def _bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(B, n) how often each target position is drawn in each resample, over n: a resampled mean is a dot product."""
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, n, (resamples, n), generator=generator)
+    ones = torch.ones(resamples, n, dtype=torch.float64)
+    counts = torch.zeros(resamples, n, dtype=torch.float64).scatter_add_(1, draws, ones)
+    return (counts / n).numpy()
+
+
+def _effect(
+    units: list[tuple[str, int]],
+    delta: np.ndarray,
+    comparison: np.ndarray,
+    target: np.ndarray,
+    other: np.ndarray,
+    weights: np.ndarray,
+) -> UnitEffect:
+    at_target, others_at_target = delta[target], comparison[:, target]
+    mean = float(at_target.mean())
+    resampled = weights @ at_target  # (B,)
+    resampled_others = weights @ others_at_target.T  # (B, R)
+    percentiles = 100.0 * (resampled_others < resampled[:, None]).mean(1)
+    return UnitEffect(
+        units=units,
+        target_delta=mean,
+        other_delta=float(delta[other].mean()),
+        target_delta_ci=(float(np.percentile(resampled, 2.5)), float(np.percentile(resampled, 97.5))),
+        percentile=float(100.0 * (others_at_target.mean(1) < mean).mean()),
+        percentile_ci=(float(np.percentile(percentiles, 2.5)), float(np.percentile(percentiles, 97.5))),
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

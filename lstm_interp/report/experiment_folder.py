@@ -1,0 +1,70 @@
+"""``write_experiment_folder``: the output folder of an experiment (ablation study, steering) as one whole write.
+
+An experiment's folder holds its result as JSON (``<kind>.json``), its figure (``<kind>.png``) and the
+``manifest.json`` of both: the model, the texts, the arguments. It is built beside the target and swapped into
+place (:func:`lstm_interp._io.atomic_folder`), so a killed run leaves the previous result or none, and a rerun
+leaves nothing of the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+
+from lstm_interp._io import atomic_folder, atomic_write_text
+from lstm_interp.manifest import check_replaceable, write_manifest
+from lstm_interp.plots.save import save_figure
+
+
+def experiment_names(kind: str) -> tuple[str, str]:
+    """The files of a ``kind`` folder: ``(<kind>.json, <kind>.png)``."""
+    return f"{kind}.json", f"{kind}.png"
+
+
+def check_experiment_folder(out: str | os.PathLike, kind: str) -> None:
+    """Refuse, before the experiment runs, an ``out`` that holds files a ``kind`` run does not write.
+
+    Raises:
+        FileExistsError, NotADirectoryError: see :func:`lstm_interp.manifest.check_replaceable`.
+    """
+    check_replaceable(out, kind, experiment_names(kind))
+
+
+def write_experiment_folder(
+    out: str | os.PathLike,
+    kind: str,
+    result: Mapping[str, Any],
+    figure: Figure,
+    *,
+    model: torch.nn.Module,
+    texts: Mapping[str, str],
+    arguments: Mapping[str, Any],
+) -> Path:
+    """Write ``out/<kind>.json``, ``out/<kind>.png`` and ``out/manifest.json`` as one folder, replacing ``out``.
+
+    Args:
+        out: the folder (its parents are created).
+        kind: ``"ablation"``, ``"steer"``, ...: the files' stem and the manifest's kind.
+        result: the JSON-safe result (``AblationStudy.to_dict()``, say).
+        figure: its figure.
+        model, texts, arguments: what made it, for the manifest.
+
+    Returns:
+        ``out`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileExistsError: ``out`` holds files a ``kind`` run does not write (nothing is changed).
+    """
+    check_experiment_folder(out, kind)
+    json_name, figure_name = experiment_names(kind)
+    with atomic_folder(out) as staging:
+        atomic_write_text(staging / json_name, json.dumps(result, indent=1, allow_nan=False, ensure_ascii=False) + "\n")
+        save_figure(figure, staging / figure_name)
+        write_manifest(staging, kind, model=model, texts=texts, arguments=arguments)
+    return Path(out)
