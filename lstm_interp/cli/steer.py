@@ -10,7 +10,6 @@ swapped into place). The interventions act on the sampled characters only unless
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from lstm_interp.cli._arguments import (
 
 KIND = "steer"
 # What a steer folder holds; an existing folder holding anything else is not replaced.
-STEER_NAMES = ("steer.json", "steer.png")
 
 
 def build_parser(prog: str = "lstm-interp steer") -> argparse.ArgumentParser:
@@ -107,14 +105,13 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp steer") -> int:
 
 def _steer(args: argparse.Namespace, features: list[str]) -> int:
     """Open the model, run :func:`~lstm_interp.experiments.steer` and write the folder."""
-    from lstm_interp._io import atomic_folder, atomic_write_text
     from lstm_interp.experiments import steer
     from lstm_interp.hub.load_pretrained import load_pretrained
     from lstm_interp.interventions import Ablate, Clamp, Scale
-    from lstm_interp.manifest import check_replaceable, write_manifest
-    from lstm_interp.plots import plot_steer, save_figure
+    from lstm_interp.plots import plot_steer
+    from lstm_interp.report.experiment_folder import check_experiment_folder, write_experiment_folder
 
-    check_replaceable(args.out, KIND, STEER_NAMES)  # before the model is opened or anything is sampled
+    check_experiment_folder(args.out, KIND)  # before the model is opened or anything is sampled
     model = load_pretrained(args.model)
     cell = model.config.cell
     steps = None if args.from_prompt else slice(len(args.prompt), None)
@@ -137,11 +134,8 @@ def _steer(args: argparse.Namespace, features: list[str]) -> int:
         "seed": args.seed,
         "features": features,
     }
-    with atomic_folder(args.out) as staging:
-        document = json.dumps(result.to_dict(), indent=1, ensure_ascii=False, allow_nan=False)
-        atomic_write_text(staging / "steer.json", document + "\n")
-        save_figure(plot_steer(result), staging / "steer.png")
-        write_manifest(staging, KIND, model=model, texts={"prompt": args.prompt}, arguments=arguments)
+    write_experiment_folder(args.out, KIND, result.to_dict(), plot_steer(result), model=model,
+                            texts={"prompt": args.prompt}, arguments=arguments)  # fmt: skip
     print(result.to_markdown())
     print(f"wrote {args.out}")
     return 0
