@@ -9,8 +9,12 @@ What it runs (each result also written as an experiment folder under ``--out``, 
 - **novel, steering:** the quote cell clamped, from the first sampled character on, to its mean inside quotes and
   to its mean outside (measured on the same held-out text); the rate of ``"`` in 20 samples of 300 characters
   each, against the same samples without the clamp (same seeds).
-- **code, brace and paren cells** (``layers.1`` units 237 and 438): ablated on held-out Linux C, the change in
-  loss at ``}`` and at ``)`` respectively, against 100 random units of layer 1.
+- **novel, line-position cell** (``layers.1`` unit 343): ablated, the change in loss at ``\n`` against random
+  units (and the top 5 ``position_in_line`` units together), and the mean line length of generated text with and
+  without the ablation.
+- **code, comment and brace cells** (``layers.0`` unit 1, ``inside_comment``; ``layers.1`` unit 237,
+  ``brace_depth``): ablated on held-out Linux C, the change in loss at the ``/`` of ``*/`` and at ``}``, against
+  100 random units of the same layer, and the top 5 units of each feature together.
 
     python benchmarks/causal_pretrained.py --chars 10000 --out runs/causal
 """
@@ -28,7 +32,7 @@ import torch
 from lstm_interp import load_pretrained, trace
 from lstm_interp.experiments.ablation_study import ablation_study
 from lstm_interp.experiments.steer import steer
-from lstm_interp.interventions import Clamp
+from lstm_interp.interventions import Ablate, Clamp
 from lstm_interp.plots.ablation_study import plot_ablation_study
 from lstm_interp.plots.steer import plot_steer
 from lstm_interp.report.experiment_folder import write_experiment_folder
@@ -62,10 +66,10 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "causal")
-    parser.add_argument("--only", choices=["novel", "steer", "code"], action="append")
+    parser.add_argument("--only", choices=["novel", "steer", "line", "code"], action="append")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    only = set(args.only or ["novel", "steer", "code"])
+    only = set(args.only or ["novel", "steer", "line", "code"])
     results: dict[str, dict] = {}
 
     novel = load_pretrained(REPO / "model_cards" / "novel")
@@ -93,17 +97,39 @@ def main() -> None:
                                     plot_steer(result), model=novel, texts={"prompt": prompt},
                                     arguments=vars(args) | {"clamp": value})  # fmt: skip
             results[f"novel_steer_{where}"] = result.to_dict() | {"value": value}
+    if "line" in only:
+        study = ablation_study(novel, text, [("layers.1", 343)], "\n", n_random=args.random,
+                               together_feature="position_in_line", k=5, n_random_sets=20, log=print)  # fmt: skip
+        print(study.to_markdown())
+        write_experiment_folder(args.out / "novel_line_ablation", "ablation", study.to_dict(),
+                                plot_ablation_study(study), model=novel, texts={"text": text},
+                                arguments=vars(args) | {"units": "layers.1:343", "targets": "\\n"})  # fmt: skip
+        results["novel_line_ablation"] = study.to_dict()
+        prompt = "\n\n"
+        ablate = [Ablate("layers.1.cell", [343], steps=slice(len(prompt), None))]
+        result = steer(novel, prompt, ablate, args.samples, args.length, seed=0, features=["position_in_line"])
+        print(f"line-position cell ablated during generation:\n{result.to_markdown()}")
+        write_experiment_folder(args.out / "novel_line_steer", "steer", result.to_dict(), plot_steer(result),
+                                model=novel, texts={"prompt": prompt}, arguments=vars(args))  # fmt: skip
+        results["novel_line_steer"] = result.to_dict()
     if "code" in only:
         code = load_pretrained(REPO / "model_cards" / "code")
         source = heldout("linux_kernel.txt", args.chars, code.vocab.chars)
-        for unit, char, name in ((237, "}", "brace"), (438, ")", "paren")):
-            study = ablation_study(code, source, [("layers.1", unit)], char, n_random=args.random, log=print)
+        comment_ends = np.array([i > 0 and c == "/" and source[i - 1] == "*" for i, c in enumerate(source)])
+        cases = (("layers.0", 1, comment_ends, "the / of */", "inside_comment", "comment"),
+                 ("layers.1", 237, "}", "}", "brace_depth", "brace"))  # fmt: skip
+        for layer, unit, targets, described, feature, name in cases:
+            study = ablation_study(code, source, [(layer, unit)], targets, n_random=args.random,
+                                   together_feature=feature, k=5, n_random_sets=20, log=print)  # fmt: skip
+            study.targets = described
             print(study.to_markdown())
             write_experiment_folder(args.out / f"code_{name}_ablation", "ablation", study.to_dict(),
                                     plot_ablation_study(study), model=code, texts={"text": source},
-                                    arguments=vars(args) | {"units": f"layers.1:{unit}", "targets": char})
+                                    arguments=vars(args) | {"units": f"{layer}:{unit}", "targets": described})
             results[f"code_{name}_ablation"] = study.to_dict()
-    (args.out / "summary.json").write_text(json.dumps(results, indent=1) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = args.out / f"summary_{'_'.join(sorted(only))}.json"
+    summary.write_text(json.dumps(results, indent=1, default=str) + "\n")
 
 
 def _inside(text: str) -> list[int]:

@@ -191,6 +191,12 @@ def test_weights_are_bitwise_unchanged_even_after_an_error(make_model):
 
 
 # ------------------------------------------------------------------------------------------------ bad input
+def _wider():
+    from conftest import tiny_char_lstm
+
+    return tiny_char_lstm(hidden_size=12)
+
+
 @pytest.mark.parametrize(
     ("interventions", "message"),
     [
@@ -198,6 +204,7 @@ def test_weights_are_bitwise_unchanged_even_after_an_error(make_model):
         (lambda m: [Ablate("layers.0.reset_gate", [0])], r"an LSTM layer has no 'reset_gate'"),
         (lambda m: [Clamp("layers.0.cell", [8, 9], 1.0)], r"units \[8, 9\] of 'layers\.0\.cell': it has 8 units"),
         (lambda m: [Patch("layers.0.cell", [0], trace(m, "ab"))], r"patches step \d+, but its source has only 2"),
+        (lambda m: [Patch("layers.0.cell", [0], trace(_wider(), TEXT))], r"has 12 units, the model's has 8"),
     ],
 )
 def test_bad_interventions_are_refused_before_running(make_model, interventions, message):

@@ -116,6 +116,11 @@ def resolve(
         width = widths[iv.layer][iv.quantity]
         if max(iv.units) >= width:
             raise InterventionError(f"units {[u for u in iv.units if u >= width]} of {iv.name!r}: it has {width} units")
+        if isinstance(iv, Patch) and iv.source[iv.name].shape[1] != width:  # type: ignore[index]
+            raise InterventionError(
+                f"the Patch source's {iv.name!r} has {iv.source[iv.name].shape[1]} units, the model's has {width}: "  # type: ignore[index]
+                "a trace of another architecture"
+            )
         if isinstance(iv, Patch) and length is not None:
             patched = iv.mask(0, length).nonzero().flatten()
             if len(patched) and int(patched.max()) >= iv.source.num_steps:  # type: ignore[union-attr]
