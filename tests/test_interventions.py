@@ -231,3 +231,15 @@ def test_bad_interventions_are_refused_before_running(make_model, interventions,
 def test_bad_arguments_name_the_value(build, message):
     with pytest.raises(InterventionError, match=message):
         build()
+
+
+@pytest.mark.parametrize("steps", [None, slice(3, 9), slice(5, None), [0, 4, 5, 11]])
+def test_a_zeroed_cell_runs_on_the_fused_kernel_and_matches_the_reference(make_model, steps):
+    # h = o * tanh(0) = 0: a zeroed cell acts as a hidden zero-ablation plus a zeroed carried c (no step loop).
+    model = make_model(num_layers=2, hidden_size=13, seed=5)
+    interventions = [Ablate("layers.0.cell", [2, 7], steps=steps), Ablate("layers.1.cell", [0], steps=steps)]
+    got = run_with_interventions(model, TEXT, interventions, chunk_size=7)
+    with torch.no_grad():
+        want = reference(model, TEXT, interventions)
+    for name, values in want.items():
+        torch.testing.assert_close(got[name], values, atol=1e-5, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")

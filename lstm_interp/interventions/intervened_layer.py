@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import _VF, Tensor, nn
 
-from lstm_interp.interventions.intervention import Intervention
+from lstm_interp.interventions.intervention import Ablate, Intervention
 from lstm_interp.models.char_lstm import LayerState
 from lstm_interp.tracing.layers import cell_type
 from lstm_interp.tracing.recurrence import gru_layer_activations, lstm_layer_activations
@@ -58,7 +58,8 @@ def run_intervened_layer(
         else torch.zeros(0, L, dtype=torch.bool)  # fmt: skip
     hiddens: list[Tensor] = []
     acts: dict[str, list[Tensor]] = {q: [] for q in wanted}
-    for mode, chosen, lo, hi in _plan(cell, interventions, active):
+    projected = bool(getattr(layer, "proj_size", 0))
+    for mode, chosen, lo, hi in _plan(cell, interventions, active, projected):
         ivs = [interventions[i] for i in chosen]
         rows = slice(lo, hi)
         if mode == "step":
@@ -71,6 +72,9 @@ def run_intervened_layer(
                 out, new_state = layer(x[rows][None], state)
                 hidden = out[0]
             seg = _recomputed(layer, x[rows], hidden, state, wanted) if wanted else {}
+            for iv in ivs:
+                if iv.quantity == "cell" and "cell" in seg:  # a zeroed cell (see _edited_kernel)
+                    seg["cell"][:, list(iv.units)] = 0
         hiddens.append(hidden)
         for q in wanted:
             acts[q].append(seg[q])
@@ -78,7 +82,7 @@ def run_intervened_layer(
     return torch.cat(hiddens), state, {q: torch.cat(v) for q, v in acts.items()}
 
 
-def _plan(cell: str, interventions: Sequence[Intervention], active: Tensor) -> Plan:
+def _plan(cell: str, interventions: Sequence[Intervention], active: Tensor, projected: bool = False) -> Plan:
     """Cut the rows into runs of one set of active interventions (and so of one mode), without a loop over rows."""
     L = active.shape[1]
     if not len(interventions):
@@ -87,7 +91,7 @@ def _plan(cell: str, interventions: Sequence[Intervention], active: Tensor) -> P
     changes = (active[:, 1:] != active[:, :-1]).any(0).nonzero().flatten() + 1
     starts = torch.cat([torch.zeros(1, dtype=torch.long), changes])
     stops = torch.cat([starts[1:], torch.tensor([L])])
-    hidden = [iv.quantity == "hidden" for iv in interventions]
+    hidden = [iv.quantity == "hidden" or (not projected and zeroes_cell(iv)) for iv in interventions]
     plan: Plan = []
     for lo, hi in zip(starts.tolist(), stops.tolist(), strict=True):
         chosen = tuple(int(i) for i in active[:, lo].nonzero().flatten())
@@ -99,6 +103,13 @@ def _plan(cell: str, interventions: Sequence[Intervention], active: Tensor) -> P
             mode = "edit"
         plan.append((mode, chosen, lo, hi))
     return plan
+
+
+def zeroes_cell(iv: Intervention) -> bool:
+    """An LSTM cell set to zero: then ``h_t[k] = o_t * tanh(0) = 0`` whatever ``o_t`` is, so over a run it acts as a
+    hidden zero-ablation, the cell's own recurrence cut by zeroing the carried ``c[k]`` when the run ends. (Not with
+    ``proj_size``, where ``h`` mixes every cell.)"""
+    return iv.quantity == "cell" and isinstance(iv, Ablate) and iv.value == "zero"
 
 
 def _overlapping(interventions: Sequence[Intervention]) -> bool:
@@ -133,9 +144,14 @@ def _edited_kernel(
     fed: list[int] = []
     given: list[Tensor] = []  # (L, n) the replaced values of the fed units, per row
     scaled: list[tuple[list[int], float]] = []
+    zeroed_cells = [u for iv in ivs if iv.quantity == "cell" for u in iv.units]
     for iv in ivs:
         units = list(iv.units)
-        if iv.is_linear and iv.factor != 0:  # type: ignore[attr-defined]
+        if iv.quantity == "cell":  # zeroed: h is 0 there, as for a hidden zero-ablation
+            w_hh_edit[:, units] = 0
+            fed += units
+            given.append(torch.zeros(len(positions), len(units), dtype=x.dtype, device=x.device))
+        elif iv.is_linear and iv.factor != 0:  # type: ignore[attr-defined]
             factor = iv.factor  # type: ignore[attr-defined]
             w_hh_edit[:, units] *= factor
             h0_edit[..., units] /= factor  # the step before the run was not scaled; the edited column scales it
@@ -166,6 +182,9 @@ def _edited_kernel(
     if fed:
         hidden[:, fed] = v
     h_last = hidden[-1].reshape(1, 1, -1)
+    if zeroed_cells:
+        c_n = c_n.clone()
+        c_n[..., zeroed_cells] = 0  # what the next step reads of the zeroed cells
     return hidden, ((h_last, c_n) if cell == "lstm" else h_last)
 
 
