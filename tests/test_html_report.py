@@ -3,8 +3,11 @@ tooltips and stays usable on a 20,000-character probe."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import warnings
+import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,7 +17,8 @@ from browser import artifacts_dir, backgrounds, launch, open_report, recolour
 
 from lstm_interp import CharLSTM, Trace, trace
 from lstm_interp.report import write_html_report
-from lstm_interp.report._encode import display_codes, pack, unpack
+from lstm_interp.report._encode import b128decode, b128encode, display_codes, pack, unpack
+from lstm_interp.tracing import most_variable_units
 
 TEXT = (
     'He said, "the door was open"\nand then <script>alert(1)</script> & left.\n'
@@ -119,6 +123,8 @@ def test_quantities_and_top_k_choose_what_is_embedded(tiny, tmp_path):
         ({"traces": []}, "`traces` is empty"),
         ({"top_k": 0}, "`top_k` must be >= 1, got 0"),
         ({"top_units": -2}, "`top_units` must be >= 1, got -2"),
+        ({"max_bytes": 0}, "`max_bytes` must be a positive integer or None, got 0"),
+        ({"max_bytes": 1.5e7}, "`max_bytes` must be a positive integer or None"),
         ({"quantities": ["cell", "bogus"]}, r"unknown names \['bogus'\]"),
         ({"quantities": ["reset_gate"]}, "holds no quantity the report can show"),
         ({"chars": "abc"}, "`chars` has 3 characters"),
@@ -263,6 +269,176 @@ def test_long_probe_stays_usable(browser, tmp_path):
         page.locator("#text span").nth(T // 100).hover()
         assert page.locator("#tooltip .tt-preds tr").count() == 5
         shot = artifacts_dir(tmp_path) / "html_report_long.png"
+        page.screenshot(path=str(shot))
+        print(f"screenshot: {shot}")
+        assert log.errors == [] and log.dialogs == []
+
+
+# ---------------------------------------------------------------------------------------------- size (issue 13)
+def blob_texts(path: Path, prefix: str = "a") -> dict[str, str]:
+    """The page's blobs by id (activations are ``a0``, ``a1``...; predictions and input series ``b0``...)."""
+    pattern = rf'<script type="application/octet-stream" id="({prefix}\d+)"[^>]*>(.*?)</script>'
+    return dict(re.findall(pattern, path.read_text("utf-8"), flags=re.S))
+
+
+def old_blob_bytes(data: bytes) -> int:
+    """What a blob cost before issue 13: zlib level 1 (kept only when it saved 10%), then base64."""
+    packed = zlib.compress(data, 1)
+    return len(base64.b64encode(packed if len(packed) <= 0.9 * len(data) else data))
+
+
+def uniform_trace(T: int, H: int, seed: int = 0) -> Trace:
+    """Codes of every value 0..255: uniform hidden states (incompressible, stored raw) and cells (deflated)."""
+    g = torch.Generator().manual_seed(seed)
+    acts = {
+        "layers.0.hidden": torch.rand(T, H, generator=g) * 2 - 1,
+        "layers.0.cell": torch.randint(-1, 2, (T, H), generator=g).float() * 3,
+    }
+    return Trace(acts, text="x" * T, tokens=torch.zeros(T, dtype=torch.long), cell="lstm", num_layers=1)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x00", b"<", b"\r", b"\n", bytes(range(256)), b"<" * 999, b"\x00\r<" * 50 + b"\x00", bytes(range(7))],
+)
+def test_base128_round_trips_and_is_safe_inside_a_script(data):
+    text = b128encode(data)
+    assert b128decode(text, len(data)) == data
+    assert not {"\x00", "\r", "<"} & set(text)  # what the HTML parser would alter, or read as the end of the script
+    assert len(text.encode("utf-8")) <= -(-8 * len(data) // 7) + 1  # 8/7 of the bytes, against base64's 4/3
+
+
+def test_base128_of_random_bytes():
+    g = torch.Generator().manual_seed(3)
+    for n in [*range(1, 30), 1000, 10_007]:
+        data = torch.randint(0, 256, (n,), generator=g, dtype=torch.uint8).numpy().tobytes()
+        assert b128decode(b128encode(data), n) == data
+        assert unpack(pack(data)) == data
+
+
+def test_page_decodes_exactly_the_codes_python_made(browser, tmp_path):
+    tr = uniform_trace(T=600, H=12)
+    path = write_html_report(tr, tmp_path / "codes.html")
+    quantities = page_meta(path)["probes"][0]["layers"][0]["quantities"]  # cell, hidden
+    expected = {q["blob"]: display_codes(tr[f"layers.0.{q['name']}"], q["name"]).numpy() for q in quantities}
+    cell, hidden = (q["blob"] for q in quantities)
+    assert set(expected[hidden].flatten().tolist()) == set(range(256))  # NUL, CR and "<" too, as bytes of the blob
+    tags = dict(re.findall(r'<script type="application/octet-stream" id="(a\d+)"([^>]*)>', path.read_text("utf-8")))
+    assert "data-deflated" in tags[cell] and "data-deflated" not in tags[hidden]  # both decoding paths
+    with open_report(browser, path) as (page, log):
+        for blob, codes in expected.items():
+            assert page.evaluate("id => window.lstmReport.decode(id)", blob) == codes.flatten().tolist()
+        unit = page.evaluate("window.lstmReport.state.unit")
+        assert page.evaluate("window.lstmReport.painted()") == expected[cell][unit].tolist()
+        assert log.errors == []
+
+
+def test_encoding_costs_less_per_value_than_base64(make_model, tmp_path):
+    """A moderate probe through a real (untrained) 2 x 64 LSTM: the blobs of the page against the old encoding."""
+    g = torch.Generator().manual_seed(1)
+    alphabet = "abcdefghijklmnopqrstuvwxyz   .,\"'\n"
+    text = "".join(alphabet[i] for i in torch.randint(len(alphabet), (3000,), generator=g).tolist())
+    model = make_model(alphabet, from_text=True, hidden_size=64)
+    tr = trace(model, text)
+    path = write_html_report(tr, tmp_path / "size.html", chars=model.vocab.chars)
+    new = sum(len(text.encode("utf-8")) for text in blob_texts(path).values())
+    values = old = 0
+    for layer in tr.layer_names:
+        for q in tr.quantities:
+            data = display_codes(tr[f"{layer}.{q}"], q).numpy().tobytes()
+            values += len(data)
+            old += old_blob_bytes(data)
+    print(f"bytes per value: {new / values:.3f} (before issue 13: {old / values:.3f})")
+    assert new / values < 0.87 * (old / values)
+
+
+def long_trace_with_matches(T: int = 3000, H: int = 64) -> tuple[Trace, dict, dict]:
+    tr = random_trace(T, H, V=40)
+    ranked = [row.unit for row in most_variable_units(tr, "cell", H, layer="layers.1")]
+    matches = {"a feature": [{"layer": "layers.1", "unit": ranked[-1], "score": 0.8, "sign": 1}]}  # the least variable
+    return tr, matches, {"layer": "layers.0", "unit": 5}
+
+
+def test_max_bytes_keeps_every_character_and_the_units_that_fit(tmp_path):
+    tr, matches, open_on = long_trace_with_matches()
+    chars = [chr(65 + i) for i in range(40)]
+    with pytest.warns(UserWarning, match=r"holds \d+ of 64 units of layers\.0.*use `lstm-interp serve`"):
+        path = write_html_report(
+            tr, tmp_path / "limited.html", chars=chars, feature_matches=matches, open_on=open_on, max_bytes=700_000
+        )
+    assert 600_000 < path.stat().st_size <= 700_000  # full, but within the limit
+    meta = page_meta(path)
+    (probe,) = meta["probes"]
+    assert probe["text"] == tr.text  # every character
+    assert meta["limit"]["chars"] == 3000 and meta["limit"]["serve"] == "lstm-interp serve"
+    for layer, held in zip(probe["layers"], meta["limit"]["layers"], strict=True):
+        rows = layer["quantities"][0]["rows"]
+        assert [q["rows"] for q in layer["quantities"]] == [rows] * 3  # one set per layer, for every quantity
+        assert rows == sorted(set(rows)) and 1 < len(rows) < 64
+        assert held == {"name": layer["name"], "shown": len(rows), "units": 64}
+        for q in layer["quantities"]:
+            ranked = [row.unit for row in most_variable_units(tr, q["name"], 64, layer=layer["name"])]
+            assert [unit for unit, _ in q["top"]] == [u for u in ranked if u in rows][:20]  # the top list: held units
+            assert ranked[0] in rows  # the most variable unit of every quantity is held
+    assert 5 in probe["layers"][0]["quantities"][0]["rows"]  # open_on
+    assert matches["a feature"][0]["unit"] in probe["layers"][1]["quantities"][0]["rows"]  # the feature match
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        whole = write_html_report(tr, tmp_path / "whole.html", chars=chars, max_bytes=None)
+        small = write_html_report(tr, tmp_path / "default.html", chars=chars)  # 2 MB: under the default 15 MB
+    for page in (whole, small):
+        assert "limit" not in page_meta(page)
+        assert all("rows" not in q for layer in page_meta(page)["probes"][0]["layers"] for q in layer["quantities"])
+    assert whole.read_bytes() == small.read_bytes()
+
+
+def test_a_limit_too_small_for_the_named_units_still_writes_the_page(tmp_path):
+    tr, matches, open_on = long_trace_with_matches()
+    with pytest.warns(UserWarning, match="more than max_bytes=1,000, with no unit left to drop"):
+        path = write_html_report(tr, tmp_path / "tiny.html", feature_matches=matches, open_on=open_on, max_bytes=1000)
+    layers = page_meta(path)["probes"][0]["layers"]
+    assert layers[0]["quantities"][0]["rows"] == [5]
+    assert layers[1]["quantities"][0]["rows"] == [matches["a feature"][0]["unit"]]
+
+
+def test_page_holding_some_units_says_so_and_steps_between_them(browser, tmp_path):
+    tr, matches, _ = long_trace_with_matches()
+    with pytest.warns(UserWarning):
+        path = write_html_report(tr, tmp_path / "limited.html", feature_matches=matches, max_bytes=700_000)
+    layers = page_meta(path)["probes"][0]["layers"]
+    rows = layers[0]["quantities"][0]["rows"]
+    codes = display_codes(tr["layers.0.cell"], "cell").numpy()
+    with open_report(browser, path) as (page, log):
+        state = lambda: page.evaluate("({...window.lstmReport.state})")  # noqa: E731
+        note = page.locator("#limit-note")
+        assert note.is_visible()
+        assert f"{len(rows)} of the 64 units of layers.0" in note.inner_text()
+        assert note.locator("code").inner_text() == "lstm-interp serve"
+        assert page.locator("#unit-count").inner_text() == f"of 64 · {len(rows)} in this page"
+        assert state()["unit"] in rows
+        with recolour(page):
+            page.fill("#unit-slider", "0")
+        assert state()["unit"] == rows[0] and page.input_value("#unit") == str(rows[0])
+        for i in range(1, 4):
+            with recolour(page):
+                page.click("#next")
+            assert state()["unit"] == rows[i]  # the next held unit, skipping those the page lacks
+            assert page.evaluate("window.lstmReport.painted()") == codes[rows[i]].tolist()
+        with recolour(page):
+            page.click("#prev")
+        assert state()["unit"] == rows[2]
+        missing = next(u for u in range(64) if u not in rows)
+        nearest = min(rows, key=lambda u: (abs(u - missing), u))
+        with recolour(page):
+            page.fill("#unit", str(missing))
+            page.locator("#unit").press("Enter")
+        assert state()["unit"] == nearest
+        assert page.evaluate("window.lstmReport.painted()") == codes[nearest].tolist()
+        with recolour(page):
+            page.select_option("#layer", label="layers.1")
+        assert state()["unit"] in layers[1]["quantities"][0]["rows"]
+        shot = artifacts_dir(tmp_path) / "html_report_limited.png"
         page.screenshot(path=str(shot))
         print(f"screenshot: {shot}")
         assert log.errors == [] and log.dialogs == []

@@ -5,12 +5,21 @@ The page shows each probe text with every character's background coloured by one
 predictions, and a list of the most variable units. Nothing is fetched: the styles, the script and the data are all
 inside the file, so it opens from disk, from an e-mail attachment or from a logger's artefact store.
 
-Size. Each shown value is one byte (the index into a 256-colour table), deflated where that helps and base64
-encoded, so a quantity costs at most ``4/3 * T * H`` bytes per layer. A 20,000-character probe through a 2 x 512 LSTM
-is therefore at most ~27 MB per quantity (both layers) and ~164 MB for all six; the trace of an untrained model
-deflated to 88 MB for all six and 29 MB for ``quantities=("cell", "hidden")``. Everything is embedded by default, as
-short probes are cheap; pass ``quantities`` for long ones. The page decodes only what is on screen, on first view.
-Only the top-k predictions are kept, never the full ``log_probs``.
+Size. Each shown value is one byte (the index into a 256-colour table), deflated and written as base-128 text
+(8/7 bytes per byte, against base64's 4/3; see :mod:`lstm_interp.report._encode`), losslessly: the page decodes
+exactly the codes the writer made. Activation codes are nearly incompressible (6-7 bits of entropy per value for a
+trained model), so a page costs 0.6-0.95 byte per value: all six quantities of a 2 x 512 LSTM take 4-6 KB per
+character, and every unit of 20,000 characters would make a page of 72 MB (untrained) to 116 MB (trained).
+
+A static page is therefore capped at ``max_bytes`` (:data:`STATIC_PAGE_BYTES`, 15 MB, by default). That holds every
+unit of a 2 x 512 LSTM with all six quantities for about 2,500 characters (2,460 for the pretrained novel model,
+3,789 for an untrained one; ``benchmarks/RESULTS.md``, "Report size"). A longer text keeps every character, every
+quantity and the top-k predictions, but only the units that fit: each layer's most variable units of every quantity,
+taken in turn by rank, plus every unit that ``open_on`` or a feature match names (at 20,000 characters, 66 and 57 of
+512 for the novel model's two layers). The page says so above the text and points to ``lstm-interp serve``, the live
+explorer, and the writer issues a :class:`UserWarning`. ``max_bytes=None`` embeds every unit whatever the size. The
+page decodes only what is on screen, on first view. Only the top-k predictions are kept, never the full
+``log_probs``.
 """
 
 from __future__ import annotations
@@ -20,21 +29,42 @@ import json
 import operator
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lstm_interp._io import atomic_write_text
-from lstm_interp.report._encode import display_codes, pack, top_predictions
+from lstm_interp._io import atomic_write_bytes
+from lstm_interp.report._encode import deflate, display_codes, pack, top_predictions
 from lstm_interp.tracing import QUANTITY_KINDS, QUANTITY_ORDER, Trace, most_variable_units
 
 FeatureMatches = Mapping[str, Sequence[Mapping[str, Any]]]
 # Characters shown when a trace has no text and no vocabulary is given (a trace of a foreign module, say).
 _PLACEHOLDER = "\u00b7"
 _PROBE_LABEL_CHARS = 40
+STATIC_PAGE_BYTES = 15_000_000
+"""The default ``max_bytes`` of :func:`write_html_report`: a page that browsers open in a few seconds and that
+mail, chat and experiment trackers accept as an attachment (issue 13)."""
+# Room kept for what the size estimate leaves out: the lists of embedded and most variable units, rounding.
+_SLACK_BYTES = 64_000
+# The markup around one blob: <script type="application/octet-stream" id="a12" data-bytes="123456" ...></script>.
+_BLOB_MARKUP = 100
+_SERVE = "lstm-interp serve"
+
+
+@dataclass
+class _Shown:
+    """One embedded quantity of one layer of one probe, before its blob is made: the page entry it fills, its codes
+    and its units ranked by variance (every unit, most variable first)."""
+
+    layer: str
+    entry: dict[str, Any]
+    codes: np.ndarray  # (H, T) uint8
+    ranking: list[tuple[int, float]]
 
 
 def write_html_report(
@@ -50,6 +80,7 @@ def write_html_report(
     quantities: Sequence[str] | None = None,
     open_on: Mapping[str, Any] | None = None,
     inputs: Sequence[Any] | None = None,
+    max_bytes: int | None = STATIC_PAGE_BYTES,
 ) -> Path:
     """Write an interactive HTML page showing the activations of ``traces`` over their texts.
 
@@ -77,15 +108,20 @@ def write_html_report(
             values per trace (``None`` for a trace that is text): the page then draws the channels as lines above
             the steps, which are coloured blocks on the same time axis instead of characters, the series view of
             :func:`~lstm_interp.plots.plot_series`.
+        max_bytes: the page's size limit (15 MB by default; see the module's "Size"). When every unit does not fit,
+            the page keeps every character but only the units that do: the most variable ones of each quantity and
+            those ``open_on`` and ``feature_matches`` name; it says so and points to ``lstm-interp serve``, and a
+            :class:`UserWarning` is issued. The named units are kept even beyond the limit (warned too). ``None``:
+            no limit, every unit is embedded.
 
     Returns:
         The path written.
 
     Raises:
         TypeError: an element of ``traces`` is not a :class:`Trace`.
-        ValueError: no traces, ``top_k`` or ``top_units`` < 1, an unknown quantity, a trace with nothing to show,
-            a vocabulary whose size differs from ``log_probs``, or a feature match or ``open_on`` naming an unknown
-            layer or unit.
+        ValueError: no traces, ``top_k``, ``top_units`` or ``max_bytes`` < 1, an unknown quantity, a trace with
+            nothing to show, a vocabulary whose size differs from ``log_probs``, or a feature match or ``open_on``
+            naming an unknown layer or unit.
 
     Example::
 
@@ -103,6 +139,8 @@ def write_html_report(
         raise ValueError(f"`top_k` must be >= 1, got {top_k!r}")
     if top_units < 1:
         raise ValueError(f"`top_units` must be >= 1, got {top_units!r}")
+    if max_bytes is not None and (_as_int(max_bytes) is None or max_bytes < 1):
+        raise ValueError(f"`max_bytes` must be a positive integer or None, got {max_bytes!r}")
     if quantities is not None:
         quantities = [quantities] if isinstance(quantities, str) else list(quantities)
         unknown = [q for q in quantities if q not in QUANTITY_KINDS]
@@ -110,43 +148,202 @@ def write_html_report(
             raise ValueError(f"`quantities` has unknown names {unknown}; choose from {list(QUANTITY_ORDER)}")
     chars = list(chars) if chars is not None else None
 
-    blobs: list[str] = []
+    blobs: list[str] = []  # predictions and input series: always whole
 
-    def add_blob(data: bytes) -> str:
+    def add_blob(data: bytes, prefix: str = "b", into: list[str] = blobs) -> str:
         blob = pack(data)
-        blob_id = f"b{len(blobs)}"
+        blob_id = f"{prefix}{len(into)}"
         deflated = ' data-deflated=""' if blob.deflated else ""
-        blobs.append(f'<script type="application/octet-stream" id="{blob_id}"{deflated}>{blob.base64}</script>')
+        into.append(
+            f'<script type="application/octet-stream" id="{blob_id}" data-bytes="{blob.size}"{deflated}>'
+            f"{blob.text}</script>"
+        )
         return blob_id
 
     series = _check_inputs(inputs, traces)
-    probes = [_probe(i, tr, chars, quantities, top_k, top_units, add_blob) for i, tr in enumerate(traces)]
+    shown: list[_Shown] = []
+    probes = [_probe(i, tr, chars, quantities, top_k, add_blob, shown) for i, tr in enumerate(traces)]
     for probe, values in zip(probes, series, strict=True):
         if values is not None:
             probe["series"] = _series(values, add_blob)
     features = _features(feature_matches, probes)
-    meta = {"step": step, "vocab": chars, "probes": probes, "features": features}
+    meta: dict[str, Any] = {"step": step, "vocab": chars, "probes": probes, "features": features}
     if open_on is not None:
         try:  # checked like a feature match, and named as what it is
             meta["open"] = _features({"open_on": [open_on]}, probes)[0]["matches"][0]
         except ValueError as err:
             raise ValueError(str(err).replace("feature 'open_on'", "`open_on`")) from None
 
-    template = _asset("template.html")
-    subtitle = _subtitle(traces, step)
     fields = {
         "TITLE": html.escape(title),
-        "SUBTITLE": html.escape(subtitle),
+        "SUBTITLE": html.escape(_subtitle(traces, step)),
         "CSS": _asset("report.css"),
         "JS": _asset("report.js"),
-        "META": _script_json(meta),
-        "BLOBS": "\n".join(blobs),
     }
-    # One pass over the template, so text inserted for one field is never scanned for another field's marker.
-    page = re.sub(r"\{\{([A-Z]+)\}\}", lambda m: fields[m.group(1)], template)
+    keep: dict[str, list[int]] | None = None  # the units each layer embeds; None: every unit
+    if max_bytes is not None:
+        costs = _UnitCosts(shown, _named_units(features, meta.get("open")))
+        fixed = len(_render(fields, meta, blobs, []).encode("utf-8")) + _SLACK_BYTES
+        keep = costs.choose(max_bytes - fixed)
+    while True:
+        page = _page(fields, meta, blobs, shown, keep, top_units, max_bytes, add_blob).encode("utf-8")
+        if max_bytes is None or len(page) <= max_bytes:
+            break
+        # The estimate erred (rarely: deflating rows one by one costs more than deflating a blob): drop units
+        # from the end of the queue until the excess is covered, and build the page again.
+        keep = keep if keep is not None else {item.layer: list(range(len(item.codes))) for item in shown}
+        if not costs.drop(keep, len(page) - max_bytes):
+            break  # only named units and one per layer are left: the page stays over, and says so
     path = Path(path)
-    atomic_write_text(path, page)
+    atomic_write_bytes(path, page)
+    if max_bytes is not None:
+        _warn_if_limited(path, meta, len(page), max_bytes)
     return path
+
+
+def _page(
+    fields: dict[str, str],
+    meta: dict[str, Any],
+    blobs: list[str],
+    shown: list[_Shown],
+    keep: dict[str, list[int]] | None,
+    top_units: int,
+    max_bytes: int | None,
+    add_blob: Callable[..., str],
+) -> str:
+    """The page with the activation blobs of the ``keep`` units (``None``: every unit); fills ``meta``'s entries."""
+    activations: list[str] = []
+    limited: dict[str, dict[str, Any]] = {}
+    for item in shown:
+        rows = keep.get(item.layer) if keep is not None else None
+        units = int(item.codes.shape[0])
+        if rows is not None and len(rows) < units:
+            item.entry["rows"] = rows
+            codes = item.codes[rows]
+            limited[item.layer] = {"name": item.layer, "shown": len(rows), "units": units}
+        else:
+            item.entry.pop("rows", None)
+            codes, rows = item.codes, None
+        wanted = set(rows) if rows is not None else None
+        item.entry["top"] = [
+            [unit, round(variance, 5)] for unit, variance in item.ranking if wanted is None or unit in wanted
+        ][:top_units]
+        item.entry["blob"] = add_blob(np.ascontiguousarray(codes).tobytes(), "a", activations)
+    meta.pop("limit", None)
+    if limited:
+        chars = sum(len(probe["text"]) for probe in meta["probes"])  # one character per step, always
+        meta["limit"] = {"maxBytes": max_bytes, "chars": chars, "layers": list(limited.values()), "serve": _SERVE}
+    return _render(fields, meta, blobs, activations)
+
+
+def _render(fields: dict[str, str], meta: dict[str, Any], blobs: list[str], activations: list[str]) -> str:
+    page_fields = {**fields, "META": _script_json(meta), "BLOBS": "\n".join(blobs + activations)}
+    # One pass over the template, so text inserted for one field is never scanned for another field's marker.
+    return re.sub(r"\{\{([A-Z]+)\}\}", lambda m: page_fields[m.group(1)], _asset("template.html"))
+
+
+def _named_units(features: list[dict[str, Any]] | None, open_match: dict[str, Any] | None) -> dict[str, list[int]]:
+    """The units the page must hold whatever its size, by layer: the one it opens on, then every feature match's."""
+    named: dict[str, list[int]] = {}
+    matches = ([open_match] if open_match else []) + [m for f in features or [] for m in f["matches"]]
+    for match in matches:
+        units = named.setdefault(match["layer"], [])
+        if match["unit"] not in units:
+            units.append(match["unit"])
+    return named
+
+
+class _UnitCosts:
+    """Which units a page that cannot hold them all keeps, from what each costs.
+
+    The queue: the named units, then by rank, layer after layer and quantity after quantity (the most variable unit
+    of each quantity, then the second of each...), each unit once. A unit's cost is its rows, one per probe and
+    quantity, deflated one by one and written as base-128 text: a slight over-estimate of its share of a blob, as
+    separate rows deflate a little worse than their concatenation.
+    """
+
+    def __init__(self, shown: list[_Shown], named: dict[str, list[int]]) -> None:
+        self.shown = shown
+        self.by_layer: dict[str, list[_Shown]] = {}
+        for item in shown:
+            self.by_layer.setdefault(item.layer, []).append(item)
+        self.named = {layer: set(units) for layer, units in named.items() if layer in self.by_layer}
+        self._cost: dict[tuple[str, int], int] = {}
+        order = [(layer, unit) for layer, units in named.items() if layer in self.by_layer for unit in units]
+        seen = set(order)
+        depth = max(len(item.ranking) for item in shown)
+        for rank in range(depth):
+            for layer, items in self.by_layer.items():
+                for item in items:
+                    if rank < len(item.ranking) and (layer, item.ranking[rank][0]) not in seen:
+                        seen.add((layer, item.ranking[rank][0]))
+                        order.append((layer, item.ranking[rank][0]))
+        self.queue = order
+
+    def cost(self, layer: str, unit: int) -> int:
+        if (layer, unit) not in self._cost:
+            self._cost[layer, unit] = sum(
+                8 * min(len(deflate(row)), len(row)) // 7 + 1
+                for row in (item.codes[unit].tobytes() for item in self.by_layer[layer])
+            )
+        return self._cost[layer, unit]
+
+    def required(self, layer: str, unit: int, keep: dict[str, list[int]]) -> bool:
+        return unit in self.named.get(layer, ()) or not keep[layer] or keep[layer] == [unit]
+
+    def choose(self, budget: int) -> dict[str, list[int]] | None:
+        """Per layer, the sorted units that fit in ``budget`` bytes, taken in queue order until the next one does
+        not fit (named units and each layer's first are kept anyway); ``None`` when every unit fits."""
+        markup = _BLOB_MARKUP * len(self.shown)
+        if sum(8 * item.codes.size // 7 + 1 for item in self.shown) + markup <= budget:
+            return None  # fits even incompressible: nothing to estimate
+        keep: dict[str, list[int]] = {layer: [] for layer in self.by_layer}
+        used, full = markup, False
+        for layer, unit in self.queue:
+            required = self.required(layer, unit, keep)
+            if full and not required:
+                continue
+            cost = self.cost(layer, unit)
+            if used + cost > budget and not required:
+                full = True  # and stop: a cheaper unit further down would jump the queue
+                continue
+            keep[layer].append(unit)
+            used += cost
+        return {layer: sorted(units) for layer, units in keep.items()} if full else None
+
+    def drop(self, keep: dict[str, list[int]], excess: int) -> bool:
+        """Remove kept units from the end of the queue, worth at least ``excess`` bytes, from ``keep`` (in place);
+        ``False`` when none can go (only named units and one per layer are left)."""
+        dropped = False
+        for layer, unit in reversed(self.queue):
+            if excess <= 0:
+                break
+            if unit not in keep[layer] or self.required(layer, unit, keep):
+                continue
+            keep[layer].remove(unit)
+            excess -= self.cost(layer, unit)
+            dropped = True
+        return dropped
+
+
+def _warn_if_limited(path: Path, meta: dict[str, Any], size: int, max_bytes: int) -> None:
+    limit = meta.get("limit")
+    if limit is None and size <= max_bytes:
+        return
+    message = f"{path.name}: "
+    if limit is not None:
+        held = ", ".join(f"{layer['shown']} of {layer['units']} units of {layer['name']}" for layer in limit["layers"])
+        message += (
+            f"every unit over {limit['chars']:,} characters does not fit in a static page of max_bytes="
+            f"{max_bytes:,}; it holds {held} (the most variable and the named ones). "
+        )
+    if size > max_bytes:
+        message += f"The page is {size:,} bytes, more than max_bytes={max_bytes:,}, with no unit left to drop. "
+    warnings.warn(
+        message + f"To explore every unit of a text this long, use `{_SERVE}` (or pass max_bytes=None).",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _probe(
@@ -155,10 +352,11 @@ def _probe(
     chars: list[str] | None,
     quantities: list[str] | None,
     top_k: int,
-    top_units: int,
     add_blob: Callable[[bytes], str],
+    shown_out: list[_Shown],
 ) -> dict[str, Any]:
-    """The page's description of one trace; its arrays go through ``add_blob`` and are referred to by id."""
+    """The page's description of one trace. Its predictions go through ``add_blob`` and are referred to by id; its
+    activation codes are appended to ``shown_out``, whose blobs are made once the units that fit are known."""
     wanted = [q for q in QUANTITY_ORDER if q in tr.quantities and (quantities is None or q in quantities)]
     T = len(tr.tokens)
     layers = []
@@ -173,9 +371,9 @@ def _probe(
                 raise ValueError(f"`{name}` of trace {index} has shape {tuple(values.shape)}, expected ({T}, H)")
             codes = display_codes(values, q)
             entry = {"name": q, "kind": QUANTITY_KINDS[q], "units": int(codes.shape[0])}
-            ranked = most_variable_units(tr, q, top_units, layer=layer)
-            entry["top"] = [[row.unit, round(row.variance, 5)] for row in ranked]
-            entry["blob"] = add_blob(codes.numpy().tobytes())
+            ranked = most_variable_units(tr, q, int(codes.shape[0]), layer=layer)
+            ranking = [(row.unit, row.variance) for row in ranked]
+            shown_out.append(_Shown(layer, entry, codes.numpy(), ranking))
             shown.append(entry)
         if shown:
             layers.append({"name": layer, "quantities": shown})

@@ -1,5 +1,6 @@
 /* lstm_interp report. The data are one byte per (unit, character), an index into COLOURS below; arrays are
- * decoded from the page's base64 blobs the first time they are shown. One span per character is created once per
+ * decoded from the page's base-128 blobs (fromBase128) the first time they are shown. A page too small for every
+ * unit holds some of each layer (q.rows) and steps between those. One span per character is created once per
  * probe; a recolour is a single pass writing style.backgroundColor, skipping spans whose colour is unchanged.
  * Hover uses one delegated listener on the text, never one per character. */
 "use strict";
@@ -10,6 +11,7 @@
     probe: el("probe"), layer: el("layer"), quantity: el("quantity"), unit: el("unit"), slider: el("unit-slider"),
     prev: el("prev"), next: el("next"), count: el("unit-count"), text: el("text"), status: el("status"),
     tooltip: el("tooltip"), top: el("top-units"), topCaption: el("top-caption"), features: el("features"),
+    limit: el("limit-note"),
   };
 
   // Diverging red-white-blue scale, the paper's and the PNG figures' convention: -1 red, 0 white, +1 blue (after
@@ -36,11 +38,40 @@
   };
 
   const state = { probe: 0, layer: 0, quantity: 0, unit: 0 };
-  const api = (window.lstmReport = { state, renders: 0, timings: [], select });
+  // decode(id) and painted() let tests read what the page decoded and shows; decodes records each blob's time.
+  const api = (window.lstmReport = {
+    state, renders: 0, timings: [], decodes: [], select,
+    decode: (id) => decodeBlob(id).then((bytes) => Array.from(bytes)),
+    painted: () => Array.from(shown || []),
+  });
   const blobs = new Map(); // blob id -> Promise<Uint8Array>; a few recent ones kept, as each can be megabytes
   const MAX_CACHED = 8;
   const BLOCK_CHARS = 400;
   let spans = [], chars = [], shown = null, predictions = null, generation = 0, hovered = null;
+
+  // Base-128 text (lstm_interp/report/_encode.py, b128encode): an ASCII character is 7 bits, most significant
+  // first; a character from U+0100 is one of the 7-bit values that cannot stand in a <script> (NUL, CR, "<"; its
+  // index in the top bits) followed by the next 7 bits. About 8/7 of the bytes, against base64's 4/3.
+  const ILLEGAL = [0x00, 0x0d, 0x3c];
+  function fromBase128(text, size) {
+    const out = new Uint8Array(size);
+    let acc = 0, bits = 0, o = 0;
+    for (let k = 0; k < text.length && o < size; k++) {
+      const c = text.charCodeAt(k);
+      if (c < 0x80) {
+        acc = (acc << 7) | c;
+        bits += 7;
+      } else {
+        const v = c - 0x100;
+        acc = (acc << 14) | (ILLEGAL[v >> 7] << 7) | (v & 0x7f);
+        bits += 14;
+      }
+      while (bits >= 8 && o < size) out[o++] = (acc >>> (bits -= 8)) & 0xff;
+      acc &= (1 << bits) - 1;
+    }
+    if (o !== size) throw new Error(`a blob decoded to ${o} of its ${size} bytes`);
+    return out;
+  }
 
   function decodeBlob(id) {
     if (blobs.has(id)) {
@@ -49,21 +80,15 @@
       blobs.set(id, hit);
       return hit;
     }
-    const node = el(id);
-    const text = node.textContent;
-    let bytes;
-    if (Uint8Array.fromBase64) bytes = Uint8Array.fromBase64(text);
-    else {
-      const bin = atob(text);
-      bytes = new Uint8Array(bin.length);
-      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    }
+    const node = el(id), t0 = performance.now();
+    const bytes = fromBase128(node.textContent, Number(node.dataset.bytes));
     let result = Promise.resolve(bytes);
     if (node.hasAttribute("data-deflated")) {
       if (typeof DecompressionStream === "undefined") throw new Error("this browser lacks DecompressionStream");
       const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
       result = new Response(stream).arrayBuffer().then((buffer) => new Uint8Array(buffer));
     }
+    result.then((data) => api.decodes.push({ id, bytes: data.length, ms: performance.now() - t0 }), () => {});
     blobs.set(id, result);
     if (blobs.size > MAX_CACHED) blobs.delete(blobs.keys().next().value);
     return result;
@@ -72,6 +97,31 @@
   const probe = () => meta.probes[state.probe];
   const layer = () => probe().layers[state.layer];
   const quantity = () => layer().quantities[state.quantity];
+
+  /** Where `unit` is in the blob of `q` (its row), or -1 if the page does not hold it. */
+  function rowOf(q, unit) {
+    if (!q.rows) return unit >= 0 && unit < q.units ? unit : -1;
+    const i = lowerBound(q.rows, unit);
+    return q.rows[i] === unit ? i : -1;
+  }
+  function lowerBound(sorted, x) {
+    let lo = 0, hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[mid] < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+  /** The held unit nearest `unit`: the next one up (direction > 0), down (< 0), or either (0, the lower on ties). */
+  function snap(q, unit, direction) {
+    const rows = q.rows;
+    if (!rows || rowOf(q, unit) >= 0) return unit;
+    const i = lowerBound(rows, unit), below = rows[Math.max(0, i - 1)], above = rows[Math.min(rows.length - 1, i)];
+    if (direction > 0) return above;
+    if (direction < 0) return below;
+    return i === 0 ? above : i === rows.length ? below : unit - below <= above - unit ? below : above;
+  }
 
   function fail(error) {
     console.error(error);
@@ -183,8 +233,9 @@
     state.quantity = index;
     ui.quantity.value = String(index);
     const q = quantity(), kind = KINDS[q.kind];
-    ui.unit.max = ui.slider.max = String(q.units - 1);
-    ui.count.textContent = `of ${q.units}`;
+    ui.unit.max = String(q.units - 1);
+    ui.slider.max = String((q.rows ? q.rows.length : q.units) - 1); // a page holding some units slides over those
+    ui.count.textContent = q.rows ? `of ${q.units} · ${q.rows.length} in this page` : `of ${q.units}`;
     el("legend-bar").style.background = `linear-gradient(to right, ${COLOURS.filter((_, b) => b % 17 === 0).join(", ")})`;
     el("legend-lo").textContent = kind.lo;
     el("legend-mid").textContent = kind.mid;
@@ -194,11 +245,12 @@
     setUnit(unit);
   }
 
-  function setUnit(unit) {
+  function setUnit(unit, direction = 0) {
     const q = quantity();
-    unit = Math.min(q.units - 1, Math.max(0, Math.trunc(Number(unit)) || 0));
+    unit = snap(q, Math.min(q.units - 1, Math.max(0, Math.trunc(Number(unit)) || 0)), direction);
     state.unit = unit;
-    ui.unit.value = ui.slider.value = String(unit);
+    ui.unit.value = String(unit);
+    ui.slider.value = String(rowOf(q, unit));
     for (const li of document.querySelectorAll(".unit-list li")) {
       const same = Number(li.dataset.unit) === unit && (!li.dataset.layer || li.dataset.layer === layer().name);
       li.classList.toggle("current", same);
@@ -222,8 +274,8 @@
     if (!blobs.has(q.blob)) ui.status.textContent = `decoding ${label}…`;
     const codes = await decodeBlob(q.blob);
     if (mine !== generation) return; // a later change superseded this one
-    const T = spans.length, offset = unit * T;
-    if (codes.length !== q.units * T) throw new Error(`${label}: ${codes.length} values for ${q.units} × ${T}`);
+    const T = spans.length, rows = q.rows ? q.rows.length : q.units, offset = rowOf(q, unit) * T;
+    if (codes.length !== rows * T) throw new Error(`${label}: ${codes.length} values for ${rows} × ${T}`);
     const t0 = performance.now();
     let changed = 0, sum = 0, sumSq = 0, lo = 255, hi = 0;
     for (let i = 0; i < T; i++) {
@@ -297,6 +349,20 @@
     }
   }
 
+  function renderLimit() {
+    // The writer's max_bytes left units out: say which are here, and where to see the rest.
+    const limit = meta.limit;
+    if (!limit) return;
+    const held = limit.layers.map((l) => `${l.shown} of the ${l.units} units of ${l.name}`).join(", ");
+    const code = document.createElement("code");
+    code.textContent = limit.serve;
+    const named = meta.features && meta.features.length ? ", and every unit a feature match names" : "";
+    ui.limit.append(`This page holds ${held}: the most variable of each quantity${named}. ` +
+      `All of them over ${limit.chars.toLocaleString()} characters would not fit in a static page of ` +
+      `${(limit.maxBytes / 1e6).toLocaleString()} MB. To explore every unit of a text this long, use `, code, ".");
+    ui.limit.hidden = false;
+  }
+
   function describe(c) {
     return { "\n": "newline", " ": "space", "\t": "tab" }[c] || (c.codePointAt(0) < 32 ? "control" : "");
   }
@@ -367,11 +433,19 @@
     ui.probe.addEventListener("change", () => setProbe(Number(ui.probe.value)));
     ui.layer.addEventListener("change", () => setLayer(Number(ui.layer.value)));
     ui.quantity.addEventListener("change", () => setQuantity(Number(ui.quantity.value)));
-    ui.unit.addEventListener("input", () => ui.unit.value !== "" && setUnit(ui.unit.value));
+    // While typing, only a unit the page holds is taken (snapping would rewrite the digits under the cursor); on
+    // change (Enter, leaving the field) the nearest held unit is.
+    ui.unit.addEventListener("input", () => {
+      const q = quantity();
+      if (ui.unit.value !== "" && (!q.rows || rowOf(q, Number(ui.unit.value)) >= 0)) setUnit(ui.unit.value);
+    });
     ui.unit.addEventListener("change", () => setUnit(ui.unit.value));
-    ui.slider.addEventListener("input", () => setUnit(ui.slider.value));
-    ui.prev.addEventListener("click", () => setUnit(state.unit - 1));
-    ui.next.addEventListener("click", () => setUnit(state.unit + 1));
+    ui.slider.addEventListener("input", () => {
+      const q = quantity();
+      setUnit(q.rows ? q.rows[Number(ui.slider.value)] : ui.slider.value);
+    });
+    ui.prev.addEventListener("click", () => setUnit(state.unit - 1, -1));
+    ui.next.addEventListener("click", () => setUnit(state.unit + 1, +1));
     ui.text.addEventListener("mouseover", (e) => { if (e.target._i !== undefined) showTooltip(e.target); });
     ui.text.addEventListener("mouseleave", hideTooltip);
     ui.text.addEventListener("scroll", hideTooltip, { passive: true });
@@ -387,8 +461,8 @@
     });
     document.addEventListener("keydown", (e) => {
       if (e.target.matches("input, select, textarea") || e.altKey || e.ctrlKey || e.metaKey) return;
-      if (e.key === "ArrowRight") setUnit(state.unit + 1);
-      else if (e.key === "ArrowLeft") setUnit(state.unit - 1);
+      if (e.key === "ArrowRight") setUnit(state.unit + 1, +1);
+      else if (e.key === "ArrowLeft") setUnit(state.unit - 1, -1);
       else return;
       e.preventDefault();
     });
@@ -401,6 +475,7 @@
     }
     wire();
     renderFeatures();
+    renderLimit();
     const open = meta.open; // a unit chosen by the writer (e.g. the best match of a feature), else none
     if (open && open.probe !== undefined && meta.probes[open.probe]) {
       state.probe = open.probe;
