@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 from lstm_interp._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from lstm_interp.analysis import ActivationStats, explain_unit, find_cells, gate_saturation
+    from lstm_interp.analysis import (
+        ActivationStats,
+        StateIndex,
+        explain_unit,
+        find_cells,
+        gate_saturation,
+        select_cells,
+    )
     from lstm_interp.callbacks import LSTMActivationMonitor
     from lstm_interp.config import CharLSTMConfig, ConfigError
     from lstm_interp.data import BUNDLED_CORPORA, CharDataModule, EncodedCorpus
@@ -35,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "Scale": "lstm_interp.interventions",
     "run_with_interventions": "lstm_interp.interventions",
     "ActivationStats": "lstm_interp.analysis",
+    "StateIndex": "lstm_interp.analysis",
     "BUNDLED_CORPORA": "lstm_interp.data",
     "BitsPerCharacter": "lstm_interp.metrics",
     "CharDataModule": "lstm_interp.data",
@@ -50,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "explain_unit": "lstm_interp.analysis",
     "find_cells": "lstm_interp.analysis",
     "gate_saturation": "lstm_interp.analysis",
+    "select_cells": "lstm_interp.analysis",
     "load_pretrained": "lstm_interp.hub",
     "push_to_hub": "lstm_interp.hub",
     "run_analysis": "lstm_interp.report",
@@ -75,6 +84,7 @@ __all__ = [
     "LSTMActivationMonitor",
     "Patch",
     "Scale",
+    "StateIndex",
     "Trace",
     "VocabularyError",
     "__version__",
@@ -85,6 +95,7 @@ __all__ = [
     "push_to_hub",
     "run_analysis",
     "run_with_interventions",
+    "select_cells",
     "trace",
     "trace_rnn",
     "trace_segments",
