@@ -46,6 +46,7 @@ COMMANDS: dict[str, Command] = {
     "ablate": Command("lstm_interp.cli.ablate", "ablate units: the loss at target characters, against random units"),
     "push": Command("lstm_interp.cli.push", "upload a model and its model card to the Hugging Face Hub, in one commit"),
     "steer": Command("lstm_interp.cli.steer", "clamp, ablate or scale units while sampling and compare the texts"),
+    "serve": Command("lstm_interp.cli.serve", "a live explorer in the browser: trace what you type, select & match"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 

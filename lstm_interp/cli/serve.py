@@ -1,0 +1,97 @@
+"""``lstm-interp serve MODEL``: the live explorer, a local web page that traces what you type.
+
+MODEL is anything :func:`lstm_interp.load_pretrained` opens. Each ``--corpus FILE`` is indexed when the server
+starts, so that a span brushed on the page can be matched in it (LSTMVis's select & match). The server listens on
+127.0.0.1 by default: it runs a model on whatever it is sent, and is meant for one user on their own machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import time
+import webbrowser
+from collections.abc import Sequence
+from pathlib import Path
+
+from lstm_interp.cli._arguments import add_model_argument, check_model_argument, non_negative_int, read_text_file
+from lstm_interp.hub.load_pretrained import load_pretrained
+
+DEFAULT_PORT = 8000
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port 0 .. 65535 (0: any free port)."""
+    value = non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port 0 .. 65535, got {text!r}")
+    return value
+
+
+def build_parser(prog: str = "lstm-interp serve") -> argparse.ArgumentParser:
+    """The parser of ``lstm-interp serve``."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve a live explorer: type a text, see each unit's activations, select a span and match it.",
+        epilog="Example: lstm-interp serve novel --corpus chapter1.txt --open",
+    )
+    add_model_argument(parser)
+    parser.add_argument(
+        "--corpus", type=Path, nargs="+", action="extend", default=[], metavar="FILE",
+        help="UTF-8 text files to match selections in (indexed at start-up)",
+    )  # fmt: skip
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, metavar="N",
+        help=f"the port (default {DEFAULT_PORT}; 0 picks a free one, printed once bound)",
+    )  # fmt: skip
+    parser.add_argument("--open", action="store_true", help="open the page in a web browser once serving")
+    return parser
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
+    """Run ``lstm-interp serve`` with ``argv`` (the arguments after ``serve``); returns the exit status on Ctrl+C."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    check_model_argument(parser, args.model)
+    texts = [read_text_file(parser, path, "--corpus") for path in args.corpus]
+    try:
+        import uvicorn
+
+        from lstm_interp.serve.app import create_app
+    except ImportError as err:
+        missing = err.name or str(err)
+        raise OSError(f"{missing} is not installed; install the extra: pip install 'lstm-interp[serve]'") from err
+
+    model = load_pretrained(args.model)
+    app = create_app(model, corpus_texts=texts)
+    # Bound here rather than by uvicorn, so that with --port 0 the port is known (and printed) before serving.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as err:
+        sock.close()
+        raise OSError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
+    url = _url(args.host, sock.getsockname()[1])
+    print(f"Serving {args.model} at {url} (Ctrl+C to stop)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    if args.open:
+        threading.Thread(target=_open_when_started, args=(server, url), daemon=True).start()
+    server.run(sockets=[sock])
+    return 0
+
+
+def _open_when_started(server: object, url: str, timeout: float = 30.0) -> None:
+    # The browser's first request must find the socket listening, which uvicorn does only inside server.run().
+    deadline = time.monotonic() + timeout
+    while not getattr(server, "started", False) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    webbrowser.open(url)

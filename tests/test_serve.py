@@ -1,0 +1,418 @@
+"""The live explorer (``lstm-interp serve``): a real uvicorn server on 127.0.0.1 in a child process, its JSON API
+checked against the library, and its page driven in a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import selectors
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from browser import launch
+from conftest import TINY_VOCAB, tiny_char_lstm
+
+from lstm_interp.analysis import StateIndex, select_cells
+from lstm_interp.cli.main import main as cli_main
+from lstm_interp.models.char_lstm import CharLSTM
+from lstm_interp.report._encode import display_codes
+from lstm_interp.tracing import trace
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MAX_TEXT_CHARS = 1_000
+MAX_BODY_BYTES = 20_000
+STARTUP_S = 60.0
+XSS = '<img src=x onerror="window.pwned=1"><script>window.pwned=1</script>ab "xy"'
+
+# The child: uvicorn on create_app over the saved model, on a socket bound here so that the port is known.
+SERVER_SCRIPT = """
+import socket, sys
+import torch
+torch.set_num_threads(1)
+import uvicorn
+from lstm_interp import load_pretrained
+from lstm_interp.serve.app import create_app
+model = load_pretrained(sys.argv[1])
+corpus = open(sys.argv[2], encoding="utf-8").read()
+app = create_app(model, corpus_texts=[corpus], max_body_bytes=int(sys.argv[3]), max_text_chars=int(sys.argv[4]))
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+print(sock.getsockname()[1], flush=True)
+uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+"""
+
+
+@dataclass
+class Server:
+    url: str
+    model: CharLSTM
+    corpus: str
+
+
+def _corpus() -> str:
+    rng = random.Random(0)
+    words = ['"xy"', "{ab}", "a.b", "yy", "x", '"a b"', "{x}", "ba"]
+    # A <script> in the corpus too: its characters are outside the vocabulary, skipped by the index.
+    return " ".join(rng.choice(words) for _ in range(600)) + "\n<script>window.pwned=1</script>\n"
+
+
+def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise TimeoutError(f"the server printed no port within {timeout} s")
+    return process.stdout.readline().strip()
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    # By PID: terminate, then kill if it does not go.
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _wait_for_info(url: str, process: subprocess.Popen[str], stderr: Path) -> None:
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}: {stderr.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/info", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url}/api/info did not answer within {STARTUP_S} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("serve")
+    model = tiny_char_lstm(weight_scale=3.0)
+    model.save_pretrained(folder / "model")
+    corpus = _corpus()
+    (folder / "corpus.txt").write_text(corpus, encoding="utf-8")
+    stderr = folder / "stderr.txt"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    with stderr.open("w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVER_SCRIPT, str(folder / "model"), str(folder / "corpus.txt"),
+             str(MAX_BODY_BYTES), str(MAX_TEXT_CHARS)],
+            stdout=subprocess.PIPE, stderr=err, text=True, env=env,
+        )  # fmt: skip
+    try:
+        port = int(_first_line(process, STARTUP_S))
+        url = f"http://127.0.0.1:{port}"
+        _wait_for_info(url, process, stderr)
+        yield Server(url, model, corpus)
+    finally:
+        _stop(process)
+
+
+def request(url: str, body: Any = None, *, raw: bytes | None = None, chunked: bool = False) -> tuple[int, Any]:
+    """(status, decoded JSON) of a GET (no body) or a JSON POST."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    headers = {"Content-Type": "application/json"}
+    if chunked and data is not None:
+        # An iterable body and no Content-Length: http.client sends it chunked, so only the read size can tell.
+        payload: Any = iter([data[i : i + 4096] for i in range(0, len(data), 4096)])
+        headers["Transfer-Encoding"] = "chunked"
+    else:
+        payload = data
+    req = urllib.request.Request(url, data=payload, headers=headers, method="GET" if data is None else "POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def expected_codes(model: CharLSTM, text: str, layer: str, quantity: str) -> torch.Tensor:
+    return display_codes(trace(model, text)[f"{layer}.{quantity}"], quantity)
+
+
+def decoded(result: dict[str, Any]) -> torch.Tensor:
+    codes = torch.frombuffer(bytearray(base64.b64decode(result["values"])), dtype=torch.uint8)
+    return codes.reshape(result["hidden_size"], result["steps"])
+
+
+# ---------------------------------------------------------------------------------------------- the API
+
+
+def test_info(server: Server) -> None:
+    status, info = request(f"{server.url}/api/info")
+    assert status == 200
+    assert info["layers"] == ["layers.0", "layers.1"]
+    assert info["hidden_size"] == 8 and info["vocab"] == TINY_VOCAB
+    assert info["quantities"] == ["input_gate", "forget_gate", "cell_candidate", "output_gate", "cell", "hidden"]
+    assert info["corpora"] == [len(server.corpus)]
+
+
+@pytest.mark.parametrize(("layer", "quantity"), [("layers.1", "cell"), ("layers.0", "forget_gate")])
+def test_trace_equals_the_library(server: Server, layer: str, quantity: str) -> None:
+    text = 'a "xy" {ab}\nb.y'
+    status, result = request(f"{server.url}/api/trace", {"text": text, "layer": layer, "quantity": quantity})
+    assert status == 200, result
+    assert result["chars"] == list(text) and result["unknown"] == []
+    assert torch.equal(decoded(result), expected_codes(server.model, text, layer, quantity))
+    log_probs = trace(server.model, text)["log_probs"]
+    assert len(result["top"]) == len(text) and all(len(row) == 5 for row in result["top"])
+    best = [TINY_VOCAB[i] for i in log_probs.argmax(dim=-1).tolist()]
+    assert [row[0][0] for row in result["top"]] == best
+    assert [row[0][1] for row in result["top"]] == pytest.approx(log_probs.exp().max(dim=-1).values.tolist(), abs=1e-4)
+    assert result["server_ms"] > 0
+
+
+def test_unknown_characters_are_reported_and_skipped(server: Server) -> None:
+    text = "ab<Q>xy"
+    status, result = request(f"{server.url}/api/trace", {"text": text, "layer": "layers.1", "quantity": "cell"})
+    assert status == 200, result
+    assert result["unknown"] == [2, 3, 4] and result["chars"] == list(text) and result["steps"] == 4
+    assert torch.equal(decoded(result), expected_codes(server.model, "abxy", "layers.1", "cell"))
+
+
+def test_script_in_the_text_comes_back_as_text(server: Server) -> None:
+    status, result = request(f"{server.url}/api/trace", {"text": XSS})
+    assert status == 200
+    assert "".join(result["chars"]) == XSS
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("trace", {"text": ""}, 400, "empty"),
+        ("trace", {"text": 5}, 400, "`text` must be a string"),
+        ("trace", {"text": "ab", "layer": "layers.7"}, 400, "unknown layer 'layers.7'"),
+        ("trace", {"text": "ab", "quantity": "gates"}, 400, "unknown quantity 'gates'"),
+        ("trace", {"text": "a" * (MAX_TEXT_CHARS + 1)}, 413, f"the limit is {MAX_TEXT_CHARS} characters"),
+        ("select", {"text": "abxy", "span": [2, 2]}, 400, "is empty"),
+        ("select", {"text": "abxy", "span": [2, 9]}, 400, "outside the text"),
+        ("select", {"text": "abxy", "span": "1-2"}, 400, "`span` must be [start, end]"),
+        ("select", {"text": "a<<y", "span": [1, 3]}, 400, "outside the vocabulary"),
+        ("select", {"text": "abxy", "span": [1, 3], "quantity": "forget_gate", "threshold": 1.5}, 400, "0..1"),
+        ("select", {"text": "abxy", "span": [1, 3], "threshold": "high"}, 400, "finite number"),
+        ("select", {"text": "abxy", "span": [1, 3], "before": -1}, 400, "`before` must be an integer >= 0"),
+        ("match", {"cells": []}, 400, "empty selection"),
+        ("match", {"cells": [["layers.0", 99]]}, 400, "got ['layers.0', 99]"),
+    ],
+)
+def test_bad_inputs_are_refused_with_a_message(
+    server: Server, path: str, body: dict[str, Any], status: int, message: str
+) -> None:
+    got, result = request(f"{server.url}/api/{path}", body)
+    assert got == status, result
+    assert message in result["error"]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_limit_is_refused(server: Server, chunked: bool) -> None:
+    raw = json.dumps({"text": "a" * MAX_BODY_BYTES}).encode()
+    status, result = request(f"{server.url}/api/trace", raw=raw, chunked=chunked)
+    assert status == 413
+    assert (
+        f"limit of {MAX_BODY_BYTES} bytes" in result["error"] or f"limit is {MAX_BODY_BYTES} bytes" in result["error"]
+    )
+
+
+def test_not_json_and_no_files(server: Server) -> None:
+    status, result = request(f"{server.url}/api/trace", raw=b"{text")
+    assert status == 400 and "not JSON" in result["error"]
+    for path in ("/page.html", "/../pyproject.toml", "/static/page.js", "/lstm_interp/serve/app.py"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{server.url}{path}", timeout=10)
+        assert err.value.code == 404, path
+    with urllib.request.urlopen(f"{server.url}/", timeout=10) as response:
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+def test_parallel_requests_are_all_right(server: Server) -> None:
+    rng = random.Random(1)
+    texts = ["".join(rng.choice(TINY_VOCAB) for _ in range(rng.randint(5, 60))) for _ in range(20)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda t: request(f"{server.url}/api/trace", {"text": t}), texts))
+    for text, (status, result) in zip(texts, answers, strict=True):
+        assert status == 200, result
+        assert "".join(result["chars"]) == text
+        assert torch.equal(decoded(result), expected_codes(server.model, text, "layers.1", "cell"))
+
+
+def _selectable_span(model: CharLSTM, text: str, threshold: float) -> tuple[int, int, list[tuple[str, int]]]:
+    """A span of ``text`` (at least 2 characters) that selects some cell of the last layer."""
+    tr = trace(model, text)
+    for length in (2, 3, 4, 5):
+        for start in range(1, len(text) - length):
+            cells = select_cells(tr, (start, start + length), threshold, 1, 0, layer="layers.1")
+            if cells:
+                return start, start + length, cells
+    raise AssertionError(f"no span of {text!r} selects a cell at threshold {threshold}")
+
+
+BRUSHED = 'ab "xy" {ab} yy "a b" x.y ba'
+
+
+def test_select_and_match(server: Server, tmp_path: Path) -> None:
+    start, end, cells = _selectable_span(server.model, BRUSHED, 0.3)
+    body = {"text": BRUSHED, "span": [start, end], "threshold": 0.3, "before": 1, "after": 0, "layer": "layers.1"}
+    status, selected = request(f"{server.url}/api/select", body)
+    assert status == 200, selected
+    assert selected["cells"] == [list(cell) for cell in cells]
+    status, found = request(f"{server.url}/api/match", {"cells": selected["cells"], "top": 10})
+    assert status == 200, found
+    # The same as a StateIndex of the corpus built here (the server skips the corpus's unknown characters too).
+    index = StateIndex.build(server.model, server.corpus, tmp_path / "index", on_unknown="skip")
+    want = index.match(cells, 10)
+    assert [(m["start"], m["end"], m["intersection"], m["union"]) for m in found["matches"]] == [
+        (m.start, m.end, m.intersection, m.union) for m in want
+    ]
+    assert found["matches"], "the corpus has no match for the selected cells"
+    first = found["matches"][0]
+    assert (first["before"], first["span"], first["after"]) == index.passage(want[0], 40)
+    assert first["jaccard"] == pytest.approx(want[0].jaccard)
+
+
+def test_cli_arguments() -> None:
+    assert cli_main(["serve", "--help"]) == 0
+    assert cli_main(["serve", "runs/no-such-model.ckpt"]) == 2
+    assert cli_main(["serve", "novel", "--port", "70000"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------- the page
+
+
+def colour_at(x: float) -> str:
+    """The page's colourAt (the report's table), in Python."""
+    anchors = [(-1, (222, 84, 70)), (-0.5, (247, 176, 150)), (0, (247, 247, 247)), (0.5, (166, 206, 227)),
+               (1, (58, 132, 193))]  # fmt: skip
+    j = 1
+    while j < len(anchors) - 1 and x > anchors[j][0]:
+        j += 1
+    (x0, c0), (x1, c1) = anchors[j - 1], anchors[j]
+    t = min(1.0, max(0.0, (x - x0) / (x1 - x0)))
+    # JavaScript's Math.round rounds halves up.
+    return "rgb({})".format(", ".join(str(int(v + t * (w - v) + 0.5)) for v, w in zip(c0, c1, strict=True)))
+
+
+def _traced(page: Any, text: str) -> None:
+    page.wait_for_function(
+        "t => { const r = window.lstmExplorer.state.result; return r && r.chars.join('') === t; }", arg=text,
+        timeout=20_000,
+    )  # fmt: skip
+
+
+def _backgrounds(page: Any) -> list[str]:
+    return page.evaluate("[...document.querySelectorAll('#text span')].map(s => s.style.backgroundColor)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with launch() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Any]:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server.url}/")
+    page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=20_000)
+    yield page
+    page.close()
+    assert errors == []
+
+
+def expected_backgrounds(model: CharLSTM, text: str, unit: int, layer: str = "layers.1") -> list[str]:
+    codes = expected_codes(model, text, layer, "cell")[unit]
+    return [colour_at(b / 127.5 - 1) for b in codes.tolist()]
+
+
+def test_typing_colours_the_characters(page: Any, server: Server) -> None:
+    page.locator("#input").press_sequentially('ab "xy"', delay=20)
+    _traced(page, 'ab "xy"')
+    assert _backgrounds(page) == expected_backgrounds(server.model, 'ab "xy"', 0)
+    page.locator("#input").press_sequentially(" {ab}", delay=20)
+    text = 'ab "xy" {ab}'
+    _traced(page, text)
+    assert _backgrounds(page) == expected_backgrounds(server.model, text, 0)
+    renders = page.evaluate("window.lstmExplorer.renders")
+    page.locator("#unit").fill("3")
+    page.wait_for_function("n => window.lstmExplorer.renders > n", arg=renders)
+    shown = _backgrounds(page)
+    assert shown == expected_backgrounds(server.model, text, 3) and len(set(shown)) > 1
+    page.locator("#text span").nth(4).hover()
+    tip = page.locator("#tip").text_content() or ""
+    assert "layers.1.cell[3]" in tip and "next:" in tip
+
+
+def test_a_script_is_shown_never_run(page: Any) -> None:
+    page.locator("#input").fill(XSS)
+    _traced(page, XSS)
+    assert page.locator("#text").text_content() == XSS
+    assert page.evaluate("document.querySelectorAll('#text script, #text img').length") == 0
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    unknown = page.evaluate("[...document.querySelectorAll('#text span.unknown')].map(s => s.textContent).join('')")
+    assert unknown.startswith("<img") and "<script>" in unknown
+
+
+def test_brushing_a_span_lists_matches(page: Any, server: Server) -> None:
+    start, end, cells = _selectable_span(server.model, BRUSHED, 0.3)
+    _, found = request(f"{server.url}/api/match", {"cells": [list(c) for c in cells], "top": 50})
+    page.locator("#input").fill(BRUSHED)
+    _traced(page, BRUSHED)
+    first = page.locator("#text span").nth(start).bounding_box()
+    last = page.locator("#text span").nth(end - 1).bounding_box()
+    assert first is not None and last is not None
+    page.mouse.move(first["x"] + 1, first["y"] + first["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(last["x"] + last["width"] - 1, last["y"] + last["height"] / 2, steps=5)
+    page.mouse.up()
+    page.locator("#select").click()
+    page.wait_for_function("() => document.querySelectorAll('#matches li').length > 0", timeout=20_000)
+    status = page.locator("#select-status").text_content() or ""
+    assert f"span {start}..{end}" in status
+    assert page.locator("#matches li").count() == len(found["matches"])
+    marks = page.evaluate("[...document.querySelectorAll('#matches mark')].map(m => m.textContent)")
+    assert marks == [m["span"] for m in found["matches"]]
+
+
+def test_cli_serves_on_a_free_port(tmp_path: Path) -> None:
+    tiny_char_lstm().save_pretrained(tmp_path / "model")
+    (tmp_path / "corpus.txt").write_text('ab "xy" {ab}\n' * 20, encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "lstm_interp.cli.main", "serve", str(tmp_path / "model"), "--port", "0",
+               "--corpus", str(tmp_path / "corpus.txt")]  # fmt: skip
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    try:
+        line = _first_line(process, STARTUP_S)
+        assert line.startswith(f"Serving {tmp_path / 'model'} at http://127.0.0.1:"), line
+        url = line.split(" at ", 1)[1].split()[0].rstrip("/")
+        assert not url.endswith(":0")
+        _wait_for_info(url, process, stderr)
+        status, info = request(f"{url}/api/info")
+        assert status == 200 and info["corpora"] == [len('ab "xy" {ab}\n') * 20]
+    finally:
+        _stop(process)
