@@ -2,10 +2,10 @@
 
 What it runs (each result also written as an experiment folder under ``--out``, JSON + figure + manifest):
 
-- **novel, quote cell** (``layers.1`` unit 254, cell state): ablated to zero on held-out War and Peace (the first
-  ``--chars`` characters of the test part, the last 10 % of the file), the change in loss at *closing* quotes (a
-  ``"`` after an odd number of them) against 100 random units of layer 1, and the top 5 ``inside_quotes`` units
-  ablated together against 20 random sets of 5.
+- **novel, quote cell** (``layers.1`` unit 254, cell state): ablated to zero on held-out War and Peace (the
+  ``--chars`` characters of the test part, the last 10 % of the file, with the most quotes), the change in loss
+  at *closing* quotes (a ``"`` after an odd number of them) against 100 random units of layer 1, and the top 5
+  ``inside_quotes`` units ablated together against 20 random sets of 5.
 - **novel, steering:** the quote cell clamped, from the first sampled character on, to its mean inside quotes and
   to its mean outside (measured on the same held-out text); the rate of ``"`` in 20 samples of 300 characters
   each, against the same samples without the clamp (same seeds).
@@ -41,11 +41,18 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
 
-def heldout(name: str, chars: int, vocab: str) -> str:
-    """The first ``chars`` characters of the test part (the last 10 %) of the corpus, in the model's vocabulary."""
+def heldout(name: str, chars: int, vocab: str, densest: str | None = None) -> str:
+    """``chars`` characters of the test part (the last 10 %) of the corpus, in the model's vocabulary: its start, or
+    with ``densest`` the window (on a 1,000-character grid) holding the most of those characters, so that a study of
+    closing quotes has dialogue to measure on (the test part ends in the essay-like second epilogue)."""
     text = (DATA / name).read_text(encoding="utf-8")
-    test = text[int(len(text) * 0.9) :]
-    return "".join(c for c in test if c in vocab)[:chars]
+    test = "".join(c for c in text[int(len(text) * 0.9) :] if c in vocab)
+    if densest is None:
+        return test[:chars]
+    counts = np.cumsum([c in densest for c in test])
+    starts = range(0, len(test) - chars, 1000)
+    best = max(starts, key=lambda i: counts[i + chars - 1] - (counts[i - 1] if i else 0))
+    return test[best : best + chars]
 
 
 def closing_quotes(text: str) -> np.ndarray:
@@ -73,7 +80,7 @@ def main() -> None:
     results: dict[str, dict] = {}
 
     novel = load_pretrained(REPO / "model_cards" / "novel")
-    text = heldout("war_and_peace.txt", args.chars, novel.vocab.chars)
+    text = heldout("war_and_peace.txt", args.chars, novel.vocab.chars, densest='"')
     if "novel" in only:
         t0 = time.perf_counter()
         study = ablation_study(novel, text, [("layers.1", 254)], closing_quotes(text), n_random=args.random,
