@@ -189,7 +189,13 @@ def test_cli_reports_progress_at_every_tenth(model_dir: Path) -> None:
 def _start_sample(model_dir: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny steps: a second thread only waits on a shared machine
     argv = [sys.executable, "-c", ENTRY, "sample", str(model_dir), "--seed", "0", *args]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # A shell that starts a job in the background (`nohup pytest &`, some CI runners) leaves SIGINT ignored in it and
+    # its children, and Python then installs no KeyboardInterrupt handler; give the child the terminal's default.
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _read_stdout(proc: subprocess.Popen[bytes], size: int, timeout: float = 60.0) -> bytes:
