@@ -25,8 +25,7 @@ from torch import _VF, Tensor, nn
 
 from lstm_interp.interventions.intervention import Ablate, Intervention
 from lstm_interp.models.char_lstm import LayerState
-from lstm_interp.tracing.layers import cell_type
-from lstm_interp.tracing.recurrence import gru_layer_activations, lstm_layer_activations
+from lstm_interp.tracing.layers import _gates, cell_type
 
 Plan = list[tuple[str, tuple[int, ...], int, int]]  # (mode, active interventions, start row, stop row)
 
@@ -118,19 +117,8 @@ def _overlapping(interventions: Sequence[Intervention]) -> bool:
 
 
 def _recomputed(layer: nn.RNNBase, x: Tensor, hidden: Tensor, state: LayerState, wanted: set[str]) -> dict[str, Tensor]:
-    """The gates and cell of a run from its input and (intervened) hidden sequence, as the trace recomputes them."""
-    weights = (
-        layer.weight_ih_l0,
-        layer.weight_hh_l0,
-        getattr(layer, "bias_ih_l0", None),
-        getattr(layer, "bias_hh_l0", None),
-    )
-    if isinstance(layer, nn.LSTM):
-        h0, c0 = state
-        return lstm_layer_activations(x, None, hidden, h0[0, 0], c0[0, 0], *weights)
-    if isinstance(layer, nn.GRU):
-        return gru_layer_activations(x, hidden, state[0, 0], *weights)  # type: ignore[index]
-    return {}
+    """The gates and cell of a run from its input and (intervened) hidden sequence: the trace's own recomputation."""
+    return _gates(layer, x, hidden, state, None, None)
 
 
 def _edited_kernel(
