@@ -47,7 +47,10 @@ from lstm_interp import load_pretrained
 from lstm_interp.serve.app import create_app
 model = load_pretrained(sys.argv[1])
 corpus = open(sys.argv[2], encoding="utf-8").read()
-app = create_app(model, corpus_texts=[corpus], max_body_bytes=int(sys.argv[3]), max_text_chars=int(sys.argv[4]))
+app = create_app(
+    model, corpus_texts=[corpus], thresholds=[0.3, 0.5], max_body_bytes=int(sys.argv[3]),
+    max_text_chars=int(sys.argv[4]),
+)
 sock = socket.socket()
 sock.bind(("127.0.0.1", 0))
 print(sock.getsockname()[1], flush=True)
@@ -166,7 +169,10 @@ def test_info(server: Server) -> None:
     assert info["layers"] == ["layers.0", "layers.1"]
     assert info["hidden_size"] == 8 and info["vocab"] == TINY_VOCAB
     assert info["quantities"] == ["input_gate", "forget_gate", "cell_candidate", "output_gate", "cell", "hidden"]
-    assert info["corpora"] == [len(server.corpus)]
+    assert info["corpora"] == ["corpus 0"] and info["thresholds"] == [0.3, 0.5]
+    known = sum(c in TINY_VOCAB for c in server.corpus)
+    assert info["corpus_steps"] == [known] and known < len(server.corpus)
+    assert "inside_quotes" in info["features"]
 
 
 @pytest.mark.parametrize(("layer", "quantity"), [("layers.1", "cell"), ("layers.0", "forget_gate")])
@@ -214,7 +220,23 @@ def test_script_in_the_text_comes_back_as_text(server: Server) -> None:
         ("select", {"text": "abxy", "span": [1, 3], "threshold": "high"}, 400, "finite number"),
         ("select", {"text": "abxy", "span": [1, 3], "before": -1}, 400, "`before` must be an integer >= 0"),
         ("match", {"cells": []}, 400, "empty selection"),
-        ("match", {"cells": [["layers.0", 99]]}, 400, "got ['layers.0', 99]"),
+        ("match", {"cells": [["layers.0", 99]]}, 400, "got 99"),
+        ("match", {"cells": [["layers.0", 1]], "threshold": 0.4}, 400, "indexed at threshold [0.3, 0.5], not 0.4"),
+        ("select", {"corpus": 3, "span": [1, 3]}, 400, "`corpus` must be an integer 0 .. 0, got 3"),
+        ("select", {"corpus": 0, "span": [1, 10**6]}, 400, "outside corpus 0"),
+        ("select", {"corpus": 0, "span": [1, 3], "threshold": 0.2}, 400, "not 0.2"),
+        ("trace", {"text": "ab", "interventions": [{"op": "zap", "name": "layers.0.cell", "units": [1]}]}, 400,
+         "`op` must be one of ['ablate', 'clamp', 'scale'], got 'zap'"),
+        ("trace", {"text": "ab", "interventions": [{"op": "ablate", "name": "layers.5.cell", "units": [1]}]}, 400,
+         "unknown `name` 'layers.5.cell'"),
+        ("trace", {"text": "ab", "interventions": [{"op": "ablate", "name": "layers.0.cell", "units": [8]}]}, 400,
+         "interventions[0]: a unit must be an integer 0 .. 7, got 8"),
+        ("trace", {"text": "ab", "interventions": [{"op": "clamp", "name": "layers.0.cell", "units": [1]}]}, 400,
+         "interventions[0]: `value` must be a finite number, got None"),
+        ("trace", {"text": "ab", "interventions": [{"op": "clamp", "name": "layers.0.input_gate", "units": [1],
+                                                    "value": 3}]}, 400, "clamp it to 0..1, not 3"),
+        ("trace", {"text": "ab", "interventions": "ablate"}, 400, "`interventions` must be a list"),
+        ("features", {"text": "ab", "top": 0}, 400, "`top` must be an integer 1 .. 20, got 0"),
     ],
 )
 def test_bad_inputs_are_refused_with_a_message(
@@ -289,6 +311,78 @@ def test_select_and_match(server: Server, tmp_path: Path) -> None:
     first = found["matches"][0]
     assert (first["before"], first["span"], first["after"]) == index.passage(want[0], 40)
     assert first["jaccard"] == pytest.approx(want[0].jaccard)
+
+
+def test_select_in_the_corpus_and_the_pattern_of_each_match(server: Server, tmp_path: Path) -> None:
+    """A span of the corpus is selected from its index; each match carries the selected cells' bits over its
+    passage, and the threshold picks the index."""
+    index = StateIndex.build(server.model, server.corpus, tmp_path / "index", threshold=0.5, on_unknown="skip")
+    for start in range(1, 200):
+        cells = index.select((start, start + 3), 1, 0)
+        if cells:
+            break
+    else:
+        raise AssertionError("no 3-step span of the corpus selects a cell at threshold 0.5")
+    body = {"corpus": 0, "span": [start, start + 3], "threshold": 0.5, "before": 1, "after": 0}
+    status, selected = request(f"{server.url}/api/select", body)
+    assert status == 200, selected
+    assert selected["cells"] == [list(c) for c in cells] and selected["corpus"] == 0
+    status, found = request(f"{server.url}/api/match", {"cells": selected["cells"], "top": 5, "threshold": 0.5})
+    assert status == 200, found
+    assert found["threshold"] == 0.5 and found["pattern_cells"] == selected["cells"]
+    want = index.match(cells, 5)
+    assert [(m["start"], m["end"]) for m in found["matches"]] == [(m.start, m.end) for m in want]
+    for m in found["matches"]:
+        stop = m["end"] + len(m["after"])
+        assert m["offset"] == m["start"] - len(m["before"])
+        rows = [index.bits(f"{layer}.cell", [u], m["offset"], stop)[0] for layer, u in cells]
+        assert m["pattern"] == ["".join("1" if b else "0" for b in row) for row in rows]
+    assert any(m["intersection"] == len(cells) for m in found["matches"])
+
+
+def test_interventions_change_the_predictions(server: Server) -> None:
+    from lstm_interp.interventions import Ablate, Clamp, run_with_interventions
+
+    text = 'ab "xy" {ab} x.y'
+    specs = [{"op": "ablate", "name": "layers.1.cell", "units": [3]},
+             {"op": "clamp", "name": "layers.0.hidden", "units": [1, 2], "value": 0.9}]  # fmt: skip
+    body = {"text": text, "layer": "layers.1", "quantity": "cell", "interventions": specs}
+    status, result = request(f"{server.url}/api/trace", body)
+    assert status == 200, result
+    ran = run_with_interventions(
+        server.model, text, [Ablate("layers.1.cell", [3]), Clamp("layers.0.hidden", [1, 2], 0.9)]
+    )
+    assert torch.equal(decoded(result), display_codes(ran["layers.1.cell"], "cell"))
+    assert set(decoded(result)[3].tolist()) == set(display_codes(torch.zeros(1, 1), "cell").flatten().tolist())
+    ids = server.model.vocab.encode(text)
+    loss = -ran["log_probs"][:-1].gather(1, ids[1:, None]).mean().item()
+    plain = trace(server.model, text)["log_probs"]
+    assert result["loss"] == pytest.approx(loss, abs=1e-4)
+    assert result["base_loss"] == pytest.approx(-plain[:-1].gather(1, ids[1:, None]).mean().item(), abs=1e-4)
+    assert result["loss"] != pytest.approx(result["base_loss"], abs=1e-3)
+    assert [row[0][0] for row in result["top"]] == [TINY_VOCAB[i] for i in ran["log_probs"].argmax(-1).tolist()]
+    assert [row[0][0] for row in result["base_top"]] == [TINY_VOCAB[i] for i in plain.argmax(-1).tolist()]
+    status, unchanged = request(f"{server.url}/api/trace", {"text": text})
+    assert "base_top" not in unchanged and unchanged["interventions"] == 0
+
+
+def test_features_list_the_units_that_track_them(server: Server) -> None:
+    from lstm_interp.analysis import find_cells
+    from lstm_interp.features import FEATURES, feature_values
+
+    text = 'ab "xy" {ab} yy "a b" x\nb.y {a "b"}'
+    status, found = request(f"{server.url}/api/features", {"text": text, "quantity": "cell", "top": 2})
+    assert status == 200, found
+    tr = trace(server.model, text)
+    listed = {row["feature"]: row for row in found["features"]}
+    assert "inside_quotes" in listed and "inside_comment" in found["constant"]
+    assert set(listed) | set(found["constant"]) == set(FEATURES)
+    for name, row in listed.items():
+        want = find_cells(tr, feature_values(name, text), "cell", 2, kind=FEATURES[name].kind)
+        assert [(u["layer"], u["unit"]) for u in row["units"]] == [(r.layer, r.unit) for r in want.rows], name
+        assert row["units"][0]["score"] == pytest.approx(want.rows[0].score, abs=1e-6)
+    strengths = [row["units"][0]["strength"] for row in found["features"]]
+    assert strengths == sorted(strengths, reverse=True)
 
 
 def test_cli_arguments() -> None:
@@ -376,25 +470,97 @@ def test_a_script_is_shown_never_run(page: Any) -> None:
     assert unknown.startswith("<img") and "<script>" in unknown
 
 
-def test_brushing_a_span_lists_matches(page: Any, server: Server) -> None:
-    start, end, cells = _selectable_span(server.model, BRUSHED, 0.3)
-    _, found = request(f"{server.url}/api/match", {"cells": [list(c) for c in cells], "top": 50})
-    page.locator("#input").fill(BRUSHED)
-    _traced(page, BRUSHED)
-    first = page.locator("#text span").nth(start).bounding_box()
-    last = page.locator("#text span").nth(end - 1).bounding_box()
+def _drag(page: Any, first_char: Any, last_char: Any) -> None:
+    """Brush from the first character to the last with the mouse, as a user does."""
+    first, last = first_char.bounding_box(), last_char.bounding_box()
     assert first is not None and last is not None
     page.mouse.move(first["x"] + 1, first["y"] + first["height"] / 2)
     page.mouse.down()
     page.mouse.move(last["x"] + last["width"] - 1, last["y"] + last["height"] / 2, steps=5)
     page.mouse.up()
+
+
+def test_brushing_a_span_lists_matches(page: Any, server: Server) -> None:
+    start, end, cells = _selectable_span(server.model, BRUSHED, 0.3)
+    _, found = request(f"{server.url}/api/match", {"cells": [list(c) for c in cells], "top": 50})
+    page.locator("#input").fill(BRUSHED)
+    _traced(page, BRUSHED)
+    _drag(page, page.locator("#text span").nth(start), page.locator("#text span").nth(end - 1))
     page.locator("#select").click()
     page.wait_for_function("() => document.querySelectorAll('#matches li').length > 0", timeout=20_000)
     status = page.locator("#select-status").text_content() or ""
     assert f"span {start}..{end}" in status
     assert page.locator("#matches li").count() == len(found["matches"])
-    marks = page.evaluate("[...document.querySelectorAll('#matches mark')].map(m => m.textContent)")
-    assert marks == [m["span"] for m in found["matches"]]
+    spans = page.evaluate(
+        "[...document.querySelectorAll('#matches li')].map(li => [...li.querySelectorAll('span.in')]"
+        ".map(s => s.textContent).join(''))"
+    )
+    assert spans == [m["span"] for m in found["matches"]]
+    # Each passage is shaded by how many selected cells are on at each character, and carries their pattern.
+    first = found["matches"][0]
+    shades = page.evaluate(
+        "[...document.querySelectorAll('#matches li:first-child .passage span')].map(s => s.style.backgroundColor)"
+    )
+    on = [sum(row[j] == "1" for row in first["pattern"]) for j in range(len(shades))]
+    assert shades == [colour_at(k / len(cells)) for k in on] and len(set(shades)) > 1
+    assert page.locator("#matches li").first.locator("canvas").count() == 1
+
+    # Brushing inside a matched passage selects from the corpus (its index) and matches again.
+    first_step = first["start"] - first["offset"]
+    passage = page.locator("#matches li").first.locator(".passage span")
+    _drag(page, passage.nth(first_step), passage.nth(first_step + 1))
+    want = request(f"{server.url}/api/select", {
+        "corpus": 0, "span": [first["start"], first["start"] + 2], "threshold": 0.3, "layer": "layers.1"})[1]
+    page.locator("#select").click()
+    label = f"corpus corpus 0 {first['start']}..{first['start'] + 2}"
+    page.wait_for_function("t => document.querySelector('#select-status').textContent.startsWith(t)", arg=label)
+    page.wait_for_function("() => / match\\(es\\)|no cell/.test(document.querySelector('#select-status').textContent)")
+    shown = page.locator("#select-status").text_content() or ""
+    assert (f"{len(want['cells'])} cell(s)" in shown) if want["cells"] else ("no cell" in shown)
+
+
+def test_a_feature_unit_is_shown_on_click_and_an_ablation_updates_the_predictions(page: Any, server: Server) -> None:
+    from lstm_interp.interventions import Ablate, run_with_interventions
+
+    text = 'ab "xy" {ab} yy "a b" x.y'
+    page.locator("#input").fill(text)
+    _traced(page, text)
+    page.wait_for_function("() => document.querySelectorAll('#features button').length > 0", timeout=20_000)
+    _, found = request(f"{server.url}/api/features", {"text": text, "quantity": "cell", "top": 3})
+    names = page.evaluate("[...document.querySelectorAll('#features li')].map(li => li.dataset.feature)")
+    assert names == [row["feature"] for row in found["features"]]
+    # Click a unit of the best-tracked feature's list: the page shows that layer and unit.
+    best = found["features"][0]["units"][1]
+    page.locator("#features li >> nth=0 >> button >> nth=1").click()
+    page.wait_for_function(
+        "([l, u]) => document.querySelector('#layer').value === l && document.querySelector('#unit').value === u",
+        arg=[best["layer"], str(best["unit"])],
+    )
+    page.wait_for_function("() => document.querySelector('#features button.current') !== null")
+    page.wait_for_function("l => window.lstmExplorer.state.result.layer === l", arg=best["layer"])
+    assert _backgrounds(page) == expected_backgrounds(server.model, text, best["unit"], best["layer"])
+
+    # Ablate the shown unit: a chip appears, the unit turns white, and the loss and predictions are of the new run.
+    traces = page.evaluate("window.lstmExplorer.traces")
+    page.locator("#ablate").click()
+    page.wait_for_function("n => window.lstmExplorer.traces > n", arg=traces, timeout=20_000)
+    name = f"{best['layer']}.cell"
+    assert f"ablate {name}[{best['unit']}] = 0" in (page.locator("#interventions").text_content() or "")
+    ran = run_with_interventions(server.model, text, [Ablate(name, [best["unit"]])])
+    codes = display_codes(ran[name], "cell")[best["unit"]]
+    assert _backgrounds(page) == [colour_at(b / 127.5 - 1) for b in codes.tolist()]
+    status = page.locator("#status").text_content() or ""
+    assert "→" in status and "under 1 intervention(s)" in status
+    page.locator("#text span").nth(3).hover()
+    tip = page.locator("#tip").text_content() or ""
+    top = TINY_VOCAB[int(ran["log_probs"][3].argmax())]
+    assert f"next: {json.dumps(top)}" in tip and "without interventions:" in tip
+    # Removing it restores the trained model.
+    traces = page.evaluate("window.lstmExplorer.traces")
+    page.locator("#interventions .chip button").click()
+    page.wait_for_function("n => window.lstmExplorer.traces > n", arg=traces, timeout=20_000)
+    assert _backgrounds(page) == expected_backgrounds(server.model, text, best["unit"], best["layer"])
+    assert "→" not in (page.locator("#status").text_content() or "")
 
 
 def test_cli_serves_on_a_free_port(tmp_path: Path) -> None:
@@ -413,6 +579,7 @@ def test_cli_serves_on_a_free_port(tmp_path: Path) -> None:
         assert not url.endswith(":0")
         _wait_for_info(url, process, stderr)
         status, info = request(f"{url}/api/info")
-        assert status == 200 and info["corpora"] == [len('ab "xy" {ab}\n') * 20]
+        assert status == 200 and info["corpora"] == ["corpus.txt"]
+        assert info["corpus_steps"] == [len('ab "xy" {ab}\n') * 20]
     finally:
         _stop(process)

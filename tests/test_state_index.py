@@ -124,9 +124,9 @@ def test_match_follows_lstmvis_rules_on_a_real_index(tmp_path, make_model, monke
     ``gather_bytes``, spans are cut into pieces of 3 bytes and checked a few at a time (as long spans of a long
     corpus are)."""
     if gather_bytes is not None:
-        from lstm_interp.analysis import state_index
+        from lstm_interp.analysis import state_match
 
-        monkeypatch.setattr(state_index, "_GATHER_BYTES", gather_bytes)
+        monkeypatch.setattr(state_match, "_GATHER_BYTES", gather_bytes)
     model = make_model(weight_scale=2.5, seed=3, hidden_size=40)
     rng = np.random.default_rng(0)
     text = "".join(rng.choice(list('ab{}"\n .xy'), size=600))
@@ -178,6 +178,48 @@ def test_building_in_segments_equals_one_trace(tmp_path, make_model):
     )  # fmt: skip
 
 
+def test_bits_of_a_range_read_only_those_steps(quote_index):
+    whole = quote_index.bits("layers.0.cell")
+    rng = np.random.default_rng(4)
+    for start, end in [(0, 1), (3, 11), (7, 8), (8, 16), (5, None), (0, None), (len(TEXT) - 3, len(TEXT) + 9)]:
+        units = sorted(rng.choice(8, size=3, replace=False).tolist())
+        part = quote_index.bits("layers.0.cell", units, start, end)
+        assert np.array_equal(part, whole[units, start:end]), (start, end)
+    assert quote_index.bits("layers.0.cell", None, 9, 9).shape == (8, 0)
+
+
+def test_select_from_the_index_is_select_cells_on_the_whole_trace(tmp_path, make_model):
+    """A span of the corpus selected from the bits gives the cells select_cells gives on one trace of the corpus."""
+    model = make_model(weight_scale=2.5, seed=3, hidden_size=16)
+    text = ('ab "x y" ab.\n{a "b" x} y ' * 12)[:300]
+    index = StateIndex.build(model, text, tmp_path / "index", threshold=0.2, chunk_chars=64)
+    tr = trace(model, text)
+    rng = np.random.default_rng(1)
+    found = 0
+    for _ in range(60):
+        start = int(rng.integers(0, len(text) - 1))
+        end = start + int(rng.integers(1, 6))
+        before, after = int(rng.integers(0, 3)), int(rng.integers(0, 2))
+        end = min(end, len(text))
+        want = select_cells(tr, (start, end), 0.2, before, after)
+        values = np.concatenate([tr[f"layers.{i}.cell"].numpy() for i in range(2)], axis=1)
+        lo, hi = max(0, start - before), min(len(text), end + after)
+        if np.abs(values[lo:hi] - 0.2).min() < 1e-5:
+            continue  # a value at the threshold may round either way between segmented and whole traces
+        assert index.select((start, end), before, after) == want, (start, end, before, after)
+        assert index.select((start, end), before, after, layer=1) == [c for c in want if c[0] == "layers.1"]
+        found += len(want)
+    assert found > 0, "no span selected any cell: the test checks nothing"
+    with pytest.raises(ValueError, match="outside"):
+        index.select((295, 301))
+    with pytest.raises(ValueError, match="empty"):
+        index.select((5, 5))
+    with pytest.raises(ValueError, match=r"unknown layer 'layers\.9'"):
+        index.select((1, 3), layer="layers.9")
+    with pytest.raises(ValueError, match="not 'hidden'"):
+        index.select((1, 3), quantity="hidden")
+
+
 def test_size_is_one_bit_per_unit_per_character_plus_the_text(tmp_path, make_model):
     model = make_model(hidden_size=8)
     text = "ab {x}. " * 125 + "ab."  # 1003 characters: the last byte of each row is partial
@@ -192,14 +234,14 @@ def test_size_is_one_bit_per_unit_per_character_plus_the_text(tmp_path, make_mod
 
 
 def test_files_are_read_incrementally_and_indexed_end_to_end(tmp_path, monkeypatch):
-    from lstm_interp.analysis import state_index
+    from lstm_interp.analysis import _index_files
 
     corpus = "Ça va, «très» bien.\nÉté: naïve café. " * 7
     model = tiny_char_lstm(corpus, from_text=True, seed=2)
     first, second = tmp_path / "a.txt", tmp_path / "b.txt"
     first.write_text(corpus[:101], encoding="utf-8")
     second.write_text(corpus[101:], encoding="utf-8")
-    monkeypatch.setattr(state_index, "_READ_BYTES", 5)  # reads that split the two-byte characters
+    monkeypatch.setattr(_index_files, "_READ_BYTES", 5)  # reads that split the two-byte characters
     from_files = StateIndex.build(model, [first, second], tmp_path / "files", chunk_chars=24)
     monkeypatch.undo()
     from_text = StateIndex.build(model, corpus, tmp_path / "text", chunk_chars=24)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from lstm_interp.tracing import Trace
@@ -86,14 +87,23 @@ def select_cells(
     check_threshold(threshold, quantity)
 
     lo, hi = max(0, start - before), min(trace.num_steps, end + after)
-    inside = torch.zeros(hi - lo, dtype=torch.bool)
-    inside[start - lo : end - lo] = True
     selected: list[tuple[str, int]] = []
     for layer_name, name in zip(layers, names, strict=True):
-        on = trace[name][lo:hi].to(torch.float32) > threshold  # (window, H)
-        matches = (on == inside[:, None]).all(dim=0)
-        selected += [(layer_name, int(unit)) for unit in torch.nonzero(matches).flatten().tolist()]
+        on = (trace[name][lo:hi].to(torch.float32) > threshold).numpy()  # (window, H)
+        selected += [(layer_name, unit) for unit in units_with_pattern(on, start - lo, end - lo)]
     return selected
+
+
+def units_with_pattern(on: np.ndarray, start: int, end: int) -> list[int]:
+    """The units whose on/off pattern over a window is exactly off, on over ``[start, end)``, off: the selection rule.
+
+    Args:
+        on: (window, H) bool, each unit's on/off over the window (the span and its clipped padding).
+        start, end: the span's steps within the window.
+    """
+    inside = np.zeros(on.shape[0], dtype=bool)
+    inside[start:end] = True
+    return np.flatnonzero((on == inside[:, None]).all(axis=0)).tolist()
 
 
 def check_span(span: tuple[int, int] | Sequence[int], num_steps: int) -> tuple[int, int]:

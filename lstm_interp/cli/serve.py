@@ -15,7 +15,7 @@ import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 
-from lstm_interp.cli._arguments import add_model_argument, check_model_argument, non_negative_int, read_text_file
+from lstm_interp.cli._arguments import add_model_argument, check_model_argument, non_negative_int
 from lstm_interp.hub.load_pretrained import load_pretrained
 
 DEFAULT_PORT = 8000
@@ -39,7 +39,11 @@ def build_parser(prog: str = "lstm-interp serve") -> argparse.ArgumentParser:
     add_model_argument(parser)
     parser.add_argument(
         "--corpus", type=Path, nargs="+", action="extend", default=[], metavar="FILE",
-        help="UTF-8 text files to match selections in (indexed at start-up)",
+        help="UTF-8 text files to match selections in (indexed at start-up, at each --threshold)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threshold", type=float, nargs="+", default=[0.3], metavar="THETA",
+        help="thresholds to index the corpora at, for matching (default 0.3, LSTMVis's); each costs one more index",
     )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     parser.add_argument(
@@ -60,7 +64,9 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     check_model_argument(parser, args.model)
-    texts = [read_text_file(parser, path, "--corpus") for path in args.corpus]
+    for path in args.corpus:  # streamed when indexed, so only checked here, before the model is loaded
+        if not path.is_file():
+            parser.error(f"argument --corpus: {str(path)!r} does not exist or is not a file")
     try:
         import uvicorn
 
@@ -70,7 +76,10 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
         raise OSError(f"{missing} is not installed; install the extra: pip install 'lstm-interp[serve]'") from err
 
     model = load_pretrained(args.model)
-    app = create_app(model, corpus_texts=texts)
+    try:
+        app = create_app(model, corpus_files=args.corpus, thresholds=args.threshold)
+    except ValueError as err:
+        parser.error(str(err))
     # Bound here rather than by uvicorn, so that with --port 0 the port is known (and printed) before serving.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

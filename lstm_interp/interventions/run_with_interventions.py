@@ -22,7 +22,7 @@ from lstm_interp.interventions.intervened_layer import run_intervened_layer
 from lstm_interp.interventions.intervention import Ablate, Intervention, InterventionError, Patch
 from lstm_interp.models.char_lstm import CharLSTM, LayerState, State
 from lstm_interp.tracing.layers import _gates, cell_type, traced_precision, zero_state
-from lstm_interp.tracing.module_trace import _initial_state, check_supported, layer_prefixes, output_size, split_layers
+from lstm_interp.tracing.module_trace import _initial_state, check_inputs, layer_prefixes, output_size, split_layers
 from lstm_interp.tracing.quantities import QUANTITIES
 from lstm_interp.tracing.trace import (
     DEFAULT_CHUNK_SIZE,
@@ -30,7 +30,9 @@ from lstm_interp.tracing.trace import (
     Trace,
     _float32_copy,
     available_names,
+    encode_text,
     select_names,
+    start_state,
     trace,
 )
 from lstm_interp.vocab import OnUnknown
@@ -151,15 +153,8 @@ def _run_char_lstm(
     if chunk_size < 1:
         raise ValueError(f"`chunk_size` must be >= 1, got {chunk_size!r}")
     cfg = model.config
-    if isinstance(text, str):
-        tokens = model._require_vocab().encode(text, on_unknown=on_unknown)
-        text_str: str | None = text if len(text) == len(tokens) else model._require_vocab().decode(tokens)
-    else:
-        tokens = torch.as_tensor(text, dtype=torch.long).reshape(-1).cpu()
-        text_str = model.vocab.decode(tokens) if model.vocab is not None else None
+    tokens, text_str = encode_text(model, text, on_unknown, verb="run")
     T = len(tokens)
-    if T == 0:
-        raise ValueError("cannot run an empty text")
     prefixes = [f"layers.{i}" for i in range(cfg.num_layers)]
     widths = {p: dict.fromkeys(QUANTITIES[cfg.cell], cfg.hidden_size) for p in prefixes}
     resolved = resolve(
@@ -171,9 +166,7 @@ def _run_char_lstm(
                             else cfg.hidden_size, dtype=dtype) for n in names}  # fmt: skip
     net = _float32_copy(model)
     device = net.device
-    if state is None:
-        state = [zero_state(cfg.cell, cfg.hidden_size, device) for _ in range(cfg.num_layers)]
-    state = [tuple(t.to(device, torch.float32) for t in s) if isinstance(s, tuple) else s.to(device) for s in state]
+    state = start_state(model, state, device)
     ids = tokens.to(device)
     was_training = model.training
     net.eval()
@@ -262,14 +255,8 @@ def _run_module(
     hx: Tensor | tuple[Tensor, Tensor] | None,
 ) -> Trace:
     """The trace_rnn path: layer after layer, each direction over the whole sequence (a reverse one flipped)."""
-    check_supported(rnn, name)
+    T = check_inputs(rnn, inputs, name, verb="run")
     cell = cell_type(rnn)
-    if not isinstance(inputs, Tensor) or inputs.dim() != 2 or inputs.shape[1] != rnn.input_size:
-        got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
-        raise ValueError(f"`inputs` must be (T, {rnn.input_size}) for {name!r}, got shape {got}")
-    T = inputs.shape[0]
-    if T == 0:
-        raise ValueError(f"cannot run an empty sequence through {name!r}")
     prefixes = layer_prefixes(rnn, name)
     width = {q: output_size(rnn) if q == "hidden" else rnn.hidden_size for q in QUANTITIES[cell]}
     widths = {p: dict(width) for p in prefixes}

@@ -20,18 +20,20 @@ taken in turn by rank, plus every unit that ``open_on`` or a feature match names
 explorer, and the writer issues a :class:`UserWarning`. ``max_bytes=None`` embeds every unit whatever the size. The
 page decodes only what is on screen, on first view. Only the top-k predictions are kept, never the full
 ``log_probs``.
+
+This module writes the page; :mod:`~lstm_interp.report.page_meta` builds the metadata it embeds (probes, features,
+input series), :mod:`~lstm_interp.report.page_budget` chooses the units that fit, and ``colours.js`` (the colour
+scale, shared with the live explorer), ``report.js``, ``report.css`` and ``template.html`` are inlined into it.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import operator
 import os
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,32 +41,24 @@ from typing import Any
 import numpy as np
 
 from lstm_interp._io import atomic_write_bytes
-from lstm_interp.report._encode import deflate, display_codes, pack, top_predictions
-from lstm_interp.tracing import QUANTITY_KINDS, QUANTITY_ORDER, Trace, most_variable_units
+from lstm_interp.report._encode import pack
+from lstm_interp.report.page_budget import SLACK_BYTES, PageBudget, ShownQuantity, named_units
+from lstm_interp.report.page_meta import (
+    FeatureMatches,
+    as_int,
+    feature_entries,
+    input_arrays,
+    probe_entry,
+    series_entry,
+)
+from lstm_interp.tracing import QUANTITY_KINDS, QUANTITY_ORDER, Trace
 
-FeatureMatches = Mapping[str, Sequence[Mapping[str, Any]]]
-# Characters shown when a trace has no text and no vocabulary is given (a trace of a foreign module, say).
-_PLACEHOLDER = "\u00b7"
-_PROBE_LABEL_CHARS = 40
+__all__ = ["STATIC_PAGE_BYTES", "best_feature_match", "write_html_report"]
+
 STATIC_PAGE_BYTES = 15_000_000
 """The default ``max_bytes`` of :func:`write_html_report`: a page that browsers open in a few seconds and that
 mail, chat and experiment trackers accept as an attachment (issue 13)."""
-# Room kept for what the size estimate leaves out: the lists of embedded and most variable units, rounding.
-_SLACK_BYTES = 64_000
-# The markup around one blob: <script type="application/octet-stream" id="a12" data-bytes="123456" ...></script>.
-_BLOB_MARKUP = 100
 _SERVE = "lstm-interp serve"
-
-
-@dataclass
-class _Shown:
-    """One embedded quantity of one layer of one probe, before its blob is made: the page entry it fills, its codes
-    and its units ranked by variance (every unit, most variable first)."""
-
-    layer: str
-    entry: dict[str, Any]
-    codes: np.ndarray  # (H, T) uint8
-    ranking: list[tuple[int, float]]
 
 
 def write_html_report(
@@ -139,7 +133,7 @@ def write_html_report(
         raise ValueError(f"`top_k` must be >= 1, got {top_k!r}")
     if top_units < 1:
         raise ValueError(f"`top_units` must be >= 1, got {top_units!r}")
-    if max_bytes is not None and (_as_int(max_bytes) is None or max_bytes < 1):
+    if max_bytes is not None and (as_int(max_bytes) is None or max_bytes < 1):
         raise ValueError(f"`max_bytes` must be a positive integer or None, got {max_bytes!r}")
     if quantities is not None:
         quantities = [quantities] if isinstance(quantities, str) else list(quantities)
@@ -160,17 +154,17 @@ def write_html_report(
         )
         return blob_id
 
-    series = _check_inputs(inputs, traces)
-    shown: list[_Shown] = []
-    probes = [_probe(i, tr, chars, quantities, top_k, add_blob, shown) for i, tr in enumerate(traces)]
+    series = input_arrays(inputs, traces)
+    shown: list[ShownQuantity] = []
+    probes = [probe_entry(i, tr, chars, quantities, top_k, add_blob, shown) for i, tr in enumerate(traces)]
     for probe, values in zip(probes, series, strict=True):
         if values is not None:
-            probe["series"] = _series(values, add_blob)
-    features = _features(feature_matches, probes)
+            probe["series"] = series_entry(values, add_blob)
+    features = feature_entries(feature_matches, probes)
     meta: dict[str, Any] = {"step": step, "vocab": chars, "probes": probes, "features": features}
     if open_on is not None:
         try:  # checked like a feature match, and named as what it is
-            meta["open"] = _features({"open_on": [open_on]}, probes)[0]["matches"][0]
+            meta["open"] = feature_entries({"open_on": [open_on]}, probes)[0]["matches"][0]
         except ValueError as err:
             raise ValueError(str(err).replace("feature 'open_on'", "`open_on`")) from None
 
@@ -178,12 +172,15 @@ def write_html_report(
         "TITLE": html.escape(title),
         "SUBTITLE": html.escape(_subtitle(traces, step)),
         "CSS": _asset("report.css"),
+        # The colour scale is its own script, run before report.js, so that the live explorer loads the very same
+        # file (lstm_interp/report/colours.js) instead of keeping a copy of the paper's convention.
+        "COLOURS": _asset("colours.js"),
         "JS": _asset("report.js"),
     }
     keep: dict[str, list[int]] | None = None  # the units each layer embeds; None: every unit
     if max_bytes is not None:
-        costs = _UnitCosts(shown, _named_units(features, meta.get("open")))
-        fixed = len(_render(fields, meta, blobs, []).encode("utf-8")) + _SLACK_BYTES
+        costs = PageBudget(shown, named_units(features, meta.get("open")))
+        fixed = len(_render(fields, meta, blobs, []).encode("utf-8")) + SLACK_BYTES
         keep = costs.choose(max_bytes - fixed)
     while True:
         page = _page(fields, meta, blobs, shown, keep, top_units, max_bytes, add_blob).encode("utf-8")
@@ -205,7 +202,7 @@ def _page(
     fields: dict[str, str],
     meta: dict[str, Any],
     blobs: list[str],
-    shown: list[_Shown],
+    shown: list[ShownQuantity],
     keep: dict[str, list[int]] | None,
     top_units: int,
     max_bytes: int | None,
@@ -242,90 +239,6 @@ def _render(fields: dict[str, str], meta: dict[str, Any], blobs: list[str], acti
     return re.sub(r"\{\{([A-Z]+)\}\}", lambda m: page_fields[m.group(1)], _asset("template.html"))
 
 
-def _named_units(features: list[dict[str, Any]] | None, open_match: dict[str, Any] | None) -> dict[str, list[int]]:
-    """The units the page must hold whatever its size, by layer: the one it opens on, then every feature match's."""
-    named: dict[str, list[int]] = {}
-    matches = ([open_match] if open_match else []) + [m for f in features or [] for m in f["matches"]]
-    for match in matches:
-        units = named.setdefault(match["layer"], [])
-        if match["unit"] not in units:
-            units.append(match["unit"])
-    return named
-
-
-class _UnitCosts:
-    """Which units a page that cannot hold them all keeps, from what each costs.
-
-    The queue: the named units, then by rank, layer after layer and quantity after quantity (the most variable unit
-    of each quantity, then the second of each...), each unit once. A unit's cost is its rows, one per probe and
-    quantity, deflated one by one and written as base-128 text: a slight over-estimate of its share of a blob, as
-    separate rows deflate a little worse than their concatenation.
-    """
-
-    def __init__(self, shown: list[_Shown], named: dict[str, list[int]]) -> None:
-        self.shown = shown
-        self.by_layer: dict[str, list[_Shown]] = {}
-        for item in shown:
-            self.by_layer.setdefault(item.layer, []).append(item)
-        self.named = {layer: set(units) for layer, units in named.items() if layer in self.by_layer}
-        self._cost: dict[tuple[str, int], int] = {}
-        order = [(layer, unit) for layer, units in named.items() if layer in self.by_layer for unit in units]
-        seen = set(order)
-        depth = max(len(item.ranking) for item in shown)
-        for rank in range(depth):
-            for layer, items in self.by_layer.items():
-                for item in items:
-                    if rank < len(item.ranking) and (layer, item.ranking[rank][0]) not in seen:
-                        seen.add((layer, item.ranking[rank][0]))
-                        order.append((layer, item.ranking[rank][0]))
-        self.queue = order
-
-    def cost(self, layer: str, unit: int) -> int:
-        if (layer, unit) not in self._cost:
-            self._cost[layer, unit] = sum(
-                8 * min(len(deflate(row)), len(row)) // 7 + 1
-                for row in (item.codes[unit].tobytes() for item in self.by_layer[layer])
-            )
-        return self._cost[layer, unit]
-
-    def required(self, layer: str, unit: int, keep: dict[str, list[int]]) -> bool:
-        return unit in self.named.get(layer, ()) or not keep[layer] or keep[layer] == [unit]
-
-    def choose(self, budget: int) -> dict[str, list[int]] | None:
-        """Per layer, the sorted units that fit in ``budget`` bytes, taken in queue order until the next one does
-        not fit (named units and each layer's first are kept anyway); ``None`` when every unit fits."""
-        markup = _BLOB_MARKUP * len(self.shown)
-        if sum(8 * item.codes.size // 7 + 1 for item in self.shown) + markup <= budget:
-            return None  # fits even incompressible: nothing to estimate
-        keep: dict[str, list[int]] = {layer: [] for layer in self.by_layer}
-        used, full = markup, False
-        for layer, unit in self.queue:
-            required = self.required(layer, unit, keep)
-            if full and not required:
-                continue
-            cost = self.cost(layer, unit)
-            if used + cost > budget and not required:
-                full = True  # and stop: a cheaper unit further down would jump the queue
-                continue
-            keep[layer].append(unit)
-            used += cost
-        return {layer: sorted(units) for layer, units in keep.items()} if full else None
-
-    def drop(self, keep: dict[str, list[int]], excess: int) -> bool:
-        """Remove kept units from the end of the queue, worth at least ``excess`` bytes, from ``keep`` (in place);
-        ``False`` when none can go (only named units and one per layer are left)."""
-        dropped = False
-        for layer, unit in reversed(self.queue):
-            if excess <= 0:
-                break
-            if unit not in keep[layer] or self.required(layer, unit, keep):
-                continue
-            keep[layer].remove(unit)
-            excess -= self.cost(layer, unit)
-            dropped = True
-        return dropped
-
-
 def _warn_if_limited(path: Path, meta: dict[str, Any], size: int, max_bytes: int) -> None:
     limit = meta.get("limit")
     if limit is None and size <= max_bytes:
@@ -344,119 +257,6 @@ def _warn_if_limited(path: Path, meta: dict[str, Any], size: int, max_bytes: int
         UserWarning,
         stacklevel=3,
     )
-
-
-def _probe(
-    index: int,
-    tr: Trace,
-    chars: list[str] | None,
-    quantities: list[str] | None,
-    top_k: int,
-    add_blob: Callable[[bytes], str],
-    shown_out: list[_Shown],
-) -> dict[str, Any]:
-    """The page's description of one trace. Its predictions go through ``add_blob`` and are referred to by id; its
-    activation codes are appended to ``shown_out``, whose blobs are made once the units that fit are known."""
-    wanted = [q for q in QUANTITY_ORDER if q in tr.quantities and (quantities is None or q in quantities)]
-    T = len(tr.tokens)
-    layers = []
-    for layer in tr.layer_names:
-        shown = []
-        for q in wanted:
-            name = f"{layer}.{q}"
-            if name not in tr:
-                continue
-            values = tr[name]
-            if values.ndim != 2 or values.shape[0] != T:
-                raise ValueError(f"`{name}` of trace {index} has shape {tuple(values.shape)}, expected ({T}, H)")
-            codes = display_codes(values, q)
-            entry = {"name": q, "kind": QUANTITY_KINDS[q], "units": int(codes.shape[0])}
-            ranked = most_variable_units(tr, q, int(codes.shape[0]), layer=layer)
-            ranking = [(row.unit, row.variance) for row in ranked]
-            shown_out.append(_Shown(layer, entry, codes.numpy(), ranking))
-            shown.append(entry)
-        if shown:
-            layers.append({"name": layer, "quantities": shown})
-    if not layers:
-        asked = f" among `quantities` {quantities}" if quantities is not None else ""
-        raise ValueError(f"trace {index} holds no quantity the report can show{asked}; it holds {list(tr)}")
-
-    predictions = None
-    if chars is not None and "log_probs" in tr:
-        log_probs = tr["log_probs"]
-        if log_probs.shape[-1] != len(chars):
-            raise ValueError(
-                f"`chars` has {len(chars)} characters but `log_probs` of trace {index} has {log_probs.shape[-1]} "
-                "columns; pass the model's vocabulary (`model.vocab.chars`)"
-            )
-        k = min(top_k, len(chars))
-        ids, probs = top_predictions(log_probs, k)
-        predictions = {"k": k, "ids": add_blob(ids), "probs": add_blob(probs)}
-
-    text = _text(tr, chars)
-    named = " ".join(tr.labels or []) if tr.has_token_labels else text
-    label = named[:_PROBE_LABEL_CHARS].replace("\n", " ") + ("…" if len(named) > _PROBE_LABEL_CHARS else "")
-    label = f"{index + 1}: {label}"
-    entry = {"label": label, "text": text, "cell": tr.cell, "layers": layers, "predictions": predictions}
-    if tr.has_token_labels:  # the page draws each step's string, as wide as it is
-        entry["tokens"] = tr.labels
-    return entry
-
-
-def _text(tr: Trace, chars: list[str] | None) -> str:
-    """The characters to show, exactly one per time step."""
-    T = len(tr.tokens)
-    if tr.text is not None and len(tr.text) == T:
-        return tr.text
-    if tr.text is not None:
-        raise ValueError(f"the trace's text has {len(tr.text)} characters but its tokens {T}")
-    if chars is not None and T and int(tr.tokens.min()) >= 0 and int(tr.tokens.max()) < len(chars):
-        return "".join(chars[int(i)] for i in tr.tokens)
-    return _PLACEHOLDER * T
-
-
-def _features(feature_matches: FeatureMatches | None, probes: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """Checked, JSON-ready feature matches: each must point at a layer, unit (and probe) that the page holds."""
-    if feature_matches is None:
-        return None
-    units: dict[str, int] = {}
-    for probe in probes:
-        for layer in probe["layers"]:
-            units[layer["name"]] = max(units.get(layer["name"], 0), *(q["units"] for q in layer["quantities"]))
-    features = []
-    for feature, matches in feature_matches.items():
-        rows = []
-        for match in matches:
-            layer, unit, probe = match.get("layer"), _as_int(match.get("unit")), match.get("probe")
-            if layer not in units:
-                raise ValueError(f"feature {feature!r} names layer {layer!r}; the report has {list(units)}")
-            if unit is None or not 0 <= unit < units[layer]:
-                raise ValueError(
-                    f"feature {feature!r} names unit {match.get('unit')!r} of {layer!r}, which has {units[layer]} units"
-                )
-            if probe is not None and not (_as_int(probe) is not None and 0 <= probe < len(probes)):
-                raise ValueError(f"feature {feature!r} names probe {probe!r}; the report has {len(probes)} probes")
-            row: dict[str, Any] = {"layer": layer, "unit": unit}
-            if match.get("quantity") is not None:
-                row["quantity"] = str(match["quantity"])
-            if probe is not None:
-                row["probe"] = int(probe)
-            for key in ("score", "sign"):
-                if match.get(key) is not None:
-                    row[key] = float(match[key])
-            rows.append(row)
-        features.append({"name": str(feature), "matches": rows})
-    return features
-
-
-def _as_int(value: Any) -> int | None:
-    """``value`` as an int if it is an integer of any kind (numpy and 0-d torch included), else ``None``."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
 
 
 def _subtitle(traces: list[Trace], step: int | None) -> str:
@@ -498,31 +298,3 @@ def best_feature_match(feature_matches: FeatureMatches | None) -> Mapping[str, A
         return 2 * score - 1 if row.get("metric") == "auc" else score
 
     return max(rows, key=strength)
-
-
-def _check_inputs(inputs: Sequence[Any] | None, traces: list[Trace]) -> list[np.ndarray | None]:
-    """One (T, C) float array (or ``None``) per trace, with errors that name the trace and both shapes."""
-    if inputs is None:
-        return [None] * len(traces)
-    if len(inputs) != len(traces):
-        raise ValueError(f"`inputs` has {len(inputs)} entries for {len(traces)} traces; give one per trace (or None)")
-    arrays: list[np.ndarray | None] = []
-    for i, (values, tr) in enumerate(zip(inputs, traces, strict=True)):
-        if values is None:
-            arrays.append(None)
-            continue
-        x = np.asarray(values.detach().cpu().float() if hasattr(values, "detach") else values, dtype=np.float32)
-        x = x[:, None] if x.ndim == 1 else x
-        if x.ndim != 2 or len(x) != tr.num_steps:
-            raise ValueError(f"`inputs[{i}]` has shape {x.shape}; expected ({tr.num_steps}, channels) for trace {i}")
-        arrays.append(x)
-    return arrays
-
-
-def _series(values: np.ndarray, add_blob: Callable[[bytes], str]) -> dict[str, Any]:
-    """The page's description of a probe's input channels: each quantised to 8 bits between its own min and max."""
-    x = np.nan_to_num(values.astype(np.float64))
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    codes = np.round((x - lo) / span * 255).astype(np.uint8).T.copy()  # (C, T): one channel contiguous
-    return {"channels": int(x.shape[1]), "min": lo.tolist(), "max": hi.tolist(), "blob": add_blob(codes.tobytes())}

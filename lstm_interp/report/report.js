@@ -1,4 +1,4 @@
-/* lstm_interp report. The data are one byte per (unit, character), an index into COLOURS below; arrays are
+/* lstm_interp report. The data are one byte per (unit, character), an index into COLOURS (colours.js); arrays are
  * decoded from the page's base-128 blobs (fromBase128) the first time they are shown. A page too small for every
  * unit holds some of each layer (q.rows) and steps between those. One span per character is created once per
  * probe; a recolour is a single pass writing style.backgroundColor, skipping spans whose colour is unchanged.
@@ -14,18 +14,9 @@
     limit: el("limit-note"),
   };
 
-  // Diverging red-white-blue scale, the paper's and the PNG figures' convention: -1 red, 0 white, +1 blue (after
-  // ColorBrewer RdBu), its ends lightened so that black text on them keeps a contrast ratio above 5.
-  const ANCHORS = [[-1, [222, 84, 70]], [-0.5, [247, 176, 150]], [0, [247, 247, 247]],
-    [0.5, [166, 206, 227]], [1, [58, 132, 193]]];
-  function colourAt(x) {
-    let j = 1;
-    while (j < ANCHORS.length - 1 && x > ANCHORS[j][0]) j++;
-    const [x0, c0] = ANCHORS[j - 1], [x1, c1] = ANCHORS[j];
-    const t = Math.min(1, Math.max(0, (x - x0) / (x1 - x0)));
-    return `rgb(${c0.map((v, k) => Math.round(v + t * (c1[k] - v))).join(", ")})`;
-  }
-  const COLOURS = Array.from({ length: 256 }, (_, b) => colourAt(b / 127.5 - 1));
+  // The diverging red-white-blue scale (-1 red, 0 white, +1 blue), one CSS colour per code byte: defined once in
+  // colours.js, which the page runs before this script, so that the live explorer shows the very same colours.
+  const COLOURS = globalThis.lstmInterpColours.codes;
 
   // How a byte reads back for each kind of quantity (the kinds of lstm_interp/tracing/quantities.py).
   const KINDS = {

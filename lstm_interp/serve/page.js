@@ -1,27 +1,21 @@
-// The live explorer's page: trace what is typed, colour each character by one unit, select & match a span.
+// The live explorer's page: trace what is typed, colour each character by one unit, list the units that track the
+// registered features, intervene on a unit, and select & match a span (LSTMVis's rules) of the text or a corpus.
 // Every text (typed, traced, or from a corpus) enters the DOM through textContent only, never as markup.
 (() => {
   "use strict";
 
-  // The report's diverging scale (lstm_interp/report/report.js): -1 red, 0 white, +1 blue, one colour per code byte.
-  const ANCHORS = [[-1, [222, 84, 70]], [-0.5, [247, 176, 150]], [0, [247, 247, 247]],
-    [0.5, [166, 206, 227]], [1, [58, 132, 193]]];
-  function colourAt(x) {
-    let j = 1;
-    while (j < ANCHORS.length - 1 && x > ANCHORS[j][0]) j++;
-    const [x0, c0] = ANCHORS[j - 1], [x1, c1] = ANCHORS[j];
-    const t = Math.min(1, Math.max(0, (x - x0) / (x1 - x0)));
-    return `rgb(${c0.map((v, k) => Math.round(v + t * (c1[k] - v))).join(", ")})`;
-  }
-  const COLOURS = Array.from({ length: 256 }, (_, b) => colourAt(b / 127.5 - 1));
+  // The report's diverging scale, shared with it (lstm_interp/report/colours.js): -1 red, 0 white, +1 blue.
+  const { colourAt, codes: COLOURS } = globalThis.lstmInterpColours;
   const DEBOUNCE_MS = 150;
 
   const $ = (id) => document.getElementById(id);
   const input = $("input"), textBox = $("text"), status = $("status"), tip = $("tip");
   const layerSel = $("layer"), quantitySel = $("quantity"), unitInput = $("unit");
   const selectStatus = $("select-status"), matchList = $("matches");
-  const state = { info: null, result: null, codes: null, column: [], seq: 0, timer: 0 };
-  window.lstmExplorer = { renders: 0, state };
+  const featureBox = $("features"), featureStatus = $("features-status"), chips = $("interventions");
+  const state = { info: null, result: null, codes: null, column: [], seq: 0, featureSeq: 0, timer: 0,
+    interventions: [], lastRenderMs: 0 };
+  window.lstmExplorer = { renders: 0, traces: 0, state };
   document.body.dataset.renders = "0";
 
   function setStatus(el, message, isError) {
@@ -38,19 +32,27 @@
     return data;
   }
 
+  function element(tag, text, className) {
+    const el = document.createElement(tag);
+    if (text !== undefined) el.textContent = text;
+    if (className) el.className = className;
+    return el;
+  }
+
   function option(select, value) {
-    const el = document.createElement("option");
+    const el = element("option", value);
     el.value = value;
-    el.textContent = value;
     select.appendChild(el);
   }
+
+  const shownChar = (c) => JSON.stringify(c);
 
   // The displayed value of a code byte on -1..+1, and the raw value it stands for (a gate's 0..1, tanh(c)).
   function describe(code) {
     const x = code / 127.5 - 1;
     const kind = state.info.kinds[state.result.quantity];
     if (kind === "gate") return `${((x + 1) / 2).toFixed(3)}`;
-    if (kind === "unbounded") return `tanh(c) = ${x.toFixed(3)}`;
+    if (kind === "unbounded") return `tanh = ${x.toFixed(3)}`;
     return x.toFixed(3);
   }
 
@@ -60,6 +62,14 @@
     return Number.isInteger(n) && n >= 0 && n < H ? n : 0;
   }
 
+  function legend() {
+    const gate = state.info && state.info.kinds[quantitySel.value] === "gate";
+    $("legend-low").textContent = gate ? "0" : "−1";
+    $("legend-high").textContent = gate ? "1" : "+1";
+    $("legend-bar").style.background = `linear-gradient(to right, ${COLOURS.filter((_, b) => b % 17 === 0).join(", ")})`;
+  }
+
+  // ---------------------------------------------------------------------------------------- the traced text
   function build(result) {
     // Rebuilt per trace: a few thousand spans at most (max_text_chars), each with its character as textContent.
     const unknown = new Set(result.unknown);
@@ -67,8 +77,7 @@
     let k = 0;
     const frag = document.createDocumentFragment();
     result.chars.forEach((char, i) => {
-      const span = document.createElement("span");
-      span.textContent = char;
+      const span = element("span", char);
       span.dataset.i = String(i);
       if (unknown.has(i)) {
         span.className = "unknown";
@@ -85,14 +94,25 @@
   function recolour() {
     const { result, codes } = state;
     if (!result) return;
+    const started = performance.now();
     const T = result.steps, row = unit() * T;
     const spans = textBox.children;
     for (let i = 0; i < spans.length; i++) {
       const k = state.column[i];
       spans[i].style.backgroundColor = k < 0 ? "" : COLOURS[codes[row + k]];
     }
+    state.lastRenderMs = performance.now() - started;
     window.lstmExplorer.renders += 1;
     document.body.dataset.renders = String(window.lstmExplorer.renders);
+    markCurrentUnit();
+  }
+
+  function lossText(result) {
+    if (result.loss === null) return "";
+    if (!result.interventions) return ` · loss ${result.loss.toFixed(3)} nats/char`;
+    const delta = result.loss - result.base_loss;
+    return ` · loss ${result.base_loss.toFixed(3)} → ${result.loss.toFixed(3)} nats/char ` +
+      `(${delta >= 0 ? "+" : ""}${delta.toFixed(3)}) under ${result.interventions} intervention(s)`;
   }
 
   async function traceNow() {
@@ -101,19 +121,25 @@
     if (!text) {
       state.result = null;
       textBox.replaceChildren();
+      featureBox.replaceChildren();
       setStatus(status, "type a text to trace");
       return;
     }
     try {
-      const result = await post("/api/trace", { text, layer: layerSel.value, quantity: quantitySel.value });
+      const result = await post("/api/trace", {
+        text, layer: layerSel.value, quantity: quantitySel.value, interventions: state.interventions,
+      });
       if (seq !== state.seq) return; // a later keystroke's trace is on its way
       const raw = atob(result.values);
       state.codes = Uint8Array.from(raw, (c) => c.charCodeAt(0));
       state.result = result;
       build(result);
       recolour();
-      const skipped = result.unknown.length ? ` · ${result.unknown.length} unknown character(s) skipped` : "";
-      setStatus(status, `${result.steps} characters traced in ${result.server_ms.toFixed(1)} ms${skipped}`);
+      window.lstmExplorer.traces += 1;
+      const skipped = result.unknown.length
+        ? ` · ${result.unknown.length} character(s) outside the vocabulary skipped (struck through)` : "";
+      setStatus(status, `${result.steps} characters traced in ${result.server_ms.toFixed(1)} ms${lossText(result)}${skipped}`);
+      featuresNow(text, seq);
     } catch (err) {
       if (seq === state.seq) setStatus(status, String(err.message || err), true);
     }
@@ -124,87 +150,223 @@
     state.timer = setTimeout(traceNow, DEBOUNCE_MS);
   }
 
+  function topText(rows) {
+    return rows.map(([c, p]) => `${shownChar(c)} ${p.toFixed(3)}`).join(", ");
+  }
+
   textBox.addEventListener("mouseover", (event) => {
     const span = event.target.closest("#text span");
     if (!span || !state.result) return;
     for (const el of textBox.querySelectorAll("span.hover")) el.classList.remove("hover");
     span.classList.add("hover");
-    const i = Number(span.dataset.i), k = state.column[i];
-    const shown = JSON.stringify(state.result.chars[i]);
+    const i = Number(span.dataset.i), k = state.column[i], result = state.result;
+    const shown = shownChar(result.chars[i]);
     if (k < 0) {
       tip.textContent = `${shown}: outside the vocabulary, not traced`;
       return;
     }
-    const value = describe(state.codes[unit() * state.result.steps + k]);
-    const next = state.result.top[k].map(([c, p]) => `${JSON.stringify(c)} ${p.toFixed(3)}`).join(", ");
-    tip.textContent = `${shown} · ${state.result.layer}.${state.result.quantity}[${unit()}] = ${value} · next: ${next}`;
+    const value = describe(state.codes[unit() * result.steps + k]);
+    tip.replaceChildren(`${shown} · ${result.layer}.${result.quantity}[${unit()}] = ${value}\nnext: ${topText(result.top[k])}`);
+    if (result.base_top) {
+      const without = element("span", `\nwithout interventions: ${topText(result.base_top[k])}`);
+      if (result.base_top[k][0][0] !== result.top[k][0][0]) without.className = "changed";
+      tip.appendChild(without);
+    }
   });
 
-  // Where a selection's boundary falls, as a character index: a point before or after a character's text.
-  function boundary(node, offset, isEnd) {
-    if (node.nodeType === Node.TEXT_NODE && node.parentNode && node.parentNode.parentNode === textBox) {
-      const i = Number(node.parentNode.dataset.i);
-      // A drag that ends at the very start of a character (or starts at its very end) does not take it.
-      if (isEnd) return offset === 0 ? i : i + 1;
-      return offset >= node.length ? i + 1 : i;
+  // ---------------------------------------------------------------------------------------- features
+  async function featuresNow(text, seq) {
+    const mine = ++state.featureSeq;
+    try {
+      const found = await post("/api/features", { text, quantity: quantitySel.value, top: 3 });
+      if (mine !== state.featureSeq || seq !== state.seq) return;
+      showFeatures(found);
+    } catch (err) {
+      if (mine === state.featureSeq) setStatus(featureStatus, String(err.message || err), true);
     }
-    if (node === textBox) return offset;
-    if (node.parentNode === textBox) return Number(node.dataset.i) + (offset === 0 ? 0 : 1);
-    return null;
   }
 
-  // The brushed span, as [start, end) over the text's characters, from the page's selection.
+  function showFeatures(found) {
+    const list = element("ul");
+    for (const feature of found.features) {
+      const li = element("li");
+      li.dataset.feature = feature.feature;
+      li.append(element("span", feature.feature, "name"), ` (${feature.metric})`, element("br"));
+      for (const row of feature.units) {
+        const button = element("button", `${row.layer}:${row.unit} ${row.score.toFixed(2)}${row.sign > 0 ? "+" : "−"}`);
+        button.type = "button";
+        button.title = `${row.metric === "auc" ? "AUC" : "Pearson r"} ${row.value.toFixed(3)}: ` +
+          `${row.sign > 0 ? "higher" : "lower"} where ${feature.feature} is higher; click to show this unit`;
+        button.dataset.layer = row.layer;
+        button.dataset.unit = String(row.unit);
+        button.addEventListener("click", () => showUnit(row.layer, row.unit));
+        li.appendChild(button);
+      }
+      list.appendChild(li);
+    }
+    featureBox.replaceChildren(list);
+    const constant = found.constant.length ? ` · constant here: ${found.constant.join(", ")}` : "";
+    setStatus(featureStatus, `${found.features.length} feature(s) vary on this text (${found.quantity})${constant}`);
+    markCurrentUnit();
+  }
+
+  function markCurrentUnit() {
+    for (const b of featureBox.querySelectorAll("button")) {
+      b.classList.toggle("current", b.dataset.layer === layerSel.value && Number(b.dataset.unit) === unit());
+    }
+  }
+
+  function showUnit(layer, u) {
+    unitInput.value = String(u);
+    if (layerSel.value !== layer) {
+      layerSel.value = layer;
+      traceNow();
+    } else {
+      recolour();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------- interventions
+  function addIntervention(op) {
+    const name = `${layerSel.value}.${quantitySel.value}`, u = unit();
+    const spec = { op, name, units: [u] };
+    if (op === "clamp") spec.value = Number($("clamp-value").value);
+    if (op === "scale") spec.factor = Number($("scale-factor").value);
+    state.interventions.push(spec);
+    showInterventions();
+    traceNow();
+  }
+
+  function showInterventions() {
+    chips.replaceChildren();
+    state.interventions.forEach((spec, j) => {
+      const what = spec.op === "clamp" ? ` = ${spec.value}` : spec.op === "scale" ? ` × ${spec.factor}` : " = 0";
+      const chip = element("span", `${spec.op} ${spec.name}[${spec.units[0]}]${what}`, "chip");
+      const remove = element("button", "×");
+      remove.type = "button";
+      remove.title = "remove this intervention";
+      remove.addEventListener("click", () => {
+        state.interventions.splice(j, 1);
+        showInterventions();
+        traceNow();
+      });
+      chip.appendChild(remove);
+      chips.appendChild(chip);
+    });
+    if (!state.interventions.length) chips.appendChild(element("span", "none: the model runs as trained", "status"));
+  }
+
+  // ---------------------------------------------------------------------------------------- select & match
+  // Where a selection boundary falls: [container element, index] of a character span of the text or a passage.
+  function boundary(node, offset, isEnd) {
+    let span = node.nodeType === Node.TEXT_NODE ? node.parentNode : null;
+    let i;
+    if (span && span.dataset && span.dataset.i !== undefined) {
+      i = Number(span.dataset.i);
+      // A drag that ends at the very start of a character (or starts at its very end) does not take it.
+      i = isEnd ? (offset === 0 ? i : i + 1) : offset >= node.length ? i + 1 : i;
+      return [span.parentNode, i];
+    }
+    if (node.nodeType === Node.ELEMENT_NODE && (node === textBox || node.classList.contains("passage"))) {
+      return [node, offset];
+    }
+    span = node.nodeType === Node.ELEMENT_NODE ? node : null;
+    if (span && span.dataset && span.dataset.i !== undefined) return [span.parentNode, Number(span.dataset.i) + (offset ? 1 : 0)];
+    return [null, null];
+  }
+
+  // The brushed span: {where: the text box or a passage element, start, end} over its characters.
   function brushed() {
     const selection = window.getSelection();
     if (!selection || selection.rangeCount === 0 || selection.isCollapsed) return null;
     const range = selection.getRangeAt(0);
-    if (!range.intersectsNode(textBox)) return null;
-    let start = boundary(range.startContainer, range.startOffset, false);
-    let end = boundary(range.endContainer, range.endOffset, true);
+    let [from, start] = boundary(range.startContainer, range.startOffset, false);
+    let [to, end] = boundary(range.endContainer, range.endOffset, true);
     // A drag that began or ended outside the text takes the text up to its edge.
-    if (start === null) start = 0;
-    if (end === null) end = textBox.children.length;
-    return start < end ? [start, end] : null;
+    if (!from && to) [from, start] = [to, 0];
+    if (!to && from) [to, end] = [from, from.children.length];
+    if (!from || from !== to) return null;
+    return start < end ? { where: from, start, end } : null;
   }
 
-  function showMatches(matches) {
+  function patternCanvas(pattern) {
+    // One row per shown cell, one column per passage character: blue where the cell is on (the paper's +1).
+    const canvas = document.createElement("canvas");
+    const cols = pattern[0].length, rows = pattern.length, w = 3, h = 3;
+    canvas.width = cols * w;
+    canvas.height = rows * h;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = colourAt(0);
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.fillStyle = colourAt(1);
+    pattern.forEach((bits, r) => {
+      for (let c = 0; c < cols; c++) if (bits[c] === "1") ctx.fillRect(c * w, r * h, w, h);
+    });
+    canvas.title = `${rows} selected cell(s) (rows) over the passage's characters: blue where on`;
+    return canvas;
+  }
+
+  function showMatches(found) {
     matchList.replaceChildren();
-    for (const m of matches) {
-      const li = document.createElement("li");
-      const mark = document.createElement("mark");
-      mark.textContent = m.span;
-      const score = document.createElement("span");
-      score.className = "score";
-      score.textContent = ` — corpus ${m.corpus} ${m.start}..${m.end}, jaccard ${m.jaccard.toFixed(2)} ` +
-        `(${m.intersection}/${m.union})`;
-      li.append(document.createTextNode(m.before), mark, document.createTextNode(m.after), score);
+    const n = found.pattern_cells.length;
+    for (const m of found.matches) {
+      const li = element("li");
+      const passage = element("div", undefined, "passage");
+      passage.dataset.corpus = String(m.corpus);
+      passage.dataset.offset = String(m.offset);
+      const text = m.before + m.span + m.after;
+      // Each character shaded by how many of the selected cells are on at it: white none, blue all.
+      [...text].forEach((char, j) => {
+        const span = element("span", char);
+        span.dataset.i = String(j);
+        const on = m.pattern.reduce((sum, bits) => sum + (bits[j] === "1" ? 1 : 0), 0);
+        span.style.backgroundColor = colourAt(on / n);
+        span.title = `${on} of ${n} selected cell(s) on`;
+        const step = m.offset + j;
+        if (step >= m.start && step < m.end) span.className = "in";
+        passage.appendChild(span);
+      });
+      const score = element("div", `corpus ${state.info.corpora[m.corpus]} ${m.start}..${m.end} · ` +
+        `jaccard ${m.jaccard.toFixed(2)} (${m.intersection} on of ${m.union})`, "score");
+      li.append(passage, patternCanvas(m.pattern), score);
       matchList.appendChild(li);
     }
   }
 
   async function selectAndMatch() {
-    const span = brushed();
-    if (!span || !state.result) {
-      setStatus(selectStatus, "brush (select with the mouse) a span of the coloured text first", true);
+    const brush = brushed();
+    if (!brush) {
+      setStatus(selectStatus, "brush (drag over) a span of the coloured text or of a matched passage first", true);
       return;
     }
-    const text = state.result.chars.join("");
+    const common = {
+      threshold: Number($("threshold").value), before: Number($("before").value), after: Number($("after").value),
+    };
+    let body, label;
+    if (brush.where === textBox) {
+      if (!state.result) return;
+      body = { ...common, text: state.result.chars.join(""), span: [brush.start, brush.end],
+        layer: layerSel.value, quantity: quantitySel.value };
+      label = `span ${brush.start}..${brush.end}`;
+    } else {
+      const offset = Number(brush.where.dataset.offset), corpus = Number(brush.where.dataset.corpus);
+      body = { ...common, corpus, span: [offset + brush.start, offset + brush.end], layer: layerSel.value,
+        quantity: state.info.state_quantity };
+      label = `corpus ${state.info.corpora[corpus]} ${offset + brush.start}..${offset + brush.end}`;
+    }
     try {
-      const selected = await post("/api/select", {
-        text, span, threshold: Number($("threshold").value), before: Number($("before").value),
-        after: Number($("after").value), layer: state.result.layer, quantity: state.result.quantity,
-      });
+      const selected = await post("/api/select", body);
       const cells = selected.cells;
-      const shown = cells.map(([l, u]) => `${l}:${u}`).join(", ");
+      const shown = cells.slice(0, 12).map(([l, u]) => `${l}:${u}`).join(", ") + (cells.length > 12 ? ", …" : "");
       if (!cells.length) {
         matchList.replaceChildren();
-        setStatus(selectStatus, `span ${span[0]}..${span[1]}: no cell has this on/off pattern`);
+        setStatus(selectStatus, `${label}: no cell of ${body.layer} is off before, on over and off after it at θ = ${common.threshold}`);
         return;
       }
-      setStatus(selectStatus, `span ${span[0]}..${span[1]}: ${cells.length} cell(s) ${shown}; matching…`);
-      const { matches } = await post("/api/match", { cells, top: 50, quantity: state.result.quantity });
-      showMatches(matches);
-      setStatus(selectStatus, `span ${span[0]}..${span[1]}: ${cells.length} cell(s) ${shown}; ${matches.length} match(es)`);
+      setStatus(selectStatus, `${label}: ${cells.length} cell(s) ${shown}; matching…`);
+      const found = await post("/api/match", { cells, top: 50, quantity: selected.quantity, threshold: common.threshold });
+      showMatches(found);
+      setStatus(selectStatus, `${label}: ${cells.length} cell(s) ${shown}; ${found.matches.length} match(es) at θ = ${found.threshold}`);
     } catch (err) {
       setStatus(selectStatus, String(err.message || err), true);
     }
@@ -218,12 +380,19 @@
     state.info.quantities.forEach((name) => option(quantitySel, name));
     quantitySel.value = state.info.state_quantity;
     unitInput.max = String(state.info.hidden_size - 1);
-    const corpora = state.info.corpora.length ? `${state.info.corpora.length} corpus text(s) indexed` : "no corpus";
+    $("threshold").value = String(state.info.thresholds[0]);
+    const corpora = state.info.corpora.length
+      ? `${state.info.corpora.length} corpus text(s) indexed at θ = ${state.info.thresholds.join(", ")}` : "no corpus to match in";
     setStatus(status, `${state.info.cell}, ${state.info.layers.length} layer(s) of ${state.info.hidden_size} · ${corpora}`);
+    legend();
+    showInterventions();
     input.addEventListener("input", scheduleTrace);
     layerSel.addEventListener("change", traceNow);
-    quantitySel.addEventListener("change", traceNow);
+    quantitySel.addEventListener("change", () => { legend(); traceNow(); });
     unitInput.addEventListener("input", recolour);
+    $("ablate").addEventListener("click", () => addIntervention("ablate"));
+    $("clamp").addEventListener("click", () => addIntervention("clamp"));
+    $("scale").addEventListener("click", () => addIntervention("scale"));
     $("select").addEventListener("click", selectAndMatch);
     document.body.dataset.ready = "1";
     if (input.value) traceNow();

@@ -55,6 +55,26 @@ def check_supported(rnn: nn.Module, name: str = "module") -> None:
         )
 
 
+def check_inputs(rnn: nn.Module, inputs: object, name: str, *, verb: str = "trace") -> int:
+    """The number of steps of ``inputs``, once ``rnn`` is a module the trace follows and ``inputs`` a non-empty
+    (T, input_size) sequence for it.
+
+    Shared by :func:`trace_rnn` and :func:`~lstm_interp.run_with_interventions`, so that a module refuses the same
+    inputs with the same messages whether or not anything acts on it; ``verb`` names what the caller does.
+
+    Raises:
+        TypeError: ``rnn`` is not an ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN`` (:func:`check_supported`).
+        ValueError: ``inputs`` is not a (T, input_size) tensor, or has no steps; each message names the module.
+    """
+    check_supported(rnn, name)
+    if not isinstance(inputs, Tensor) or inputs.dim() != 2 or inputs.shape[1] != rnn.input_size:
+        got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
+        raise ValueError(f"`inputs` must be (T, {rnn.input_size}) for {name!r}, got shape {got}")
+    if inputs.shape[0] == 0:
+        raise ValueError(f"cannot {verb} an empty sequence through {name!r}; `inputs` has shape {tuple(inputs.shape)}")
+    return int(inputs.shape[0])
+
+
 def output_size(rnn: nn.RNNBase) -> int:
     """Width of one direction's hidden state: ``proj_size`` for an LSTM with a projection, else ``hidden_size``."""
     return getattr(rnn, "proj_size", 0) or rnn.hidden_size
@@ -137,14 +157,8 @@ def trace_rnn(
             nothing; each message names the module.
         TypeError: if ``rnn`` is not an ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN``.
     """
-    check_supported(rnn, name)
+    T = check_inputs(rnn, inputs, name)
     cell = cell_type(rnn)
-    if not isinstance(inputs, Tensor) or inputs.dim() != 2 or inputs.shape[1] != rnn.input_size:
-        got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
-        raise ValueError(f"`inputs` must be (T, {rnn.input_size}) for {name!r}, got shape {got}")
-    T = inputs.shape[0]
-    if T == 0:
-        raise ValueError(f"cannot trace an empty sequence through {name!r}; `inputs` has shape {tuple(inputs.shape)}")
     prefixes = layer_prefixes(rnn, name)
     available = [f"{p}.{q}" for p in prefixes for q in QUANTITIES[cell]]
     names = select_names(names_filter, available)

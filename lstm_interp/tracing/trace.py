@@ -358,25 +358,15 @@ def trace(
     if dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
         raise ValueError(f"`dtype` must be a floating dtype, got {dtype!r}")
     cfg = model.config
-    if isinstance(text, str):
-        tokens = model._require_vocab().encode(text, on_unknown=on_unknown)
-        # With on_unknown="skip" some characters have no step: the trace's text is the one that was traced.
-        text_str: str | None = text if len(text) == len(tokens) else model._require_vocab().decode(tokens)
-    else:
-        tokens = torch.as_tensor(text, dtype=torch.long).reshape(-1).cpu()
-        text_str = model.vocab.decode(tokens) if model.vocab is not None else None
+    tokens, text_str = encode_text(model, text, on_unknown)
     T = len(tokens)
-    if T == 0:
-        raise ValueError("cannot trace an empty text")
     names = select_names(names_filter, available_names(cfg.cell, cfg.num_layers))
     keep = set(names)
     store = {name: torch.empty(T, _width(name, cfg), dtype=dtype) for name in names}
 
     net = _float32_copy(model)
     device = net.device
-    if state is None:
-        state = [zero_state(cfg.cell, cfg.hidden_size, device) for _ in range(cfg.num_layers)]
-    state = [tuple(t.to(device, torch.float32) for t in s) if isinstance(s, tuple) else s.to(device) for s in state]
+    state = start_state(model, state, device)
     ids = tokens.to(device)
 
     def embed(rows: slice) -> Tensor:
@@ -422,6 +412,42 @@ def trace(
         final_state=final_state,
         chars=model.vocab.chars if model.vocab is not None else None,
     )
+
+
+def encode_text(
+    model: CharLSTM, text: str | Tensor, on_unknown: OnUnknown, *, verb: str = "trace"
+) -> tuple[Tensor, str | None]:
+    """The (T,) CPU ids of ``text`` (a string or ids) and the text they stand for (``None`` without a vocabulary).
+
+    Shared by :func:`trace` and :func:`~lstm_interp.run_with_interventions`, so that a text is read the same way
+    whether or not anything acts on the model; ``verb`` names what the caller does in the empty-text message.
+
+    Raises:
+        VocabularyError: characters the vocabulary lacks (``on_unknown="error"``).
+        ValueError: nothing left to ``verb``: an empty text, or one whose every character was skipped.
+    """
+    if isinstance(text, str):
+        tokens = model._require_vocab().encode(text, on_unknown=on_unknown)
+        # With on_unknown="skip" some characters have no step: the trace's text is the one that was traced.
+        text_str: str | None = text if len(text) == len(tokens) else model._require_vocab().decode(tokens)
+    else:
+        tokens = torch.as_tensor(text, dtype=torch.long).reshape(-1).cpu()
+        text_str = model.vocab.decode(tokens) if model.vocab is not None else None
+    if len(tokens) == 0:
+        raise ValueError(f"cannot {verb} an empty text")
+    return tokens, text_str
+
+
+def start_state(model: CharLSTM, state: State | None, device: torch.device) -> State:
+    """The per-layer state a run of ``model`` starts from, on ``device``: zeros for ``None``, else ``state`` (e.g.
+    ``previous_trace.final_state``) moved there, an LSTM's ``(h, c)`` pairs in float32 as the traced kernels run.
+
+    Shared by :func:`trace` and :func:`~lstm_interp.run_with_interventions`, so that a carried state continues the
+    same way in both."""
+    cfg = model.config
+    if state is None:
+        state = [zero_state(cfg.cell, cfg.hidden_size, device) for _ in range(cfg.num_layers)]
+    return [tuple(t.to(device, torch.float32) for t in s) if isinstance(s, tuple) else s.to(device) for s in state]
 
 
 def _width(name: str, cfg) -> int:

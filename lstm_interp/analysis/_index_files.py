@@ -1,0 +1,160 @@
+"""The files of a :class:`~lstm_interp.analysis.state_index.StateIndex` folder: the corpus streamed in, encoded to
+``tokens.bin``, traced segment by segment into ``bits/<name>.bin``, and the sizes a whole folder's files must have.
+
+The layout and the rules are :mod:`lstm_interp.analysis.state_index`'s docstring's; this module holds the writing.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lstm_interp.models.char_lstm import CharLSTM
+from lstm_interp.tracing import QUANTITIES, state_quantity, trace
+from lstm_interp.vocab import CharVocab, VocabularyError
+
+HEADER_NAME, TOKENS_NAME, BITS_DIR = "index.json", "tokens.bin", "bits"
+_READ_BYTES = 1 << 22  # bytes per read of a corpus file
+
+Corpus = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def index_names(cell: str, num_layers: int, names: str | Sequence[str] | None) -> list[str]:
+    per_layer = [f"layers.{i}.{q}" for i in range(num_layers) for q in QUANTITIES[cell]]
+    if names is None:
+        return [f"layers.{i}.{state_quantity(cell)}" for i in range(num_layers)]
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [name for name in names if name not in per_layer]
+    if not names or unknown:
+        raise ValueError(f"`names` {unknown or names!r}: expected per-layer names of this {cell} model, {per_layer}")
+    return list(dict.fromkeys(names))
+
+
+def corpus_source(text_or_files: Corpus) -> str | list[Path]:
+    """The text, or the files checked to exist (before anything is read); a ``str`` is always the text itself."""
+    if isinstance(text_or_files, str):
+        if not text_or_files:
+            raise ValueError("the text is empty; there is nothing to index")
+        return text_or_files
+    files = [text_or_files] if isinstance(text_or_files, os.PathLike) else list(text_or_files)
+    if not files or not all(isinstance(f, str | os.PathLike) for f in files):
+        raise ValueError(f"`text_or_files` must be a str (the text), a path or a list of paths, got {text_or_files!r}")
+    for file in map(Path, files):
+        if file.is_dir():
+            raise IsADirectoryError(f"corpus file {str(file)!r} is a folder; give the text files in it")
+        if not file.is_file():
+            raise FileNotFoundError(f"corpus file {str(file)!r} does not exist")
+    return [Path(f) for f in files]
+
+
+def _pieces(source: str | list[Path]) -> Iterator[tuple[str, str]]:
+    """``(where, text)`` pieces of the corpus in order, decoding each file incrementally as strict UTF-8."""
+    if isinstance(source, str):
+        for i in range(0, len(source), _READ_BYTES):
+            yield "the text", source[i : i + _READ_BYTES]
+        return
+    for file in source:
+        decoder, offset = codecs.getincrementaldecoder("utf-8")("strict"), 0
+        with open(file, "rb") as f:
+            while True:
+                data = f.read(_READ_BYTES)
+                pending = len(decoder.getstate()[0])
+                try:
+                    piece = decoder.decode(data, final=not data)
+                except UnicodeDecodeError as err:
+                    at = offset - pending + err.start
+                    raise ValueError(
+                        f"corpus file {str(file)!r} is not UTF-8: byte {err.object[err.start]:#04x} at byte "
+                        f"offset {at} ({err.reason}); convert it to UTF-8 first"
+                    ) from None
+                offset += len(data)
+                if piece:
+                    yield str(file), piece
+                if not data:
+                    break
+
+
+def write_tokens(path: Path, vocab: CharVocab, source: str | list[Path], on_unknown: str) -> dict[str, Any]:
+    """Encode the corpus into ``path`` (ids, ``vocab.dtype``); returns the indexed text's length, sha256, skips."""
+    digest, length, skipped, first_unknown = hashlib.sha256(), 0, Counter(), {}
+    places: dict[str, int] = {}  # characters read so far per file, for the positions of unknown characters
+    with open(path, "wb") as out:
+        for where, piece in _pieces(source):
+            ids = vocab.encode_array(piece, on_unknown="skip")
+            read, places[where] = places.get(where, 0), places.get(where, 0) + len(piece)
+            if len(ids) < len(piece):
+                kept = "".join(c for c in piece if c in vocab)
+                skipped.update(c for c in piece if c not in vocab)
+                for char, at in vocab.unknown_chars(piece).items():
+                    first_unknown.setdefault(where, {}).setdefault(char, read + at)
+                piece = kept
+            out.write(ids.astype(vocab.dtype).tobytes())
+            digest.update(piece.encode("utf-8", "surrogatepass"))
+            length += len(ids)
+    if first_unknown and on_unknown == "error":
+        listed = "; ".join(
+            f"{where}: " + ", ".join(f"{c!r} (first at {at})" for c, at in list(chars.items())[:20])
+            for where, chars in first_unknown.items()
+        )
+        problem = f"the corpus has {len(skipped)} character(s) not in the vocabulary: {listed}"
+        hint = "Pass on_unknown='skip' to drop them (their counts are recorded in the index)."
+        raise VocabularyError(f"{problem}. {hint}", problem=problem, hint=hint)
+    if length == 0:
+        raise ValueError("the corpus has no character of the vocabulary; there is nothing to index")
+    return {"length": length, "sha256": digest.hexdigest(), "skipped": dict(skipped.most_common())}
+
+
+def write_bits(
+    model: CharLSTM, folder: Path, names: list[str], dtype: np.dtype, steps: int, threshold: float, segment: int
+) -> dict[str, int]:
+    """Trace the encoded corpus ``segment`` steps at a time (state carried) and write each name's bits in place."""
+    (folder / BITS_DIR).mkdir()
+    tokens = np.memmap(folder / TOKENS_NAME, dtype, "r", shape=(steps,))
+    row_bytes, files, state = -(-steps // 8), {}, None
+    try:
+        for start in range(0, steps, segment):
+            ids = torch.from_numpy(np.asarray(tokens[start : start + segment], dtype=np.int64))
+            segment_trace = trace(model, ids, names_filter=names, state=state)
+            state = segment_trace.final_state
+            for name in names:
+                on = segment_trace[name].numpy() > threshold  # (L, H)
+                if name not in files:
+                    files[name] = os.open(folder / BITS_DIR / f"{name}.bin", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+                    os.ftruncate(files[name], on.shape[1] * row_bytes)
+                packed = np.ascontiguousarray(np.packbits(on, axis=0).T)  # (H, ceil(L / 8)), at byte start // 8
+                for unit, row in enumerate(packed):  # pwrite, not a memmap: written pages do not stay resident
+                    os.pwrite(files[name], row.tobytes(), unit * row_bytes + start // 8)
+        return {name: os.fstat(fd).st_size // row_bytes for name, fd in files.items()}
+    finally:
+        for fd in files.values():
+            os.close(fd)
+        del tokens
+
+
+def expected_sizes(header: dict[str, Any], where: str) -> dict[str, int]:
+    """File name -> size in bytes of every file a whole index with this header has (the header's own: any)."""
+    try:
+        steps, names, widths = header["steps"], header["names"], header["widths"]
+        itemsize = np.dtype(header["tokens_dtype"]).itemsize
+        fields = (header["threshold"], header["chars"], header["layer_names"])
+        if not isinstance(steps, int) or steps < 1 or not isinstance(names, list) or not names:
+            raise ValueError(f"steps {steps!r} and names {names!r} must be a positive integer and a non-empty list")
+        if not all(isinstance(widths.get(name), int) and widths[name] > 0 for name in names):
+            raise ValueError(f"widths {widths!r} must give each of {names} a positive integer")
+        if not isinstance(fields[0], int | float) or not isinstance(fields[1], str) or not isinstance(fields[2], list):
+            raise ValueError(f"threshold, chars and layer_names have the wrong types: {fields!r}")
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(
+            f"{where}: {HEADER_NAME} is broken ({type(err).__name__}: {err}); build the index again"
+        ) from err
+    sizes = {HEADER_NAME: -1, TOKENS_NAME: steps * itemsize}
+    sizes.update({f"{BITS_DIR}/{name}.bin": widths[name] * -(-steps // 8) for name in names})
+    return sizes
