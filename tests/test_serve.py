@@ -385,10 +385,37 @@ def test_features_list_the_units_that_track_them(server: Server) -> None:
     assert strengths == sorted(strengths, reverse=True)
 
 
-def test_cli_arguments() -> None:
+def test_cli_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["serve", "--help"]) == 0
     assert cli_main(["serve", "runs/no-such-model.ckpt"]) == 2
     assert cli_main(["serve", "novel", "--port", "70000"]) == 2
+    capsys.readouterr()
+    assert cli_main(["serve", "novel", "--corpus", str(tmp_path / "missing.txt")]) == 2
+    assert "missing.txt' does not exist" in capsys.readouterr().err
+    tiny_char_lstm().save_pretrained(tmp_path / "model")
+    (tmp_path / "latin1.txt").write_bytes('ab "xy" caf\xe9 {ab}\n'.encode("latin-1"))
+    assert cli_main(["serve", str(tmp_path / "model"), "--corpus", str(tmp_path / "latin1.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "latin1.txt' is not UTF-8: byte 0xe9 at byte offset 11" in err
+    (tmp_path / "corpus.txt").write_text('ab "xy"\n', encoding="utf-8")
+    for thresholds, message in ((["0.3", "0.3"], "distinct"), (["nan"], "finite number")):
+        command = ["serve", str(tmp_path / "model"), "--corpus", str(tmp_path / "corpus.txt"), "--threshold"]
+        assert cli_main([*command, *thresholds]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_create_app_checks_its_arguments() -> None:
+    from lstm_interp.serve import create_app
+
+    model = tiny_char_lstm()
+    with pytest.raises(ValueError, match=r"`thresholds` must be a non-empty list of numbers, got \[\]"):
+        create_app(model, thresholds=[])
+    with pytest.raises(ValueError, match="`max_text_chars` must be a positive integer, got 0"):
+        create_app(model, max_text_chars=0)
+    with pytest.raises(TypeError, match="got one str"):
+        create_app(model, corpus_texts="ab")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        create_app(model, corpus_files=["no-such-corpus.txt"])
 
 
 # ---------------------------------------------------------------------------------------------- the page
@@ -457,7 +484,7 @@ def test_typing_colours_the_characters(page: Any, server: Server) -> None:
     assert shown == expected_backgrounds(server.model, text, 3) and len(set(shown)) > 1
     page.locator("#text span").nth(4).hover()
     tip = page.locator("#tip").text_content() or ""
-    assert "layers.1.cell[3]" in tip and "next:" in tip
+    assert "tanh(layers.1.cell[3]) = " in tip and "next:" in tip
 
 
 def test_a_script_is_shown_never_run(page: Any) -> None:
@@ -512,7 +539,7 @@ def test_brushing_a_span_lists_matches(page: Any, server: Server) -> None:
     want = request(f"{server.url}/api/select", {
         "corpus": 0, "span": [first["start"], first["start"] + 2], "threshold": 0.3, "layer": "layers.1"})[1]
     page.locator("#select").click()
-    label = f"corpus corpus 0 {first['start']}..{first['start'] + 2}"
+    label = f"corpus 0 {first['start']}..{first['start'] + 2}"
     page.wait_for_function("t => document.querySelector('#select-status').textContent.startsWith(t)", arg=label)
     page.wait_for_function("() => / match\\(es\\)|no cell/.test(document.querySelector('#select-status').textContent)")
     shown = page.locator("#select-status").text_content() or ""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 import threading
 import time
 import webbrowser
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lstm_interp.cli._arguments import add_model_argument, check_model_argument, non_negative_int
@@ -75,9 +77,14 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
         missing = err.name or str(err)
         raise OSError(f"{missing} is not installed; install the extra: pip install 'lstm-interp[serve]'") from err
 
-    model = load_pretrained(args.model)
+    # The model is loaded, indexed and run on one thread: torch is fastest when all its work stays on one (create_app).
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-interp")
+    model = worker.submit(load_pretrained, args.model).result()
+    if args.corpus:
+        thresholds = ", ".join(f"{t:g}" for t in args.threshold)
+        print(f"indexing {len(args.corpus)} corpus file(s) at threshold {thresholds}", file=sys.stderr, flush=True)
     try:
-        app = create_app(model, corpus_files=args.corpus, thresholds=args.threshold)
+        app = create_app(model, corpus_files=args.corpus, thresholds=args.threshold, executor=worker)
     except ValueError as err:
         parser.error(str(err))
     # Bound here rather than by uvicorn, so that with --port 0 the port is known (and printed) before serving.
@@ -95,6 +102,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
     if args.open:
         threading.Thread(target=_open_when_started, args=(server, url), daemon=True).start()
     server.run(sockets=[sock])
+    worker.shutdown(wait=False, cancel_futures=True)
     return 0
 
 

@@ -27,15 +27,17 @@ The server never writes text into HTML: the page builds its DOM with ``textConte
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -110,6 +112,7 @@ def create_app(
     thresholds: Sequence[float] = (0.3,),
     max_body_bytes: int = 100_000,
     max_text_chars: int = 5_000,
+    executor: Executor | None = None,
 ) -> Starlette:
     """The live explorer over ``model``: the page at ``/`` and the JSON API of the module docstring.
 
@@ -123,6 +126,12 @@ def create_app(
             them, and one at another θ is refused, naming these.
         max_body_bytes: the largest request body accepted (larger: 413).
         max_text_chars: the longest text traced (longer: 413, naming the limit).
+        executor: where the model runs: the indexes are built and every request's work is done on it, in turn.
+            Default: a new one-thread executor. Torch computes fastest when all its work stays on one thread: a
+            second thread gets a second OpenMP team, and the two share the cores (a 500-character trace of the
+            novel model took about 1.7x as long on a worker thread of a process whose main thread had loaded the
+            model). So load the model on the executor too, as ``lstm-interp serve`` does:
+            ``model = executor.submit(load_pretrained, "novel").result()``.
 
     Raises:
         TypeError: ``model`` is not a CharLSTM, or ``corpus_texts`` is one ``str``.
@@ -149,7 +158,9 @@ def create_app(
     if len(set(thresholds)) != len(thresholds):
         raise ValueError(f"`thresholds` must be one or more distinct numbers, got {thresholds!r}")
     files = [Path(f) for f in corpus_files]
-    explorer = Explorer(model, [*corpus_texts, *files], thresholds, max_text_chars)
+    # Every request's work runs on this one thread, in turn (see `executor` above).
+    worker = executor if executor is not None else ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-interp")
+    explorer = worker.submit(Explorer, model, [*corpus_texts, *files], thresholds, max_text_chars).result()
     assets = {
         "/": (_bundled("lstm_interp.serve", "page.html"), "text/html"),
         "/page.js": (_bundled("lstm_interp.serve", "page.js"), "text/javascript"),
@@ -167,7 +178,7 @@ def create_app(
         @_api
         async def endpoint(request: Request) -> Response:
             data = await read_json(request, max_body_bytes)
-            return JSONResponse(await run_in_threadpool(work, data))
+            return JSONResponse(await asyncio.get_running_loop().run_in_executor(worker, work, data))
 
         return endpoint
 
@@ -179,7 +190,13 @@ def create_app(
         Route("/api/select", post(explorer.select_response), methods=["POST"]),
         Route("/api/match", post(explorer.match_response), methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if executor is None:  # the caller's own executor is the caller's to shut down
+            worker.shutdown(wait=False, cancel_futures=True)
+
+    app = Starlette(routes=routes, lifespan=lifespan)
     # Kept on the app so that the temporary index folders live exactly as long as it does.
     app.state.explorer = explorer
     return app

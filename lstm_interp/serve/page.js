@@ -14,7 +14,7 @@
   const selectStatus = $("select-status"), matchList = $("matches");
   const featureBox = $("features"), featureStatus = $("features-status"), chips = $("interventions");
   const state = { info: null, result: null, codes: null, column: [], seq: 0, featureSeq: 0, timer: 0,
-    interventions: [], lastRenderMs: 0 };
+    interventions: [], lastRenderMs: 0, lastTraceMs: 0 };
   window.lstmExplorer = { renders: 0, traces: 0, state };
   document.body.dataset.renders = "0";
 
@@ -47,13 +47,14 @@
 
   const shownChar = (c) => JSON.stringify(c);
 
-  // The displayed value of a code byte on -1..+1, and the raw value it stands for (a gate's 0..1, tanh(c)).
-  function describe(code) {
+  // "name[unit] = value" of a code byte, in the quantity's own terms: a gate's 0..1, a state's -1..1, and for the
+  // cell state (any real) the tanh it is shown by, as in Karpathy et al.
+  function describe(code, label) {
     const x = code / 127.5 - 1;
     const kind = state.info.kinds[state.result.quantity];
-    if (kind === "gate") return `${((x + 1) / 2).toFixed(3)}`;
-    if (kind === "unbounded") return `tanh = ${x.toFixed(3)}`;
-    return x.toFixed(3);
+    if (kind === "gate") return `${label} = ${((x + 1) / 2).toFixed(3)}`;
+    if (kind === "unbounded") return `tanh(${label}) = ${x.toFixed(3)}`;
+    return `${label} = ${x.toFixed(3)}`;
   }
 
   function unit() {
@@ -118,6 +119,7 @@
   async function traceNow() {
     const text = input.value;
     const seq = ++state.seq;
+    const asked = performance.now();
     if (!text) {
       state.result = null;
       textBox.replaceChildren();
@@ -135,6 +137,7 @@
       state.result = result;
       build(result);
       recolour();
+      state.lastTraceMs = performance.now() - asked; // request, server, decoding, DOM rebuild and recolouring
       window.lstmExplorer.traces += 1;
       const skipped = result.unknown.length
         ? ` · ${result.unknown.length} character(s) outside the vocabulary skipped (struck through)` : "";
@@ -165,8 +168,8 @@
       tip.textContent = `${shown}: outside the vocabulary, not traced`;
       return;
     }
-    const value = describe(state.codes[unit() * result.steps + k]);
-    tip.replaceChildren(`${shown} · ${result.layer}.${result.quantity}[${unit()}] = ${value}\nnext: ${topText(result.top[k])}`);
+    const value = describe(state.codes[unit() * result.steps + k], `${result.layer}.${result.quantity}[${unit()}]`);
+    tip.replaceChildren(`${shown} · ${value}\nnext: ${topText(result.top[k])}`);
     if (result.base_top) {
       const without = element("span", `\nwithout interventions: ${topText(result.base_top[k])}`);
       if (result.base_top[k][0][0] !== result.top[k][0][0]) without.className = "changed";
@@ -292,7 +295,7 @@
   function patternCanvas(pattern) {
     // One row per shown cell, one column per passage character: blue where the cell is on (the paper's +1).
     const canvas = document.createElement("canvas");
-    const cols = pattern[0].length, rows = pattern.length, w = 3, h = 3;
+    const cols = pattern[0].length, rows = pattern.length, w = 3, h = 2;
     canvas.width = cols * w;
     canvas.height = rows * h;
     const ctx = canvas.getContext("2d");
@@ -326,7 +329,7 @@
         if (step >= m.start && step < m.end) span.className = "in";
         passage.appendChild(span);
       });
-      const score = element("div", `corpus ${state.info.corpora[m.corpus]} ${m.start}..${m.end} · ` +
+      const score = element("div", `${state.info.corpora[m.corpus]} ${m.start}..${m.end} · ` +
         `jaccard ${m.jaccard.toFixed(2)} (${m.intersection} on of ${m.union})`, "score");
       li.append(passage, patternCanvas(m.pattern), score);
       matchList.appendChild(li);
@@ -352,7 +355,7 @@
       const offset = Number(brush.where.dataset.offset), corpus = Number(brush.where.dataset.corpus);
       body = { ...common, corpus, span: [offset + brush.start, offset + brush.end], layer: layerSel.value,
         quantity: state.info.state_quantity };
-      label = `corpus ${state.info.corpora[corpus]} ${offset + brush.start}..${offset + brush.end}`;
+      label = `${state.info.corpora[corpus]} ${offset + brush.start}..${offset + brush.end}`;
     }
     try {
       const selected = await post("/api/select", body);
