@@ -195,6 +195,7 @@ def test_unknown_characters_are_reported_and_skipped(server: Server) -> None:
     status, result = request(f"{server.url}/api/trace", {"text": text, "layer": "layers.1", "quantity": "cell"})
     assert status == 200, result
     assert result["unknown"] == [2, 3, 4] and result["chars"] == list(text) and result["steps"] == 4
+    assert result["unknown_chars"] == ["<", ">", "Q"]
     assert torch.equal(decoded(result), expected_codes(server.model, "abxy", "layers.1", "cell"))
 
 
@@ -383,6 +384,84 @@ def test_features_list_the_units_that_track_them(server: Server) -> None:
         assert row["units"][0]["score"] == pytest.approx(want.rows[0].score, abs=1e-6)
     strengths = [row["units"][0]["strength"] for row in found["features"]]
     assert strengths == sorted(strengths, reverse=True)
+
+
+def test_a_gru_is_explored_on_its_hidden_state(tmp_path: Path) -> None:
+    """The explorer's work on a GRU (no cell state, no cell gates), without a server: trace, features, select in
+    the text and the corpus, match, and an intervention on a gate."""
+    from lstm_interp.interventions import Clamp, run_with_interventions
+    from lstm_interp.serve.explorer import ApiError, Explorer
+
+    model = tiny_char_lstm(cell="gru", weight_scale=3.0, seed=4)
+    corpus = _corpus()
+    explorer = Explorer(model, [corpus], [0.3], 1000)
+    assert explorer.info()["quantities"] == ["reset_gate", "update_gate", "new_gate", "hidden"]
+    text = 'ab "xy" {ab} yy "a b" x.y ba'
+    result = explorer.trace_response({"text": text, "layer": "layers.0", "quantity": "hidden"})
+    assert torch.equal(decoded(result), expected_codes(model, text, "layers.0", "hidden"))
+    clamp = [{"op": "clamp", "name": "layers.1.update_gate", "units": [2], "value": 0.9}]
+    result = explorer.trace_response({"text": text, "quantity": "update_gate", "interventions": clamp})
+    ran = run_with_interventions(model, text, [Clamp("layers.1.update_gate", [2], 0.9)])
+    assert torch.equal(decoded(result), display_codes(ran["layers.1.update_gate"], "update_gate"))
+    assert len(set(decoded(result)[2].tolist())) == 1  # held at 0.9 at every step
+    assert explorer.features_response({"text": text})["features"]
+    index = explorer.indexes[0][0.3]
+    for start in range(1, 300):
+        cells = index.select((start, start + 2))
+        if cells:
+            break
+    selected = explorer.select_response({"corpus": 0, "span": [start, start + 2]})
+    assert selected["cells"] == [list(c) for c in cells] and selected["quantity"] == "hidden"
+    found = explorer.match_response({"cells": selected["cells"], "top": 5})
+    assert [(m["start"], m["end"]) for m in found["matches"]] == [(m.start, m.end) for m in index.match(cells, 5)]
+    with pytest.raises(ApiError, match="unknown quantity 'cell'"):
+        explorer.trace_response({"text": text, "quantity": "cell"})
+
+
+def test_markup_in_a_corpus_passage_is_shown_as_text(browser: Any, tmp_path: Path) -> None:
+    """A model that knows '<', '>' and '/' matches into a corpus passage holding a <script>: the page shows it as
+    characters and runs nothing."""
+    markup = '<script>window.pwned=1</script><img src=x onerror="window.pwned=1">'
+    corpus = (f'ab "xy" {markup} yy "ab" ' * 12)
+    model = tiny_char_lstm(corpus, from_text=True, weight_scale=3.0, seed=1)
+    model.save_pretrained(tmp_path / "model")
+    (tmp_path / "corpus.txt").write_text(corpus, encoding="utf-8")
+    command = [sys.executable, "-m", "lstm_interp.cli.main", "serve", str(tmp_path / "model"), "--port", "0",
+               "--corpus", str(tmp_path / "corpus.txt")]  # fmt: skip
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=os.environ)
+    try:
+        url = _first_line(process, STARTUP_S).split(" at ", 1)[1].split()[0].rstrip("/")
+        _wait_for_info(url, process, stderr)
+        start = corpus.index("<script>")
+        body = {"corpus": 0, "span": [start, start + 8], "before": 0, "layer": "layers.1"}
+        _, selected = request(f"{url}/api/select", body)
+        assert selected["cells"], "no cell is on over '<script>': the test checks nothing"
+        _, found = request(f"{url}/api/match", {"cells": selected["cells"], "top": 50, "context": 80})
+        assert any("<script>" in m["before"] + m["span"] + m["after"] for m in found["matches"])
+        page = browser.new_page()
+        page.goto(f"{url}/")
+        page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=20_000)
+        # The corpus's start typed: traced from the same zero state, it selects what the corpus's index does.
+        page.locator("#input").fill(corpus[: start + 30])
+        page.wait_for_function("() => window.lstmExplorer.traces > 0", timeout=20_000)
+        page.locator("#before").fill("0")  # first: typing into a field clears the page's selection
+        _drag(page, page.locator("#text span").nth(start), page.locator("#text span").nth(start + 7))
+        page.locator("#select").click()
+        page.wait_for_function(
+            "() => /match\\(es\\)|no cell|error/.test(document.querySelector('#select-status').className + "
+            "document.querySelector('#select-status').textContent)"
+        )
+        shown = page.locator("#select-status").text_content() or ""
+        assert "match(es)" in shown, shown
+        passages = page.evaluate("[...document.querySelectorAll('#matches .passage')].map(p => p.textContent)")
+        assert any("<script>" in p for p in passages)
+        assert page.evaluate("document.querySelectorAll('#matches script, #matches img, #text script').length") == 0
+        assert page.evaluate("typeof window.pwned") == "undefined"
+        page.close()
+    finally:
+        _stop(process)
 
 
 def test_cli_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

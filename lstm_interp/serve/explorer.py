@@ -215,7 +215,8 @@ class Explorer:
         name = f"{layer}.{quantity}"
         unknown, known = self.known(text)
         response: dict[str, Any] = {
-            "chars": list(text), "unknown": unknown, "layer": layer, "quantity": quantity,
+            "chars": list(text), "unknown": unknown, "unknown_chars": sorted({text[i] for i in unknown}),
+            "layer": layer, "quantity": quantity,
             "hidden_size": self.hidden_size, "steps": len(known), "values": "", "top": [], "loss": None,
             "interventions": len(interventions),
         }  # fmt: skip

@@ -140,7 +140,8 @@
       state.lastTraceMs = performance.now() - asked; // request, server, decoding, DOM rebuild and recolouring
       window.lstmExplorer.traces += 1;
       const skipped = result.unknown.length
-        ? ` · ${result.unknown.length} character(s) outside the vocabulary skipped (struck through)` : "";
+        ? ` · ${result.unknown.length} character(s) outside the vocabulary skipped (struck through): ` +
+          result.unknown_chars.map(shownChar).join(" ") : "";
       setStatus(status, `${result.steps} characters traced in ${result.server_ms.toFixed(1)} ms${lossText(result)}${skipped}`);
       featuresNow(text, seq);
     } catch (err) {
