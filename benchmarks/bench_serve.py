@@ -17,7 +17,9 @@ cores:
   "without interventions" rows;
 - in headless Chromium (``tests/browser.py``), typing edits into the page: from the request to the recoloured text
   (``lastTraceMs``: request, server, decoding, DOM rebuild, recolouring) and the recolouring alone (a unit change);
-- ``/api/features`` and ``/api/match`` (the selection of a quoted span) round trips.
+- ``/api/features`` and ``/api/match`` (the selection of a quoted span) round trips;
+- in this process, the same trace work on the main thread (which loaded the model) and on a second thread: why the
+  server loads, indexes and runs the model on one thread (``create_app``'s ``executor``).
 
 ``--screenshot`` also saves the page as the README shows it: the quote cell over a passage, a quotation brushed
 from its opening quote, selected (layers.1) and matched in the corpus.
@@ -131,6 +133,31 @@ def api_times(url: str, model: Any, texts: list[str]) -> None:
     print(f"/api/features round trip, median of 10: {median(features):.1f} ms")
 
 
+def thread_times(model: Any, text: str, repeats: int = 15) -> None:
+    """Why the server keeps torch on one thread: the explorer's trace work on this process's main thread (which
+    loaded the model) against the same work on a second thread, side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lstm_interp.serve.explorer import Explorer
+
+    explorer = Explorer(model, [], [0.3], 5_000)
+    body = {"text": text, "layer": QUOTE_CELL[0], "quantity": "cell"}
+
+    def timed() -> float:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            explorer.trace_response(body)
+            times.append((time.perf_counter() - started) * 1000)
+        return median(times)
+
+    timed()  # warm up
+    with ThreadPoolExecutor(max_workers=1) as other:
+        main, second = timed(), other.submit(timed).result()
+    print(f"the same trace work in-process, median of {repeats}: main thread {main:.1f} ms, a second thread "
+          f"{second:.1f} ms ({second / main:.2f}x)")  # fmt: skip
+
+
 def match_times(url: str, text: str) -> None:
     start = text.index('"') + 1
     body = {"text": text, "span": [start, start + 5], "threshold": 0.3, "before": 1, "after": 0}
@@ -223,6 +250,7 @@ def main() -> None:
         try:
             texts = edits(passage(text), args.edits)
             api_times(url, model, texts)
+            thread_times(model, texts[0])
             match_times(url, texts[0])
             page_times(url, texts, args.screenshot)
         finally:

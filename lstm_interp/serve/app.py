@@ -129,7 +129,7 @@ def create_app(
         executor: where the model runs: the indexes are built and every request's work is done on it, in turn.
             Default: a new one-thread executor. Torch computes fastest when all its work stays on one thread: a
             second thread gets a second OpenMP team, and the two share the cores (a 500-character trace of the
-            novel model took about 1.7x as long on a worker thread of a process whose main thread had loaded the
+            novel model took 1.5-1.7x as long on a second thread of a process whose main thread had loaded the
             model). So load the model on the executor too, as ``lstm-interp serve`` does:
             ``model = executor.submit(load_pretrained, "novel").result()``.
 
