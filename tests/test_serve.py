@@ -269,15 +269,38 @@ def test_not_json_and_no_files(server: Server) -> None:
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
 
 
-def test_parallel_requests_are_all_right(server: Server) -> None:
+def test_parallel_requests_are_all_right(server: Server, tmp_path: Path) -> None:
+    """40 requests at once, of four kinds (plain and intervened traces, features, matches): each answer is the
+    library's for its own request."""
+    from lstm_interp.interventions import Ablate, run_with_interventions
+
     rng = random.Random(1)
-    texts = ["".join(rng.choice(TINY_VOCAB) for _ in range(rng.randint(5, 60))) for _ in range(20)]
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        answers = list(pool.map(lambda t: request(f"{server.url}/api/trace", {"text": t}), texts))
-    for text, (status, result) in zip(texts, answers, strict=True):
+    texts = ["".join(rng.choice(TINY_VOCAB) for _ in range(rng.randint(5, 60))) for _ in range(10)]
+    ablate = [{"op": "ablate", "name": "layers.0.cell", "units": [2]}]
+    index = StateIndex.build(server.model, server.corpus, tmp_path / "index", on_unknown="skip")
+    cells = [[("layers.1", u)] for u in range(8)] + [[("layers.0", 1), ("layers.1", 5)], [("layers.0", 7)]]
+    jobs = [("trace", {"text": t}) for t in texts] + [("trace", {"text": t, "interventions": ablate}) for t in texts]
+    jobs += [("features", {"text": t, "top": 2}) for t in texts]
+    jobs += [("match", {"cells": [list(c) for c in cs], "top": 5}) for cs in cells]
+    rng.shuffle(jobs)
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        answers = list(pool.map(lambda job: request(f"{server.url}/api/{job[0]}", job[1]), jobs))
+    for (kind, body), (status, result) in zip(jobs, answers, strict=True):
         assert status == 200, result
-        assert "".join(result["chars"]) == text
-        assert torch.equal(decoded(result), expected_codes(server.model, text, "layers.1", "cell"))
+        if kind == "trace":
+            text = body["text"]
+            assert "".join(result["chars"]) == text
+            if "interventions" in body:
+                ran = run_with_interventions(server.model, text, [Ablate("layers.0.cell", [2])])
+                assert torch.equal(decoded(result), display_codes(ran["layers.1.cell"], "cell"))
+            else:
+                assert torch.equal(decoded(result), expected_codes(server.model, text, "layers.1", "cell"))
+        elif kind == "features":
+            listed = {row["feature"] for row in result["features"]} | set(result["constant"])
+            assert len(listed) == len(result["features"]) + len(result["constant"])
+        else:
+            want = index.match([tuple(c) for c in body["cells"]], 5)
+            assert [(m["start"], m["end"]) for m in result["matches"]] == [(m.start, m.end) for m in want]
 
 
 def _selectable_span(model: CharLSTM, text: str, threshold: float) -> tuple[int, int, list[tuple[str, int]]]:
