@@ -237,6 +237,11 @@ def test_script_in_the_text_comes_back_as_text(server: Server) -> None:
         ("trace", {"text": "ab", "interventions": [{"op": "clamp", "name": "layers.0.input_gate", "units": [1],
                                                     "value": 3}]}, 400, "clamp it to 0..1, not 3"),
         ("trace", {"text": "ab", "interventions": "ablate"}, 400, "`interventions` must be a list"),
+        ("trace", {"text": "ab<", "interventions": [{"op": "ablate", "name": "layers.0.cell", "units": [1],
+                                                     "span": [2, 3]}]}, 400, "holds only characters outside"),
+        ("trace", {"text": "ab", "interventions": [{"op": "ablate", "name": "layers.0.cell", "units": [1],
+                                                    "span": [1, 5]}]}, 400,
+         "interventions[0]: the selection [1, 5] lies"),
         ("features", {"text": "ab", "top": 0}, 400, "`top` must be an integer 1 .. 20, got 0"),
     ],
 )
@@ -390,6 +395,21 @@ def test_interventions_change_the_predictions(server: Server) -> None:
     assert "base_top" not in unchanged and unchanged["interventions"] == 0
 
 
+def test_an_intervention_over_a_span_acts_at_its_characters_only(server: Server) -> None:
+    from lstm_interp.interventions import Clamp, run_with_interventions
+
+    text = 'ab "x<y" {ab} x.y'  # '<' is outside the vocabulary: characters 6.. are steps 5..
+    spec = {"op": "clamp", "name": "layers.1.cell", "units": [3], "value": 1.5, "span": [7, 12]}
+    status, result = request(f"{server.url}/api/trace", {"text": text, "interventions": [spec]})
+    assert status == 200, result
+    known = text.replace("<", "")
+    ran = run_with_interventions(server.model, known, [Clamp("layers.1.cell", [3], 1.5, steps=slice(6, 11))])
+    assert torch.equal(decoded(result), display_codes(ran["layers.1.cell"], "cell"))
+    plain = display_codes(trace(server.model, known)["layers.1.cell"], "cell")
+    assert torch.equal(decoded(result)[:, :6], plain[:, :6])  # before the span: untouched
+    assert not torch.equal(decoded(result)[3, 6:11], plain[3, 6:11])
+
+
 def test_features_list_the_units_that_track_them(server: Server) -> None:
     from lstm_interp.analysis import find_cells
     from lstm_interp.features import FEATURES, feature_values
@@ -439,6 +459,30 @@ def test_a_gru_is_explored_on_its_hidden_state(tmp_path: Path) -> None:
     assert [(m["start"], m["end"]) for m in found["matches"]] == [(m.start, m.end) for m in index.match(cells, 5)]
     with pytest.raises(ApiError, match="unknown quantity 'cell'"):
         explorer.trace_response({"text": text, "quantity": "cell"})
+
+
+def test_a_clamp_over_the_brushed_span_only(page: Any, server: Server) -> None:
+    from lstm_interp.interventions import Clamp, run_with_interventions
+
+    text = 'ab "xy" {ab} yy "a b" x.y'
+    page.locator("#input").fill(text)
+    _traced(page, text)
+    page.locator("#unit").fill("5")
+    page.locator("#clamp-value").fill("1.5")
+    page.locator("#over-span").check()
+    page.locator("#clamp").click()  # nothing brushed yet: refused, nothing added
+    assert "brush a span" in (page.locator("#status").text_content() or "")
+    assert page.locator("#interventions .chip").count() == 0
+    _drag(page, page.locator("#text span").nth(8), page.locator("#text span").nth(12))
+    traces = page.evaluate("window.lstmExplorer.traces")
+    page.locator("#clamp").click()
+    page.wait_for_function("n => window.lstmExplorer.traces > n", arg=traces, timeout=20_000)
+    assert "clamp layers.1.cell[5] = 1.5 over 8..13" in (page.locator("#interventions").text_content() or "")
+    ran = run_with_interventions(server.model, text, [Clamp("layers.1.cell", [5], 1.5, steps=slice(8, 13))])
+    codes = display_codes(ran["layers.1.cell"], "cell")[5]
+    shown = _backgrounds(page)
+    assert shown == [colour_at(b / 127.5 - 1) for b in codes.tolist()]
+    assert shown[:8] == expected_backgrounds(server.model, text, 5)[:8]
 
 
 def test_markup_in_a_corpus_passage_is_shown_as_text(browser: Any, tmp_path: Path) -> None:
@@ -710,5 +754,7 @@ def test_cli_serves_on_a_free_port(tmp_path: Path) -> None:
         status, info = request(f"{url}/api/info")
         assert status == 200 and info["corpora"] == ["corpus.txt"]
         assert info["corpus_steps"] == [len('ab "xy" {ab}\n') * 20]
+        assert "indexing 1 corpus file(s) at threshold 0.3" in stderr.read_text()
+        assert "not loopback" not in stderr.read_text()
     finally:
         _stop(process)

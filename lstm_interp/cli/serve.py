@@ -8,6 +8,7 @@ starts, so that a span brushed on the page can be matched in it (LSTMVis's selec
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import socket
 import sys
 import threading
@@ -97,6 +98,10 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
         sock.close()
         raise OSError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
     url = _url(args.host, sock.getsockname()[1])
+    if not ipaddress.ip_address(sock.getsockname()[0]).is_loopback:
+        # The API runs the model on whatever it is sent, without authentication: say so before anyone can reach it.
+        print(f"warning: listening on {args.host}, not loopback: anyone who can reach this port can use the model",
+              file=sys.stderr, flush=True)  # fmt: skip
     print(f"Serving {args.model} at {url} (Ctrl+C to stop)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     if args.open:

@@ -137,16 +137,17 @@ class Explorer:
             raise ApiError(400, f"{where}: a unit must be an integer 0 .. {self.hidden_size - 1}, got {value!r}")
         return value
 
-    def span_of(self, data: dict[str, Any], length: int, what: str) -> tuple[int, int]:
-        span = data.get("span")
+    def span_of(self, data: dict[str, Any], length: int, what: str, where: str = "") -> tuple[int, int]:
+        """``data["span"]``, checked to be a non-empty ``[start, end)`` of ``what``'s ``length`` characters."""
+        span, said = data.get("span"), f"{where}: " if where else ""
         integers = isinstance(span, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in span)
         if not integers or len(span) != 2:
-            raise ApiError(400, f"`span` must be [start, end], two character indices, got {span!r}")
+            raise ApiError(400, f"{said}`span` must be [start, end], two character indices, got {span!r:.100}")
         start, end = span
         if start >= end:
-            raise ApiError(400, f"the selection {span} is empty: brush at least one character (end is exclusive)")
+            raise ApiError(400, f"{said}the selection {span} is empty: brush at least one character (end is exclusive)")
         if start < 0 or end > length:
-            raise ApiError(400, f"the selection {span} lies outside {what}'s characters 0 .. {length}")
+            raise ApiError(400, f"{said}the selection {span} lies outside {what}'s characters 0 .. {length}")
         return start, end
 
     def corpus_index(self, data: dict[str, Any]) -> tuple[int, StateIndex]:
@@ -163,8 +164,12 @@ class Explorer:
             )
         return corpus, self.indexes[corpus][theta]
 
-    def interventions_of(self, data: dict[str, Any]) -> list[Intervention]:
-        """``interventions``: ``[{"op": "ablate"|"clamp"|"scale", "name", "units", "value"?, "factor"?}, ...]``."""
+    def interventions_of(self, data: dict[str, Any], text: str) -> list[Intervention]:
+        """``interventions``: ``[{"op": "ablate"|"clamp"|"scale", "name", "units", "value"?, "factor"?, "span"?}]``.
+
+        ``span``, ``[start, end)`` in ``text``'s characters, limits one to the steps of the known characters in it
+        (every step without it).
+        """
         given = data.get("interventions", [])
         if not isinstance(given, list) or len(given) > MAX_INTERVENTIONS:
             raise ApiError(400, f"`interventions` must be a list of at most {MAX_INTERVENTIONS}, got {given!r:.200}")
@@ -183,16 +188,25 @@ class Explorer:
             if not isinstance(units, list) or not units:
                 raise ApiError(400, f"{where}: `units` must be a non-empty list of units, got {units!r:.200}")
             checked = [self.unit_of(u, where) for u in units]
+            steps = self.steps_of(spec, text, where) if "span" in spec else None
             if op == "ablate":
-                built.append(Ablate(name, checked))
+                built.append(Ablate(name, checked, steps=steps))
             elif op == "clamp":
                 value = _number(spec.get("value"), f"{where}: `value`")
                 if QUANTITY_KINDS[quantity] == "gate" and not 0.0 <= value <= 1.0:
                     raise ApiError(400, f"{where}: {quantity!r} is a sigmoid gate; clamp it to 0..1, not {value!r}")
-                built.append(Clamp(name, checked, value))
+                built.append(Clamp(name, checked, value, steps=steps))
             else:
-                built.append(Scale(name, checked, _number(spec.get("factor"), f"{where}: `factor`")))
+                built.append(Scale(name, checked, _number(spec.get("factor"), f"{where}: `factor`"), steps=steps))
         return built
+
+    def steps_of(self, spec: dict[str, Any], text: str, where: str) -> slice:
+        """The trace steps of the known characters in ``spec["span"]``, a span of ``text``'s characters."""
+        start, end = self.span_of(spec, len(text), "the text", where)
+        known = [k for k, i in enumerate(i for i, char in enumerate(text) if char in self.vocab) if start <= i < end]
+        if not known:
+            raise ApiError(400, f"{where}: the span {[start, end]} holds only characters outside the vocabulary")
+        return slice(known[0], known[-1] + 1)
 
     # ------------------------------------------------------------------ work
     def known(self, text: str) -> tuple[list[int], str]:
@@ -211,7 +225,7 @@ class Explorer:
         text = self.text_of(data)
         layer = self.layer_of(data, self.layers[-1])
         quantity = self.quantity_of(data)
-        interventions = self.interventions_of(data)
+        interventions = self.interventions_of(data, text)
         name = f"{layer}.{quantity}"
         unknown, known = self.known(text)
         response: dict[str, Any] = {

@@ -241,6 +241,14 @@
   function addIntervention(op) {
     const name = `${layerSel.value}.${quantitySel.value}`, u = unit();
     const spec = { op, name, units: [u] };
+    if ($("over-span").checked) {
+      const brush = brushed();
+      if (!brush || brush.where !== textBox) {
+        setStatus(status, "brush a span of the coloured text first, or untick 'only over the brushed span'", true);
+        return;
+      }
+      spec.span = [brush.start, brush.end];
+    }
     if (op === "clamp") spec.value = Number($("clamp-value").value);
     if (op === "scale") spec.factor = Number($("scale-factor").value);
     state.interventions.push(spec);
@@ -252,7 +260,8 @@
     chips.replaceChildren();
     state.interventions.forEach((spec, j) => {
       const what = spec.op === "clamp" ? ` = ${spec.value}` : spec.op === "scale" ? ` × ${spec.factor}` : " = 0";
-      const chip = element("span", `${spec.op} ${spec.name}[${spec.units[0]}]${what}`, "chip");
+      const where = spec.span ? ` over ${spec.span[0]}..${spec.span[1]}` : "";
+      const chip = element("span", `${spec.op} ${spec.name}[${spec.units[0]}]${what}${where}`, "chip");
       const remove = element("button", "×");
       remove.type = "button";
       remove.title = "remove this intervention";
