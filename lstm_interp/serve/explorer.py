@@ -150,19 +150,25 @@ class Explorer:
             raise ApiError(400, f"{said}the selection {span} lies outside {what}'s characters 0 .. {length}")
         return start, end
 
-    def corpus_index(self, data: dict[str, Any]) -> tuple[int, StateIndex]:
-        """The corpus named by ``corpus`` and its index at ``threshold`` (default: the first threshold)."""
+    def indexed_threshold(self, data: dict[str, Any]) -> float:
+        """``threshold`` (default: the first indexed one), checked to be one the corpora are indexed at."""
         if not self.indexes:
             raise ApiError(400, "no corpus to match in: start the server with --corpus FILE")
-        corpus = self.int_of(data, "corpus", 0, 0, len(self.indexes) - 1)
         theta = _number(data.get("threshold", self.thresholds[0]), "`threshold`")
-        if theta not in self.indexes[corpus]:
+        if theta not in self.thresholds:
             raise ApiError(
                 400,
                 f"the corpora are indexed at threshold {self.thresholds}, not {theta!r}: matching needs the same "
                 f"threshold; start the server with --threshold {theta:g} to match at it",
             )
-        return corpus, self.indexes[corpus][theta]
+        return theta
+
+    def indexed_quantity(self, data: dict[str, Any]) -> str:
+        """``quantity``, checked to be the one the corpora are indexed on (the state quantity)."""
+        quantity = self.quantity_of(data)
+        if quantity != self.state_quantity:
+            raise ApiError(400, f"the corpora are indexed on {self.state_quantity!r}, not {quantity!r}")
+        return quantity
 
     def interventions_of(self, data: dict[str, Any], text: str) -> list[Intervention]:
         """``interventions``: ``[{"op": "ablate"|"clamp"|"scale", "name", "units", "value"?, "factor"?, "span"?}]``.
@@ -188,7 +194,10 @@ class Explorer:
             if not isinstance(units, list) or not units:
                 raise ApiError(400, f"{where}: `units` must be a non-empty list of units, got {units!r:.200}")
             checked = [self.unit_of(u, where) for u in units]
-            steps = self.steps_of(spec, text, where) if "span" in spec else None
+            steps = None
+            if "span" in spec:
+                start, end = self.span_of(spec, len(text), "the text", where)
+                steps = slice(*self.steps_in(text, start, end, f"{where}: "))
             if op == "ablate":
                 built.append(Ablate(name, checked, steps=steps))
             elif op == "clamp":
@@ -200,15 +209,16 @@ class Explorer:
                 built.append(Scale(name, checked, _number(spec.get("factor"), f"{where}: `factor`"), steps=steps))
         return built
 
-    def steps_of(self, spec: dict[str, Any], text: str, where: str) -> slice:
-        """The trace steps of the known characters in ``spec["span"]``, a span of ``text``'s characters."""
-        start, end = self.span_of(spec, len(text), "the text", where)
+    def steps_in(self, text: str, start: int, end: int, where: str) -> tuple[int, int]:
+        """The trace steps ``[first, last + 1)`` of the known characters in ``text[start:end]``.
+
+        The trace has a step for each character of the vocabulary only, so spans of the text are mapped here.
+        """
         known = [k for k, i in enumerate(i for i, char in enumerate(text) if char in self.vocab) if start <= i < end]
         if not known:
-            raise ApiError(400, f"{where}: the span {[start, end]} holds only characters outside the vocabulary")
-        return slice(known[0], known[-1] + 1)
+            raise ApiError(400, f"{where}the selection {[start, end]} holds only characters outside the vocabulary")
+        return known[0], known[-1] + 1
 
-    # ------------------------------------------------------------------ work
     def known(self, text: str) -> tuple[list[int], str]:
         """The indices of ``text``'s characters outside the vocabulary, and the text of the others."""
         unknown = [i for i, char in enumerate(text) if char not in self.vocab]
@@ -289,24 +299,18 @@ class Explorer:
         before = self.int_of(data, "before", 1, 0)
         after = self.int_of(data, "after", 0, 0)
         if "corpus" in data:  # a span of a corpus passage: read from its index, so at the index's threshold
-            if quantity != self.state_quantity:
-                raise ApiError(400, f"the corpora are indexed on {self.state_quantity!r}, not {quantity!r}")
-            corpus, index = self.corpus_index(data)
+            quantity, theta = self.indexed_quantity(data), self.indexed_threshold(data)
+            corpus = self.int_of(data, "corpus", 0, 0, len(self.indexes) - 1)
+            index = self.indexes[corpus][theta]
             start, end = self.span_of(data, len(index), f"corpus {corpus}")
             cells = index.select((start, end), before, after, layer=layer)
             return {"cells": [list(c) for c in cells], "quantity": quantity, "steps": [start, end], "corpus": corpus}
         text = self.text_of(data)
         start, end = self.span_of(data, len(text), "the text")
         threshold = _number(data.get("threshold", 0.3), "`threshold`")
-        # The span is in the text's characters; the trace has a step for each known one only.
-        steps = [i for i, char in enumerate(text) if char in self.vocab]
-        inside = [k for k, i in enumerate(steps) if start <= i < end]
-        if not inside:
-            message = f"the selection {[start, end]} holds only characters outside the vocabulary: nothing to select"
-            raise ApiError(400, message)
+        span = self.steps_in(text, start, end, "")
         _, known = self.known(text)
         result = self.run(known, [f"{name}.{quantity}" for name in ([layer] if layer else self.layers)])
-        span = (inside[0], inside[-1] + 1)
         cells = select_cells(result, span, threshold, before, after, quantity=quantity, layer=layer)
         return {"cells": [list(c) for c in cells], "quantity": quantity, "steps": list(span)}
 
@@ -323,12 +327,10 @@ class Explorer:
                 raise ApiError(400, f"each cell must be [layer, unit] with a layer of {self.layers}, got {cell!r:.200}")
             pairs.append((cell[0], self.unit_of(cell[1], f"cell {cell!r}")))
         pairs = list(dict.fromkeys(pairs))
-        quantity = self.quantity_of(data)
-        if quantity != self.state_quantity:
-            raise ApiError(400, f"the corpora are indexed on {self.state_quantity!r}, not {quantity!r}")
+        self.indexed_quantity(data)
         top = self.int_of(data, "top", 50, 1, 1000)
         context = self.int_of(data, "context", 40, 0, 1000)
-        theta = self.corpus_index({"threshold": data.get("threshold", self.thresholds[0])})[1].threshold
+        theta = self.indexed_threshold(data)
         found = [
             (corpus, indexes[theta], match)
             for corpus, indexes in enumerate(self.indexes)
