@@ -158,6 +158,14 @@ def thread_times(model: Any, text: str, repeats: int = 15) -> None:
           f"{second:.1f} ms ({second / main:.2f}x)")  # fmt: skip
 
 
+def ablation_loss(url: str, text: str) -> None:
+    """The loss the page's status line shows on the README screenshot's passage, with the quote cell ablated."""
+    ablate = [{"op": "ablate", "name": f"{QUOTE_CELL[0]}.cell", "units": [QUOTE_CELL[1]]}]
+    data, _ = post(f"{url}/api/trace", {"text": text, "interventions": ablate})
+    print(f"the screenshot's {len(text)} characters, quote cell {QUOTE_CELL[0]}:{QUOTE_CELL[1]} ablated: loss "
+          f"{data['base_loss']:.3f} -> {data['loss']:.3f} nats/char")  # fmt: skip
+
+
 def match_times(url: str, text: str) -> None:
     start = text.index('"') + 1
     body = {"text": text, "span": [start, start + 5], "threshold": 0.3, "before": 1, "after": 0}
@@ -203,8 +211,11 @@ def page_times(url: str, texts: list[str], screenshot: Path | None) -> None:
             take_screenshot(page, texts[0], screenshot)
 
 
+SHOWN_CHARS = 330  # the passage's characters in the README screenshot
+
+
 def take_screenshot(page: Any, text: str, path: Path) -> None:
-    shown = text[:330]
+    shown = text[:SHOWN_CHARS]
     page.locator("#layer").select_option(QUOTE_CELL[0])
     page.locator("#unit").fill(str(QUOTE_CELL[1]))
     done = page.evaluate("window.lstmExplorer.traces")
@@ -251,6 +262,7 @@ def main() -> None:
             texts = edits(passage(text), args.edits)
             api_times(url, model, texts)
             thread_times(model, texts[0])
+            ablation_loss(url, passage(text)[:SHOWN_CHARS])
             match_times(url, texts[0])
             page_times(url, texts, args.screenshot)
         finally:
