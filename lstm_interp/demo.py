@@ -125,6 +125,8 @@ def run_demo(
     batch_size: int = DEFAULT_BATCH_SIZE,
     seq_len: int = 100,
     lr: float = DEFAULT_LR,
+    stateful: bool = False,
+    train_on: str = "book",
     val_every: int = 100,
     val_batches: int = 8,
     sample_length: int = 400,
@@ -183,12 +185,7 @@ def run_demo(
     precision = auto_precision(accelerator) if precision == "auto" else precision
     pl.seed_everything(seed, workers=True, verbose=False)
 
-    data = CharDataModule(
-        corpus="war_and_peace",
-        batch_size=batch_size,
-        seq_len=seq_len,
-        cache_dir=None if cache_dir is None else str(cache_dir),
-    )
+    data = demo_data(train_on, batch_size=batch_size, seq_len=seq_len, stateful=stateful, cache_dir=cache_dir)
     module = CharLSTMModule(
         vocab=data.vocab.chars,
         num_layers=num_layers,
@@ -253,6 +250,29 @@ def run_demo(
                   say=say)
         _sample(module, result, temperatures=temperatures, length=sample_length, seed=seed, say=say)
     return result
+
+
+def demo_data(
+    train_on: str, *, batch_size: int, seq_len: int, stateful: bool, cache_dir: str | os.PathLike | None
+) -> CharDataModule:
+    """The demo's data: the whole book (``"book"``), or only its paragraphs with dialogue (``"dialogue"``).
+
+    Validation and test are the book's last 10% either way, so that losses and held-out scores stay comparable.
+    """
+    cache = None if cache_dir is None else str(cache_dir)
+    if train_on == "book":
+        return CharDataModule(corpus="war_and_peace", batch_size=batch_size, seq_len=seq_len, stateful=stateful,
+                              cache_dir=cache)
+    book = CharDataModule(corpus="war_and_peace", cache_dir=cache)
+    book.prepare_data()
+    book.setup("fit")
+    text = book.corpus.text()
+    held_out = math.floor(0.9 * len(text))
+    train = "\n\n".join(p for p in text[:held_out].split("\n\n") if '"' in p) + "\n\n"
+    fraction = len(train) / (len(train) + len(text) - held_out)
+    rest = (1 - fraction) / 2
+    return CharDataModule(text=train + text[held_out:], vocab=book.vocab, split=(fraction, rest, 1 - fraction - rest),
+                          batch_size=batch_size, seq_len=seq_len, stateful=stateful, cache_dir=cache)
 
 
 def probe_text(text: str, length: int = PROBE_CHARS) -> str:

@@ -26,9 +26,10 @@ import pytest
 import torch
 
 from lstm_interp import CharLSTM, CharLSTMConfig, CharVocab, Trace, trace
+from lstm_interp.analysis._scores import score_columns
 from lstm_interp.analysis.explain_unit import explain_unit
-from lstm_interp.analysis.find_cells import CellScore, CellTable, _score_columns, find_cells
-from lstm_interp.features import UnknownFeatureError, inside_quotes, paren_depth
+from lstm_interp.analysis.find_cells import CellScore, CellTable, find_cells
+from lstm_interp.features import FEATURES, UnknownFeatureError, inside_quotes, paren_depth
 
 VOCAB = CharVocab('abcde \n"()')
 HIDDEN = 16
@@ -214,7 +215,7 @@ def test_explain_unit_names_each_cells_feature(traced):
     assert explain_unit(traced, 0, PAREN, features=["paren_depth", "inside_quotes"])[0].feature == "paren_depth"
     # The text has no URL, comment or brace: those features are constant, so they are reported, not scored.
     assert {"inside_url", "inside_comment", "brace_depth"} <= set(quote.skipped)
-    assert len(quote) + len(quote.skipped) == 12
+    assert len(quote) + len(quote.skipped) == len(FEATURES)
     strengths = [row.strength for row in quote]
     assert strengths == sorted(strengths, reverse=True)
     labelled = explain_unit(traced, 0, QUOTE, features={"quotes": inside_quotes, "odd": np.arange(3000) % 2 == 1})
@@ -313,24 +314,27 @@ def test_scores_match_the_definitions(dtype):
         want = ((positive > negative).sum((0, 1)) + 0.5 * (positive == negative).sum((0, 1))) / (
             labels.sum() * (~labels).sum()
         )
-        np.testing.assert_allclose(_score_columns(x, labels, "auc", "x"), want, atol=1e-12)
+        np.testing.assert_allclose(score_columns(x, labels, "auc", "x"), want, atol=1e-12)
         target = rng.normal(size=steps)
         want_r = [np.corrcoef(col, target)[0, 1] if col.min() < col.max() else 0.0 for col in exact.T]
-        np.testing.assert_allclose(_score_columns(x, target, "pearson", "x"), want_r, atol=1e-6)
+        np.testing.assert_allclose(score_columns(x, target, "pearson", "x"), want_r, atol=1e-6)
 
 
 def test_table_renders(traced):
-    table = find_cells(traced, "inside_quotes", top=2)
+    table = find_cells(traced, "inside_quotes", top=2, controls=())
     assert isinstance(table, CellTable) and len(table) == 2 and next(iter(table)) is table[0]
     data = table.to_dict()
     assert data["quantity"] == "cell" and data["num_steps"] == 3000 and len(data["rows"]) == 2
-    assert data["rows"][0] == {
+    row = data["rows"][0]
+    effect = row.pop("effect")
+    assert row == {
         "layer": "layers.0", "unit": QUOTE, "feature": "inside_quotes", "metric": "auc", "score": 1.0, "sign": 1,
-        "value": 1.0, "quantity": "cell",
+        "value": 1.0, "quantity": "cell", "visible": True,
     }  # fmt: skip
+    assert effect == pytest.approx(table[0].effect) and effect > 0.5
     markdown = table.to_markdown()
-    assert "| # | layer | unit | feature | metric | score | sign |" in markdown
-    assert f"| 1 | layers.0 | {QUOTE} | inside_quotes | auc | 1.0000 | + |" in markdown
+    assert "| # | layer | unit | feature | metric | score | sign | effect |" in markdown
+    assert f"| 1 | layers.0 | {QUOTE} | inside_quotes | auc | 1.0000 | + | {effect:+.2f} |" in markdown
     assert "strength" not in markdown  # one metric: no need for a common scale
     text = repr(table)
     assert text.startswith("CellTable(units of layers.0, layers.1 whose cell tracks 'inside_quotes' (auc)")

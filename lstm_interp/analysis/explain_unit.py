@@ -12,14 +12,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lstm_interp.analysis.find_cells import (
-    CellTable,
-    FeatureLike,
-    _feature_values,
-    _resolve_layer,
-    _row,
-    _score_columns,
-)
+from lstm_interp.analysis._scores import score_columns
+from lstm_interp.analysis.find_cells import CellTable, FeatureLike, _feature_values, _resolve_layer, _row
+from lstm_interp.analysis.visible_effect import visible_effect
 from lstm_interp.features import FEATURES, Feature
 from lstm_interp.features.feature_values import ConstantFeatureError, check_feature_values
 from lstm_interp.tracing import Trace
@@ -85,8 +80,9 @@ def explain_unit(
         except ConstantFeatureError:  # undefined score, not a weak one: say so instead of ranking it last
             skipped.append(label)
             continue
-        raw = _score_columns(column, values, metric, f"{name}.{quantity} unit {unit}")
-        rows.append(_row(name, unit, label, metric, float(raw[0]), quantity))
+        raw = score_columns(column, values, metric, f"{name}.{quantity} unit {unit}")
+        effect = visible_effect(column, values, metric, quantity)[0]
+        rows.append(_row(name, unit, label, metric, float(raw[0]), quantity, effect))
     rows.sort(key=lambda row: -row.strength)
     title = f"features that {name}.{quantity} unit {unit} tracks"
     return CellTable(tuple(rows[:top]), quantity, title, num_steps, tuple(skipped))

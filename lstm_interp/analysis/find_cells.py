@@ -10,34 +10,48 @@ Scores, per unit, between a quantity (the cell state by default) and a feature w
 A unit that is constant over the trace has no association: ``|r| = 0`` and ``AUC = 0.5`` (every pair tied), sign 0.
 A constant *feature* leaves both undefined, and is an error rather than a table of NaNs.
 
-Both are vectorised over units (no Python loop over them). Pearson: products of the centred activations (float64,
-in chunks of time steps) with the centred feature. AUC: one sort per block of columns, on a thread pool. Each value
-becomes an integer key in the floats' order whose lowest bit is replaced by the class, so the sorted keys give the
-Mann–Whitney U directly from the positions of the class-1 keys, with no argsort; values held by both classes are
-found next to each other in the sorted keys and their pairs counted 1/2. Giving up that lowest bit means float32
-values within one unit in the last place (1.2e-7 relative) count as ties. float16 and bfloat16 traces need no sort:
-with at most 65,536 distinct values, per-value counts give the exact AUC, about 3x faster.
+**The ranking rule.** AUC and r are rank and correlation statistics: a cell state pinned at -1 that is -1.00 on one
+side of a feature and -0.97 on the other scores an AUC near 1, yet its picture is one solid red band. So every row
+also carries ``effect``, how far the unit's colour moves with the feature on the -1..+1 scale the pictures show
+(:mod:`~lstm_interp.analysis.visible_effect`: the difference of the displayed means for a binary feature, slope
+times the 5-95 percentile spread for a continuous one), and units are ranked:
+
+1. with controls (below): visible units that beat every control, best worst-case score *given* a control first;
+2. the other units that **visibly switch** (``|effect| >= min_effect``, default 0.5, a quarter of the colour
+   scale), by ``score``;
+3. the rest, by ``score``. Ties keep layer, then unit, order.
+
+Every consumer that picks a unit to show (the monitor, the HTML report, the explorer, the model cards) takes the
+first row of this order, so no saturated unit is shown when one that switches exists. ``min_effect=0`` ranks by
+score alone.
+
+**Controls.** A feature can imply another: an if condition lies inside parentheses. The returned rows are also
+scored against each control (:mod:`~lstm_interp.analysis.control_scores`): the unit's score on the control, and its
+score on the feature *given* the control. :attr:`CellScore.beats_controls` says whether the unit is a cell of the
+feature rather than of the control (it scores higher on the feature than on the control, AUC >= 0.75 or partial
+|r| >= 0.5 given it, and a visible difference given it); those come first.
+
+The kernels (vectorised over units) live in :mod:`lstm_interp.analysis._scores`.
 """
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
+from lstm_interp.analysis._scores import score_columns
+from lstm_interp.analysis.control_scores import ControlScore, check_control, control_scores
+from lstm_interp.analysis.visible_effect import MIN_EFFECT, visible_effect
 from lstm_interp.features import FEATURE_KINDS, Feature, FeatureKind, compute_feature, get_feature
 from lstm_interp.features.feature_values import check_feature_values
 from lstm_interp.tracing import Trace
 
 FeatureLike = str | Feature | Callable[[str], Any] | np.ndarray | Tensor | Sequence[float]
-_BLOCK = 32  # columns per work item: (32, T) float32 keys of a 100k-character trace are 12.8 MB
-_CHUNK = 8192  # time steps per chunk of the correlation: (8192, 512) float32 is 16 MB
 
 
 @dataclass(frozen=True)
@@ -53,12 +67,16 @@ class CellScore:
         sign: +1 when the unit is higher where the feature is higher, -1 when lower, 0 for no association.
         value: the raw AUC or the signed ``r``.
         quantity: the traced quantity that was scored (``"cell"``, ``"hidden"``, ...).
+        effect: how far the displayed value moves with the feature, -2..+2 on the -1..+1 colour scale
+            (:mod:`~lstm_interp.analysis.visible_effect`); NaN where it was not measured.
+        controls: the unit's :class:`~lstm_interp.analysis.control_scores.ControlScore` on each control.
+        min_effect: the ``|effect|`` from which the unit counts as visibly switching.
 
     Example::
 
-        >>> row = CellScore("layers.0", 5, "inside_quotes", "auc", score=0.9, sign=-1, value=0.1)
-        >>> round(row.strength, 2)
-        0.8
+        >>> row = CellScore("layers.0", 5, "inside_quotes", "auc", score=0.9, sign=-1, value=0.1, effect=-0.04)
+        >>> round(row.strength, 2), row.visible  # a high AUC, but pinned: the picture would be one flat band
+        (0.8, False)
         >>> row.to_dict()["quantity"]
         'cell'
     """
@@ -71,12 +89,31 @@ class CellScore:
     sign: int
     value: float
     quantity: str = "cell"
+    effect: float = math.nan
+    controls: tuple[ControlScore, ...] = ()
+    min_effect: float = MIN_EFFECT
 
     def to_dict(self) -> dict[str, Any]:
         """The row as JSON-ready data: the one row format of ``cells.json``, the monitor's ``index.json`` and the
         HTML report's feature matches (``layer``, ``unit``, ``feature``, ``metric``, ``score``, ``sign``,
-        ``value``, ``quantity``)."""
-        return asdict(self)
+        ``value``, ``quantity``, ``effect``, ``visible``, and ``controls`` with ``beats_controls`` when scored)."""
+        data = {k: v for k, v in asdict(self).items() if k not in ("controls", "min_effect")}
+        data["effect"] = None if math.isnan(self.effect) else self.effect
+        data["visible"] = self.visible
+        if self.controls:
+            data["controls"] = [control.to_dict() for control in self.controls]
+            data["beats_controls"] = self.beats_controls
+        return data
+
+    @property
+    def visible(self) -> bool:
+        """Whether the unit visibly switches with the feature: ``|effect| >= min_effect`` (True if not measured)."""
+        return math.isnan(self.effect) or abs(self.effect) >= self.min_effect
+
+    @property
+    def beats_controls(self) -> bool:
+        """Whether the unit is a cell of the feature rather than of each control (``ControlScore.beaten_by``)."""
+        return all(control.beaten_by(self.score) for control in self.controls)
 
     @property
     def strength(self) -> float:
@@ -129,15 +166,23 @@ class CellTable:
         }
 
     def _columns(self) -> tuple[list[str], list[list[str]]]:
-        header = ["#", "layer", "unit", "feature", "metric", "score", "sign"]
+        header = ["#", "layer", "unit", "feature", "metric", "score", "sign", "effect"]
         mixed = len({row.metric for row in self.rows}) > 1
         if mixed:  # only then do the two scales need one common column to compare them
             header.append("strength")
+        controls = [c.control for c in self.rows[0].controls] if self.rows else []
+        for name in controls:
+            header += [name, f"given {name}"]
         body = []
         for rank, row in enumerate(self.rows, 1):
             cells = [str(rank), row.layer, str(row.unit), row.feature, row.metric, f"{row.score:.4f}"]
             cells.append({1: "+", -1: "-", 0: "0"}[row.sign])
-            body.append([*cells, f"{row.strength:.4f}"] if mixed else cells)
+            cells.append("" if math.isnan(row.effect) else f"{row.effect:+.2f}" + ("" if row.visible else " flat"))
+            if mixed:
+                cells.append(f"{row.strength:.4f}")
+            for control in row.controls:
+                cells += [f"{control.score:.4f}", f"{control.partial:.4f}"]
+            body.append(cells)
         return header, body
 
     def to_markdown(self) -> str:
@@ -166,8 +211,13 @@ def find_cells(
     layers: str | int | Sequence[str | int] | None = None,
     kind: FeatureKind | None = None,
     label: str | None = None,
+    min_effect: float = MIN_EFFECT,
+    controls: str | Sequence[str] | None = None,
 ) -> CellTable:
-    """Rank every (layer, unit) of ``trace`` by how well its ``quantity`` tracks ``feature``.
+    """Rank every (layer, unit) of ``trace`` by how well its ``quantity`` tracks ``feature``, visible units first.
+
+    The order is the module's ranking rule: units whose displayed value moves by at least ``min_effect`` with the
+    feature, by score, then the others, by score.
 
     Args:
         trace: a trace of a text (a name or callable feature needs ``trace.text``).
@@ -180,39 +230,99 @@ def find_cells(
             registered feature's kind, else binary for bool values and continuous for numbers.
         label: the feature's name in the rows and the title (default: the registered name, the callable's
             ``__name__``, or ``"<array>"`` for precomputed values).
+        min_effect: the ``|effect|`` (on the -1..+1 colour scale) from which a unit counts as visibly switching;
+            ``0`` ranks by score alone.
+        controls: registered binary features to score the returned rows against (see
+            :mod:`~lstm_interp.analysis.control_scores`). ``None``: the feature's own
+            :attr:`~lstm_interp.features.Feature.controls` that vary on this text (the others are listed in
+            ``skipped``); ``()``: none.
 
     Returns:
-        A :class:`CellTable`, best unit first (ties in score keep layer, then unit, order).
+        A :class:`CellTable`, best unit first (see the ranking rule; ties keep layer, then unit, order).
 
     Raises:
         UnknownFeatureError: for an unknown feature name (the message lists the known ones).
         KeyError: if the trace lacks ``quantity`` for one of the layers.
         ValueError: a feature whose length differs from the trace's, a constant feature, a trace without text for
-            a named feature, non-finite activations, a bad ``top``, ``kind`` or layer.
+            a named feature, non-finite activations, a bad ``top``, ``kind``, layer or ``min_effect``; a control
+            that is not binary, is constant on the text (when named explicitly) or equals the feature.
 
     Example::
 
         >>> tr = trace(model, text)  # doctest: +SKIP
         >>> find_cells(tr, "inside_quotes", top=5)  # doctest: +SKIP
+        >>> find_cells(tr, "inside_if_condition", controls=["inside_parens"])[0].beats_controls  # doctest: +SKIP
         >>> find_cells(tr, "position_in_line", quantity="hidden", layers=["layers.1"])  # doctest: +SKIP
     """
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
         raise ValueError(f"`top` must be a positive integer or None, got {top!r}")
+    if isinstance(min_effect, bool) or not isinstance(min_effect, int | float) or not 0 <= min_effect <= 2:
+        raise ValueError(f"`min_effect` must be a number in [0, 2] (the colour scale spans 2), got {min_effect!r}")
     names = _resolve_layers(trace, layers)
     activations = [trace[f"{layer}.{quantity}"] for layer in names]
-    values, own_label, metric = _feature_values(trace, feature, kind, activations[0].shape[0])
+    num_steps = activations[0].shape[0]
+    values, own_label, metric = _feature_values(trace, feature, kind, num_steps)
     label = label or own_label
-    check_feature_values(values, label, activations[0].shape[0])
+    check_feature_values(values, label, num_steps)
+    chosen, skipped = _controls(trace, feature, controls, values, label)
     raw = np.concatenate(
-        [_score_columns(x, values, metric, f"{layer}.{quantity}") for layer, x in zip(names, activations, strict=True)]
+        [score_columns(x, values, metric, f"{layer}.{quantity}") for layer, x in zip(names, activations, strict=True)]
     )
+    effect = np.concatenate([visible_effect(x, values, metric, quantity) for x in activations])
     score = np.maximum(raw, 1.0 - raw) if metric == "auc" else np.abs(raw)
+    sign = np.sign(raw - 0.5) if metric == "auc" else np.sign(raw)
     owner = np.concatenate([np.full(x.shape[1], i) for i, x in enumerate(activations)])
     unit = np.concatenate([np.arange(x.shape[1]) for x in activations])
-    order = np.argsort(-score, kind="stable")[:top]
-    rows = tuple(_row(names[owner[i]], int(unit[i]), label, metric, raw[i], quantity) for i in order)
+    # Every unit against every control: the order depends on who beats them.
+    per_unit: list[list[ControlScore]] = [[] for _ in range(len(score))]
+    for c_label, c_values in chosen:
+        offset = 0
+        for layer, x in zip(names, activations, strict=True):
+            signs = sign[offset : offset + x.shape[1]]
+            scores = control_scores(x, values, c_values, metric, signs, c_label, f"{layer}.{quantity}", quantity,
+                                    min_effect)
+            for k, control in enumerate(scores):
+                per_unit[offset + k].append(control)
+            offset += x.shape[1]
+    visible = np.abs(effect) >= min_effect
+    beats = np.array([bool(c) and all(x.beaten_by(s) for x in c) for c, s in zip(per_unit, score, strict=True)])
+    partial = np.array([min((x.partial for x in c), default=0.0) for c in per_unit])
+    # The ranking rule: tier 0, visible units that beat every control, by their worst score given a control;
+    # tier 1, the other visible units; tier 2, the rest; both by score. lexsort is stable: ties keep unit order.
+    tier = np.where(visible & beats, 0, np.where(visible, 1, 2))
+    order = np.lexsort((-np.where(tier == 0, partial, score), tier))[:top]
+    rows = [
+        _row(names[owner[i]], int(unit[i]), label, metric, raw[i], quantity, effect[i], min_effect, per_unit[i])
+        for i in order
+    ]
     title = f"units of {', '.join(names)} whose {quantity} tracks {label!r} ({metric})"
-    return CellTable(rows, quantity, title, activations[0].shape[0])
+    return CellTable(tuple(rows), quantity, title, num_steps, tuple(skipped))
+
+
+def _controls(
+    trace: Trace, feature: FeatureLike, controls: str | Sequence[str] | None, values: np.ndarray, label: str
+) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+    """The controls to score, as (name, values) pairs, and the registered ones skipped for being constant."""
+    explicit = controls is not None
+    if controls is None:
+        controls = get_feature(feature).controls if isinstance(feature, str | Feature) else ()
+    names = [controls] if isinstance(controls, str) else list(controls)
+    if names and trace.text is None:
+        raise ValueError(f"this trace holds no text (it was traced from ids), so controls {names} cannot be computed")
+    chosen, skipped = [], []
+    for name in names:
+        control = get_feature(name)  # an unknown name fails here, listing the registered features
+        if control.kind != "binary":
+            raise ValueError(f"control {control.name!r} is {control.kind}; a control must be a binary feature")
+        if control.name == label:
+            raise ValueError(f"control {control.name!r} is the feature itself; a control must be another feature")
+        c_values = compute_feature(control, trace.text)
+        if not explicit and c_values.min() == c_values.max():
+            skipped.append(f"control {control.name} (constant on this text)")
+            continue
+        check_control(values, c_values, label, control.name)
+        chosen.append((control.name, c_values))
+    return chosen, skipped
 
 
 # ---------------------------------------------------------------------------- helpers shared with explain_unit
@@ -264,135 +374,22 @@ def _feature_values(
     return values, label, "pearson"
 
 
-def _row(layer: str, unit: int, feature: str, metric: str, value: float, quantity: str) -> CellScore:
+def _row(
+    layer: str,
+    unit: int,
+    feature: str,
+    metric: str,
+    value: float,
+    quantity: str,
+    effect: float = math.nan,
+    min_effect: float = MIN_EFFECT,
+    controls: Sequence[ControlScore] = (),
+) -> CellScore:
     if metric == "auc":
         score, sign = max(value, 1.0 - value), int(np.sign(value - 0.5))
     else:
         score, sign = abs(value), int(np.sign(value))
-    return CellScore(layer, unit, feature, metric, float(score), sign, float(value), quantity)
-
-
-def _score_columns(x: Tensor, values: np.ndarray, metric: str, name: str) -> np.ndarray:
-    """(H,) the AUC or Pearson r of every column of the (T, H) tensor ``x`` with the feature ``values``."""
-    raw = _pearson_columns(x, values) if metric == "pearson" else _auc_columns(x, values)
-    bad = np.flatnonzero(np.isnan(raw)).tolist()
-    if bad:
-        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
-        raise ValueError(f"{name} has NaN or infinite values in units {bad[:10]}{more}; scores need finite activations")
-    return raw
-
-
-@np.errstate(invalid="ignore", divide="ignore", over="ignore")  # a non-finite unit becomes NaN, reported by the caller
-def _pearson_columns(x: Tensor, values: np.ndarray) -> np.ndarray:
-    """(H,) Pearson r of each column of ``x`` (T, H) with ``values`` (T,): 0 if constant, NaN if not finite."""
-    T, H = x.shape
-    target = values - values.mean()
-    low, high = np.full(H, np.inf), np.full(H, -np.inf)
-    total, covariance, squares = np.zeros(H), np.zeros(H), np.zeros(H)
-    # numpy reduces over rows across all columns at once (torch's dim-0 reductions are ~20x slower here), in
-    # chunks of time steps so that no float64 copy of the whole layer is made.
-    for i in range(0, T, _CHUNK):
-        chunk = _numpy(x[i : i + _CHUNK])
-        np.minimum(low, chunk.min(axis=0), out=low)
-        np.maximum(high, chunk.max(axis=0), out=high)
-        total += chunk.sum(axis=0)
-    mean = total / T
-    for i in range(0, T, _CHUNK):
-        # float64 products of centred values: float32 sums of 8192 terms were off by 3e-6 on a perfect match.
-        centred = _numpy(x[i : i + _CHUNK]) - mean
-        covariance += target[i : i + _CHUNK] @ centred
-        centred *= centred
-        squares += centred.sum(axis=0)
-    r = np.clip(covariance / np.sqrt(squares * (target @ target)), -1.0, 1.0)
-    r[low == high] = 0.0  # exact, unlike a variance that rounds to 1e-17 instead of 0
-    r[~(np.isfinite(low) & np.isfinite(high))] = np.nan
-    return r
-
-
-def _numpy(x: Tensor) -> np.ndarray:
-    """``x`` as a float32 (or float64) numpy array; numpy converts float16 faster than torch does on the CPU."""
-    if x.dtype == torch.float16:
-        return x.numpy().astype(np.float32)
-    return x.numpy() if x.dtype in (torch.float32, torch.float64) else x.float().numpy()
-
-
-def _auc_columns(x: Tensor, labels: np.ndarray) -> np.ndarray:
-    """(H,) ROC AUC of each column of ``x`` (T, H) as a detector of ``labels`` (T,): NaN if not finite."""
-    sixteen_bits = x.dtype in (torch.float16, torch.bfloat16)
-    dtype = x.dtype if sixteen_bits else torch.float32
-    # Rows of the transposed layer are contiguous columns: one blocked transpose beats a strided copy per block.
-    columns = torch.empty(x.shape[::-1], dtype=dtype).copy_(x.T)
-    columns += 0.0  # -0.0 becomes 0.0, so that the two tie
-    int_type = torch.int16 if sixteen_bits else torch.int32
-    bits = columns.view(int_type).numpy()
-    limits = _float_keys(torch.tensor([-np.inf, np.inf], dtype=dtype).view(int_type).numpy())
-    kernel = _auc_counts if sixteen_bits else _auc_sorted
-    starts = range(0, bits.shape[0], _BLOCK)
-    workers = max(1, min(len(starts), torch.get_num_threads(), os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:  # numpy's sorts and bincounts release the GIL
-        return np.concatenate(list(pool.map(lambda i: kernel(bits[i : i + _BLOCK], labels, limits), starts)))
-
-
-def _float_keys(bits: np.ndarray) -> np.ndarray:
-    """Turn IEEE float bit patterns (int16 or int32), in place, into signed integers in the floats' order."""
-    sign_shift = bits.dtype.itemsize * 8 - 1
-    bits ^= (bits >> sign_shift) & np.array(np.iinfo(bits.dtype).max, dtype=bits.dtype)  # negatives: larger is lower
-    return bits
-
-
-def _auc_sorted(bits: np.ndarray, labels: np.ndarray, limits: np.ndarray) -> np.ndarray:
-    """(B,) ROC AUC of each row of float32 ``bits`` (B, T), as int32, for ``labels`` (T,); ties count 1/2.
-
-    ``bits`` is overwritten; ``limits`` are the keys of -inf and +inf.
-    """
-    T = bits.shape[1]
-    n1 = int(labels.sum())
-    tagged = _float_keys(bits)
-    tagged &= np.int32(-2)
-    tagged |= labels.astype(np.int32)  # the class rides in the lowest bit; at equal value, 0s sort first
-    tagged.sort(axis=1)
-    # With 0s first at ties, the i-th 1 (0-based) at sorted position p is above exactly p - i zeros. The sum of
-    # the positions is an integer product (exact, and 4x faster here than collecting them with flatnonzero).
-    positions = np.einsum("ij,j->i", tagged & 1, np.arange(T, dtype=np.int64))
-    u = positions - n1 * (n1 - 1) / 2
-    # Pairs tied in value were all counted as wins; each such pair should count 1/2. A value held by both classes
-    # shows as a run of its 0-tagged key followed by a run of its 1-tagged key: neighbours differing in bit 0 only.
-    boundaries = (tagged[:, 1:] ^ tagged[:, :-1]) == 1
-    if boundaries.any():
-        u -= _tied_pairs(tagged, boundaries) / 2
-    auc = u / (n1 * (T - n1))
-    # Sorted, a row's extremes tell whether it holds an infinity or a NaN (their keys lie beyond the infinities').
-    auc[(tagged[:, 0] <= limits[0]) | (tagged[:, -1] >= limits[1])] = np.nan
-    return auc
-
-
-def _tied_pairs(tagged: np.ndarray, boundaries: np.ndarray) -> np.ndarray:
-    """(B,) per sorted row of class-tagged keys, the number of (class 0, class 1) pairs of equal value.
-
-    ``boundaries[r, j]`` marks where row ``r``'s run of 0-tagged keys of a value ends (at ``j``) and its run of
-    1-tagged keys begins; the two runs' lengths come from binary searches, so the cost grows with the number of
-    shared values, not with the trace.
-    """
-    B, T = tagged.shape
-    rows, ends = np.nonzero(boundaries)
-    # Offsetting each row beyond the int32 range makes the whole block one sorted array for np.searchsorted.
-    flat = (tagged.astype(np.int64) + (np.arange(B, dtype=np.int64) << 33)[:, None]).ravel()
-    split = rows * T + ends + 1  # the first 1-tagged key of the value
-    zeros_start = np.searchsorted(flat, flat[split - 1], side="left")
-    ones_end = np.searchsorted(flat, flat[split], side="right")
-    return np.bincount(rows, weights=(split - zeros_start) * (ones_end - split).astype(np.float64), minlength=B)
-
-
-def _auc_counts(bits: np.ndarray, labels: np.ndarray, limits: np.ndarray) -> np.ndarray:
-    """(B,) exact ROC AUC of each row of 16-bit float ``bits`` (B, T), from per-value counts instead of a sort."""
-    B, T = bits.shape
-    keys = _float_keys(bits)
-    bins = 1 << 16
-    index = (keys.astype(np.int64) + (1 << 15)) + (np.arange(B, dtype=np.int64) * bins)[:, None]
-    ones = np.bincount(index[:, labels].ravel(), minlength=B * bins).reshape(B, bins)
-    zeros = np.bincount(index.ravel(), minlength=B * bins).reshape(B, bins) - ones
-    zeros_below = np.cumsum(zeros, axis=1) - zeros
-    n1 = int(labels.sum())
-    auc = (ones * (zeros_below + zeros / 2)).sum(axis=1) / (n1 * (T - n1))
-    auc[(keys.min(axis=1) <= limits[0]) | (keys.max(axis=1) >= limits[1])] = np.nan
-    return auc
+    return CellScore(
+        layer, unit, feature, metric, float(score), sign, float(value), quantity, float(effect), tuple(controls),
+        min_effect,
+    )

@@ -134,4 +134,6 @@ def inside_if_condition(text: str) -> np.ndarray:
 
 
 for _fn in (inside_comment, inside_string_literal, inside_if_condition):
-    register_feature(_fn.__name__, _fn, kind="binary", replace=True)  # replace: reloading the module is harmless
+    # An if condition lies inside parentheses, so a parenthesis unit is the control that an if cell must beat.
+    controls = ("inside_parens",) if _fn is inside_if_condition else ()
+    register_feature(_fn.__name__, _fn, kind="binary", controls=controls, replace=True)  # replace: reload is harmless

@@ -40,6 +40,9 @@ class Feature:
         function: ``text -> array`` of ``len(text)`` values.
         kind: ``"binary"`` (scored with ROC AUC) or ``"continuous"`` (scored with Pearson r).
         description: one line shown in tables and error messages.
+        controls: names of the registered binary features this one implies (an if condition is inside
+            parentheses): :func:`~lstm_interp.find_cells` reports each unit's score on them and its score on this
+            feature given them, so that a unit that only tracks the control is not taken for a cell of this one.
 
     Example::
 
@@ -52,6 +55,7 @@ class Feature:
     function: FeatureFn
     kind: FeatureKind
     description: str = ""
+    controls: tuple[str, ...] = ()
 
     def __call__(self, text: str) -> np.ndarray:
         return compute_feature(self, text)
@@ -61,7 +65,13 @@ FEATURES: dict[str, Feature] = {}
 
 
 def register_feature(
-    name: str, fn: FeatureFn, *, kind: FeatureKind, description: str = "", replace: bool = False
+    name: str,
+    fn: FeatureFn,
+    *,
+    kind: FeatureKind,
+    description: str = "",
+    controls: tuple[str, ...] | list[str] = (),
+    replace: bool = False,
 ) -> Feature:
     """Add a feature to :data:`FEATURES`.
 
@@ -70,6 +80,8 @@ def register_feature(
         fn: ``text -> array`` of ``len(text)`` values (bool or 0/1 for a binary feature, numbers otherwise).
         kind: ``"binary"`` or ``"continuous"``.
         description: one line; defaults to the first line of ``fn``'s docstring.
+        controls: the features this one implies (see :class:`Feature`); they need not be registered yet, and are
+            looked up when a unit is scored.
         replace: overwrite a feature already registered under ``name`` instead of raising.
 
     Returns:
@@ -96,7 +108,10 @@ def register_feature(
         raise ValueError(f"a feature named {name!r} is already registered; pass replace=True to overwrite it")
     if not description:
         description = ((getattr(fn, "__doc__", None) or "").strip().splitlines() or [""])[0]
-    feature = Feature(name, fn, kind, description)
+    controls = (controls,) if isinstance(controls, str) else tuple(controls)
+    if name in controls:
+        raise ValueError(f"feature {name!r} cannot be its own control")
+    feature = Feature(name, fn, kind, description, controls)
     FEATURES[name] = feature
     return feature
 

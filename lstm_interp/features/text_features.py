@@ -20,6 +20,7 @@ from lstm_interp.features.registry import regex_spans, register_feature
 
 URL_PATTERN = re.compile(r"\bhttps?://\S*", re.IGNORECASE)
 _NEWLINE, _QUOTE, _SPACE, _TAB, _CR = 10, 34, 32, 9, 13
+NO_SPACE_RUN = 8  # the shortest run without whitespace that no_space_run marks
 
 
 def _codepoints(text: str) -> np.ndarray:
@@ -177,6 +178,51 @@ def inside_url(text: str) -> np.ndarray:
     return regex_spans(text, URL_PATTERN)
 
 
+def inside_parens(text: str) -> np.ndarray:
+    """Inside round parentheses: :func:`paren_depth` above 0 (the ``(`` is inside, the closing ``)`` is not).
+
+    The control of ``inside_if_condition``: every if condition is inside parentheses, so a unit that merely tracks
+    parentheses also scores well on if conditions.
+
+    Example::
+
+        >>> inside_parens("f(a(b)) x").astype(int).tolist()
+        [0, 1, 1, 1, 1, 1, 0, 0, 0]
+    """
+    return paren_depth(text) > 0
+
+
+def dialogue_line(text: str) -> np.ndarray:
+    """On a line of dialogue: every character of a line (its ``\\n`` included) that a quotation touches.
+
+    A line counts when any of its characters is :func:`inside_quotes` or is a ``"``. The control of
+    ``inside_quotes``: every quotation lies on dialogue lines, so a unit that only knows "this line is dialogue"
+    (its narration included) also scores well on quotes.
+
+    Example::
+
+        >>> dialogue_line('a "b"\\nc\\n').astype(int).tolist()
+        [1, 1, 1, 1, 1, 1, 0, 0]
+    """
+    codes = _codepoints(text)
+    touched = inside_quotes(text) | (codes == _QUOTE)
+    line = np.cumsum(codes == _NEWLINE) - (codes == _NEWLINE)  # the "\n" belongs to the line it ends
+    return np.bincount(line, weights=touched, minlength=int(line[-1]) + 1 if len(line) else 0)[line] > 0
+
+
+def no_space_run(text: str, min_length: int = NO_SPACE_RUN) -> np.ndarray:
+    """Inside a run of at least ``min_length`` (8) characters without whitespace: a long "word".
+
+    The control of ``inside_url``: a URL is such a run, and so are long identifiers, paths and numbers.
+
+    Example::
+
+        >>> no_space_run("a abcdefgh b").astype(int).tolist()
+        [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+    """
+    return regex_spans(text, r"\S{%d,}" % min_length)
+
+
 def start_of_word(text: str) -> np.ndarray:
     """``text[t]`` is a word character and ``text[t-1]`` is not (or ``t == 0``).
 
@@ -194,6 +240,10 @@ def start_of_word(text: str) -> np.ndarray:
     return mask
 
 
+# The controls a feature implies (see Feature.controls): a unit is a cell for the feature only if it tracks the
+# feature better than these.
+CONTROLS: dict[str, tuple[str, ...]] = {"inside_quotes": ("dialogue_line",), "inside_url": ("no_space_run",)}
+
 for _fn, _kind in (
     (inside_quotes, "binary"),
     (position_in_line, "continuous"),
@@ -204,5 +254,9 @@ for _fn, _kind in (
     (indentation, "continuous"),
     (inside_url, "binary"),
     (start_of_word, "binary"),
+    (inside_parens, "binary"),
+    (dialogue_line, "binary"),
+    (no_space_run, "binary"),
 ):
-    register_feature(_fn.__name__, _fn, kind=_kind, replace=True)  # replace: reloading the module is harmless
+    # replace: reloading the module is harmless
+    register_feature(_fn.__name__, _fn, kind=_kind, controls=CONTROLS.get(_fn.__name__, ()), replace=True)
