@@ -19,6 +19,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -33,6 +34,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "stateful": {"stateful": True, "train_on": "book"},
     "dialogue": {"stateful": False, "train_on": "dialogue"},
     "stateful_dialogue": {"stateful": True, "train_on": "dialogue"},
+    "stateful_long": {"stateful": True, "train_on": "book", "max_steps": 4000},
+    "stateful_seq200": {"stateful": True, "train_on": "book", "batch_size": 16, "seq_len": 200, "max_steps": 4000},
 }
 QUOTE_AUC = 0.95
 
@@ -48,7 +51,9 @@ def held_out_text(length: int) -> str:
     return text[start : start + length]
 
 
-def one_run(recipe: str, seed: int, precision: str, held_out: int, minutes: float | None) -> dict[str, Any]:
+def one_run(
+    recipe: str, seed: int, precision: str, held_out: int, minutes: float | None, keep: Path | None = None
+) -> dict[str, Any]:
     import torch
 
     from lstm_interp import find_cells, load_pretrained, trace
@@ -65,6 +70,8 @@ def one_run(recipe: str, seed: int, precision: str, held_out: int, minutes: floa
         model = load_pretrained(result.model_dir)
         text = held_out_text(held_out)
         best = find_cells(trace(model, text), "inside_quotes", top=1)[0]
+        if keep is not None:  # the model, for a later look (a few MB each)
+            shutil.copytree(result.model_dir, keep / f"{recipe}_{seed}_{precision}", dirs_exist_ok=True)
     return {
         "recipe": recipe,
         "seed": seed,
@@ -75,7 +82,7 @@ def one_run(recipe: str, seed: int, precision: str, held_out: int, minutes: floa
         "val_loss": round(result.val_loss, 4),
         "held_out_chars": len(text),
         "best": best.to_dict(),
-        "quote_cell": bool(best.score >= QUOTE_AUC and getattr(best, "visible", True)),
+        "quote_cell": bool(best.score >= QUOTE_AUC and best.visible and best.beats_controls),
         "load_avg": os.getloadavg()[0],
     }
 
@@ -115,7 +122,8 @@ def main() -> None:
         done = {(r["recipe"], r["seed"], r["precision"]) for r in map(json.loads, args.out.read_text().splitlines())}
     jobs = [j for j in itertools.product(args.recipes, args.seeds, args.precisions) if j not in done]
     with ProcessPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(one_run, r, s, p, args.held_out, args.minutes) for r, s, p in jobs]
+        keep = args.out.parent / "demo_models"
+        futures = [pool.submit(one_run, r, s, p, args.held_out, args.minutes, keep) for r, s, p in jobs]
         for future in futures:
             row = future.result()
             with args.out.open("a") as f:

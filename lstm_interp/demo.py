@@ -32,10 +32,21 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lstm_interp._io import atomic_write_text
 from lstm_interp.callbacks import LSTMActivationMonitor
 from lstm_interp.data import CharDataModule
+from lstm_interp.demo_findings import (
+    SUMMARY_FILE,
+    Finding,
+    find_demo_cells,
+    last_words,
+    plot_side_by_side,
+    write_summary,
+)
 from lstm_interp.features import compute_feature
+from lstm_interp.hub import load_pretrained
 from lstm_interp.models.char_lstm_module import CharLSTMModule
+from lstm_interp.plots.save import save_figure
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -70,6 +81,9 @@ SAMPLE_PROMPT = "The "
 PROBE_CHARS = 800
 # Where the probe is looked for: the book's first chapters (the opening is one long quotation, a poor probe).
 PROBE_SEARCH_CHARS = 200_000
+# Held-out prose the demo's closing findings are scored on: this many characters of the validation part.
+HELD_OUT_CHARS = 50_000
+FEATURES = ("inside_quotes", "position_in_line")
 
 
 @dataclass
@@ -96,6 +110,7 @@ class DemoResult:
         val_bpc: the same in bits per character.
         precision, threads: the Lightning precision and the CPU thread count used.
         samples: temperature -> generated text.
+        findings: the unit shown for each feature, scored on held-out prose (``summary.json``).
         outputs: everything written, in the order the summary lists it.
     """
 
@@ -110,6 +125,7 @@ class DemoResult:
     precision: str = ""
     threads: int = 0
     samples: dict[float, str] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
     outputs: list[DemoOutput] = field(default_factory=list)
 
 
@@ -181,7 +197,7 @@ def run_demo(
         raise ValueError(f"`threads` must be >= 1 or None, got {threads!r}")
     say = echo if echo is not None else _quiet
     out = Path(output_dir).resolve()  # absolute, like the checkpoint paths Lightning reports
-    out.mkdir(parents=True, exist_ok=True)
+    _make_output_dir(out)
     precision = auto_precision(accelerator) if precision == "auto" else precision
     pl.seed_everything(seed, workers=True, verbose=False)
 
@@ -198,11 +214,8 @@ def run_demo(
     logger = TensorBoardLogger(save_dir=str(out), name="logs")
     # A stretch of the first chapters with many short quotations and line breaks, where the paper's quote and line
     # cells show up. The report and the cell-text figure open on the units that best track those two features.
-    monitor = LSTMActivationMonitor(
-        probe_texts=[probe_text(data.corpus.text(0, PROBE_SEARCH_CHARS), PROBE_CHARS)],
-        every_n_train_steps=500,
-        features=["inside_quotes", "position_in_line"],
-    )
+    probe = probe_text(data.corpus.text(0, PROBE_SEARCH_CHARS), PROBE_CHARS)
+    monitor = LSTMActivationMonitor(probe_texts=[probe], every_n_train_steps=500, features=list(FEATURES))
     # Fixed names, overwritten by a rerun, so that the summary's paths stay the same from one run to the next.
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints",
@@ -249,7 +262,52 @@ def run_demo(
         _evaluate(module, data, result, accelerator=accelerator, precision=precision, progress_bar=progress_bar,
                   say=say)
         _sample(module, result, temperatures=temperatures, length=sample_length, seed=seed, say=say)
+        _findings(module, data, result, probe, say=say)
     return result
+
+
+def _make_output_dir(out: Path) -> None:
+    """Create the output folder; a folder the demo creates gets a ``.gitignore`` of ``*``, as pytest's cache does,
+    so that running the demo inside a git checkout leaves nothing untracked there. An existing ``.gitignore`` (the
+    user's) is left alone."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    if created:
+        atomic_write_text(out / ".gitignore", "# Written by `lstm-interp demo`: its outputs stay out of git.\n*\n")
+
+
+def held_out_text(data: CharDataModule, length: int = HELD_OUT_CHARS) -> str:
+    """``length`` characters of the validation part of the demo's corpus, from its first paragraph start."""
+    n_train, n_val = (len(part) for part in data.corpus.split(data.split)[:2])
+    part = data.corpus.text(n_train, n_train + n_val)
+    start = part.find("\n\n") + 2 if "\n\n" in part[: len(part) // 2] else 0
+    return part[start : start + length]
+
+
+def _findings(module: CharLSTMModule, data: CharDataModule, result: DemoResult, probe: str, *,
+              say: Callable[[str], None]) -> None:
+    """Name the best unit of each feature on held-out prose, honestly; write ``summary.json``."""
+    network = module.network.eval()
+    result.findings, ours, theirs = find_demo_cells(
+        network, result.model_dir, held_out_text(data), probe, FEATURES, load_pretrained=load_pretrained
+    )
+    say(f"\nWhat it learnt, on {HELD_OUT_CHARS:,} held-out characters (find_cells, visible units first):")
+    for line in last_words(result.findings):
+        say(line)
+    pretrained = [f for f in result.findings if f.source == "pretrained"]
+    if pretrained:
+        own = next(f for f in result.findings if f.feature == pretrained[0].feature and f.source == "trained")
+        figure = result.output_dir / "quote_cell_beside_pretrained.png"
+        save_figure(plot_side_by_side(ours, theirs, own, pretrained[0]), figure)
+        result.outputs.append(DemoOutput("figure", figure, "this run's best quote unit beside the pretrained cell"))
+    path = write_summary(
+        result.output_dir / SUMMARY_FILE,
+        steps=result.steps,
+        precision=result.precision,
+        val_loss=result.val_loss,
+        findings=result.findings,
+    )
+    result.outputs.append(DemoOutput("summary", path, "steps, precision, loss and the unit shown for each feature"))
 
 
 def demo_data(
@@ -435,4 +493,6 @@ def summary(result: DemoResult) -> str:
         if output.hint:
             lines.append(f"  {'':<{width}}    {output.hint}")
     lines.append(f"Load the model in Python: CharLSTM.from_pretrained({str(result.model_dir)!r})")
+    if result.findings:  # the last words: what the run grew, plainly
+        lines += ["", f"What it learnt (on {HELD_OUT_CHARS:,} held-out characters):", *last_words(result.findings)]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
@@ -283,6 +284,39 @@ def test_demo_with_a_few_steps(tmp_path: Path, cache_dir: Path) -> None:
     (report,) = (out_dir / "logs").glob("version_*/lstm_interp/step_3.html")
     assert str(report) in out
     assert (report.parent / "step_3_cell_text.png").is_file() and str(report.parent / "step_3_cell_text.png") in out
+    # Three steps grow no quote cell: the last words say so, name the best unit and its AUC, and show the pretrained
+    # model's quote cell beside it; summary.json says which unit each picture shows and where it came from.
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["precision"] and summary["val_loss"] > 0
+    quotes = summary["features"]["inside_quotes"]
+    assert quotes["source"] == "pretrained" and quotes["model"] == "novel" and quotes["score"] >= 0.95
+    own = quotes["trained"]
+    assert own["source"] == "trained" and own["model"] == str(out_dir.resolve() / "model") and not own["found"]
+    last = out[out.rindex("What it learnt") :]
+    assert f"inside_quotes: {own['layer']} unit {own['unit']}, AUC {own['score']:.3f}" in last
+    assert "no quote cell this run" in last and "pretrained 'novel' model's quote cell" in last
+    assert (out_dir / "quote_cell_beside_pretrained.png").is_file()
+    line = summary["features"]["position_in_line"]
+    assert line["source"] == "trained" and line["metric"] == "pearson" and 0 <= line["probe_score"] <= 1
+    # The folder the demo created keeps itself out of git, so a demo run inside a checkout leaves nothing untracked.
+    assert (out_dir / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert not list(out_dir.glob(".*.tmp"))  # summary.json was written whole, through a temporary file
+
+
+def test_demo_last_words_are_honest(tmp_path: Path) -> None:
+    from lstm_interp.demo_findings import Finding, last_words, write_summary
+
+    found = Finding("inside_quotes", "layers.1", 35, "cell", "trained", "m", "auc", 0.97, 1.4, 1.0, True, True)
+    flat = Finding("inside_quotes", "layers.1", 48, "cell", "trained", "m", "auc", 0.99, -0.02, 1.0, True, False)
+    assert last_words([found]) == [
+        "  inside_quotes: layers.1 unit 35, AUC 0.970, effect +1.40 on held-out prose: a cell."
+    ]
+    (line,) = last_words([flat])
+    assert "no quote cell this run (it barely changes colour)" in line and "AUC 0.990" in line
+    path = write_summary(tmp_path / "summary.json", steps=5, precision="32-true", val_loss=1.5, findings=[found])
+    data = json.loads(path.read_text())
+    assert data["features"]["inside_quotes"]["unit"] == 35 and data["features"]["inside_quotes"]["source"] == "trained"
+    assert "trained" not in data["features"]["inside_quotes"]  # no pretrained stand-in: the run's own unit
 
 
 def test_run_demo_rejects_bad_values(tmp_path: Path) -> None:

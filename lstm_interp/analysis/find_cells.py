@@ -37,7 +37,7 @@ The kernels (vectorised over units) live in :mod:`lstm_interp.analysis._scores`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ from lstm_interp.features.feature_values import check_feature_values
 from lstm_interp.tracing import Trace
 
 FeatureLike = str | Feature | Callable[[str], Any] | np.ndarray | Tensor | Sequence[float]
+ControlsLike = str | Sequence[str] | Mapping[str, np.ndarray | Sequence[bool]] | None
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ def find_cells(
     kind: FeatureKind | None = None,
     label: str | None = None,
     min_effect: float = MIN_EFFECT,
-    controls: str | Sequence[str] | None = None,
+    controls: ControlsLike = None,
 ) -> CellTable:
     """Rank every (layer, unit) of ``trace`` by how well its ``quantity`` tracks ``feature``, visible units first.
 
@@ -235,7 +236,7 @@ def find_cells(
         controls: registered binary features to score the returned rows against (see
             :mod:`~lstm_interp.analysis.control_scores`). ``None``: the feature's own
             :attr:`~lstm_interp.features.Feature.controls` that vary on this text (the others are listed in
-            ``skipped``); ``()``: none.
+            ``skipped``); ``()``: none; a mapping ``name -> values`` gives precomputed controls (one bool per step).
 
     Returns:
         A :class:`CellTable`, best unit first (see the ranking rule; ties keep layer, then unit, order).
@@ -300,28 +301,39 @@ def find_cells(
 
 
 def _controls(
-    trace: Trace, feature: FeatureLike, controls: str | Sequence[str] | None, values: np.ndarray, label: str
+    trace: Trace, feature: FeatureLike, controls: ControlsLike, values: np.ndarray, label: str
 ) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
     """The controls to score, as (name, values) pairs, and the registered ones skipped for being constant."""
     explicit = controls is not None
     if controls is None:
         controls = get_feature(feature).controls if isinstance(feature, str | Feature) else ()
-    names = [controls] if isinstance(controls, str) else list(controls)
-    if names and trace.text is None:
-        raise ValueError(f"this trace holds no text (it was traced from ids), so controls {names} cannot be computed")
+    if isinstance(controls, Mapping):  # precomputed values, named by the keys
+        given = [(str(name), np.asarray(v)) for name, v in controls.items()]
+    else:
+        names = [controls] if isinstance(controls, str) else list(controls)
+        if names and trace.text is None:
+            raise ValueError(f"this trace holds no text (it was traced from ids): pass controls {names} precomputed")
+        given = []
+        for name in names:
+            control = get_feature(name)  # an unknown name fails here, listing the registered features
+            if control.kind != "binary":
+                raise ValueError(f"control {control.name!r} is {control.kind}; a control must be a binary feature")
+            given.append((control.name, compute_feature(control, trace.text or "")))
     chosen, skipped = [], []
-    for name in names:
-        control = get_feature(name)  # an unknown name fails here, listing the registered features
-        if control.kind != "binary":
-            raise ValueError(f"control {control.name!r} is {control.kind}; a control must be a binary feature")
-        if control.name == label:
-            raise ValueError(f"control {control.name!r} is the feature itself; a control must be another feature")
-        c_values = compute_feature(control, trace.text)
+    for name, c_values in given:
+        if name == label:
+            raise ValueError(f"control {name!r} is the feature itself; a control must be another feature")
+        if c_values.shape != values.shape or not (c_values.dtype == np.bool_ or np.isin(c_values, (0, 1)).all()):
+            raise ValueError(
+                f"control {name!r} must be {len(values)} binary values, one per step, got {c_values.dtype} "
+                f"{c_values.shape}"
+            )
+        c_values = c_values.astype(bool)
         if not explicit and c_values.min() == c_values.max():
-            skipped.append(f"control {control.name} (constant on this text)")
+            skipped.append(f"control {name} (constant on this text)")
             continue
-        check_control(values, c_values, label, control.name)
-        chosen.append((control.name, c_values))
+        check_control(values, c_values, label, name)
+        chosen.append((name, c_values))
     return chosen, skipped
 
 

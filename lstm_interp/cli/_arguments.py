@@ -109,6 +109,16 @@ _UNIT_SPEC = re.compile(r"(?P<name>[A-Za-z_]\w*(?:\.\w+)+):(?P<units>[^=]+)(?:=(
 _UNIT_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 
 
+def feature_controls(text: str) -> tuple[str, list[str]]:
+    """``FEATURE=CONTROL[,CONTROL...]`` (``FEATURE=`` for none) as ``(feature, [controls])``."""
+    feature, sep, controls = text.partition("=")
+    if not sep or not feature.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected FEATURE=CONTROL[,CONTROL...] (e.g. inside_if_condition=inside_parens), got {text!r}"
+        )
+    return feature.strip(), [c.strip() for c in controls.split(",") if c.strip()]
+
+
 def unit_spec(text: str) -> tuple[str, list[int], float | None]:
     """An argparse type: ``LAYER[.QUANTITY]:UNITS[=VALUE]`` as ``(name, units, value)``.
 

@@ -12,7 +12,13 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from lstm_interp.cli._arguments import add_model_argument, check_model_argument, positive_int, read_text_file
+from lstm_interp.cli._arguments import (
+    add_model_argument,
+    check_model_argument,
+    feature_controls,
+    positive_int,
+    read_text_file,
+)
 
 DEFAULT_NGRAM_ORDER = 9  # lstm_interp.report.run_analysis.DEFAULT_NGRAM_ORDER, without importing the analysis
 
@@ -54,6 +60,15 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="NAME",
         help="the features to match units to (default: every registered feature that varies on the text)",
+    )
+    parser.add_argument(
+        "--controls",
+        type=feature_controls,
+        nargs="+",
+        default=None,
+        metavar="FEATURE=CONTROL",
+        help="score FEATURE's units also against these controls, comma-separated (FEATURE= for none); by default "
+        "each feature's registered controls, e.g. inside_if_condition=inside_parens",
     )
     parser.add_argument("--top", type=positive_int, default=10, metavar="K", help="units listed per feature (10)")
     parser.add_argument(
@@ -122,6 +137,12 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         parser.error(
             f"argument --ngram-order: {args.ngram_order} needs --baseline-text FILE (the n-gram's training text)"
         )
+    controls = None if args.controls is None else dict(args.controls)
+    for feature, names in (controls or {}).items():
+        try:
+            [get_feature(name) for name in (feature, *names)]
+        except UnknownFeatureError as err:
+            parser.error(f"argument --controls: {err}")
     text = read_text_file(parser, args.text_file, "TEXT_FILE", min_chars=2)
     baseline = None
     if args.baseline_text is not None:
@@ -139,6 +160,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         report_chars=args.report_chars,
         title=f"{Path(args.model).name or args.model}: {args.text_file.name}",
         on_unknown="skip" if args.skip_unknown else "error",
+        controls=controls,
         log=print,
     )
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())

@@ -220,7 +220,7 @@ def no_space_run(text: str, min_length: int = NO_SPACE_RUN) -> np.ndarray:
         >>> no_space_run("a abcdefgh b").astype(int).tolist()
         [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
     """
-    return regex_spans(text, r"\S{%d,}" % min_length)
+    return regex_spans(text, rf"\S{{{min_length},}}")
 
 
 def start_of_word(text: str) -> np.ndarray:

@@ -25,7 +25,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 
 from lstm_interp._io import atomic_folder, atomic_write_text
 from lstm_interp.analysis import ActivationStats, CellTable, GateSaturation, find_cells
+from lstm_interp.analysis.control_scores import check_control
 from lstm_interp.comparison import (
     NGramBaseline,
     NoMatchedBracesError,
@@ -42,7 +43,15 @@ from lstm_interp.comparison import (
     class_loss,
     error_breakdown,
 )
-from lstm_interp.features import FEATURES, ConstantFeatureError, Feature, busiest_window, feature_values, get_feature
+from lstm_interp.features import (
+    FEATURES,
+    ConstantFeatureError,
+    Feature,
+    busiest_window,
+    compute_feature,
+    feature_values,
+    get_feature,
+)
 from lstm_interp.manifest import check_replaceable, write_manifest
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.plots import (
@@ -80,6 +89,7 @@ def run_analysis(
     segment_chars: int = DEFAULT_SEGMENT_CHARS,
     title: str | None = None,
     on_unknown: OnUnknown = "error",
+    controls: Mapping[str, Sequence[str]] | None = None,
     log: Log | None = None,
 ) -> Path:
     """Find the units that track each feature, measure gate saturation, and compare with an n-gram baseline.
@@ -104,6 +114,10 @@ def run_analysis(
         title: the page title (default: names the text's length).
         on_unknown: ``"skip"`` drops characters outside the model's vocabulary (their count is logged) instead
             of failing; the analysis then describes the text without them.
+        controls: feature name -> the control features its units are also scored against (see
+            :func:`~lstm_interp.find_cells`); a feature not named keeps its registered
+            :attr:`~lstm_interp.features.Feature.controls` (skipped where constant on the text), and an empty list
+            turns them off. A control named here must vary on the text.
         log: called with progress lines and the summary tables (``print``, say); ``None`` is silent.
 
     Returns:
@@ -112,7 +126,9 @@ def run_analysis(
     Raises:
         ValueError: a text of fewer than 2 characters or outside the vocabulary (``VocabularyError``), an
             unknown feature (``UnknownFeatureError``, listing the known ones), a chosen feature that is constant
-            on the text, an empty baseline text or an ``ngram_order`` below 1 or above its length, bad sizes.
+            on the text, an empty baseline text or an ``ngram_order`` below 1 or above its length, bad sizes; a
+            control that is unknown (the message lists the registered ones), not binary, the feature itself or
+            constant on the text.
         FileExistsError: ``out_dir`` holds files an analysis does not write (they are named).
         NotADirectoryError: ``out_dir`` is a file.
     """
@@ -146,6 +162,7 @@ def run_analysis(
     ids = vocab.encode(text)  # fails here, before any work, on characters outside the vocabulary
     chosen = [get_feature(f) for f in features] if features is not None else list(FEATURES.values())
     values, skipped = _feature_values(chosen, text, explicit=features is not None)
+    control_values = _control_values(values, text, controls)  # every control checked here, before the long pass
     arguments = {
         "features": None if features is None else [f if isinstance(f, str) else f.name for f in features],
         "ngram_order": ngram_order if baseline_text is not None else None,
@@ -155,12 +172,13 @@ def run_analysis(
         "segment_chars": segment_chars,
         "title": title,
         "on_unknown": on_unknown,
+        "controls": None if controls is None else {k: list(v) for k, v in controls.items()},
     }
     texts = {"text": text, **({"baseline_text": baseline_text} if baseline_text is not None else {})}
     with atomic_folder(out_dir) as staging:
         _write_analysis(
-            model, text, ids, staging, chosen, values, skipped, baseline_text, ngram_order, top, report_chars,
-            figure_chars, segment_chars, title, say,
+            model, text, ids, staging, chosen, values, control_values, skipped, baseline_text, ngram_order, top,
+            report_chars, figure_chars, segment_chars, title, say,
         )  # fmt: skip
         write_manifest(staging, "analysis", model=model, texts=texts, arguments=arguments)
     say(f"wrote {out_dir}")
@@ -174,6 +192,7 @@ def _write_analysis(
     out: Path,
     chosen: list[Feature],
     values: dict[str, tuple[np.ndarray, str]],
+    control_values: dict[str, dict[str, np.ndarray]],
     skipped: dict[str, str],
     baseline_text: str | None,
     ngram_order: int,
@@ -192,7 +211,10 @@ def _write_analysis(
     states, stats = _one_pass(model, ids, segment_chars)
     quantity = states.state_quantity
 
-    tables = {name: find_cells(states, v, quantity, top, kind=kind) for name, (v, kind) in values.items()}
+    tables = {
+        name: find_cells(states, v, quantity, top, kind=kind, label=name, controls=control_values[name])
+        for name, (v, kind) in values.items()
+    }
     _write_json(out / "cells.json", _cells_json(tables, chosen, skipped, quantity, len(text), top))
     say(_best_units(tables, skipped))
     for name, table in tables.items():
@@ -257,6 +279,35 @@ def _feature_values(
                 raise
             skipped[feature.name] = str(err).removesuffix(f"; {hint}")
     return values, skipped
+
+
+def _control_values(
+    values: dict[str, tuple[np.ndarray, str]], text: str, controls: Mapping[str, Sequence[str]] | None
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each scored feature's controls on the text, checked: name -> {control name -> bool values}."""
+    controls = dict(controls or {})
+    unknown = sorted(set(controls) - set(values))
+    if unknown:
+        raise ValueError(f"`controls` names features that are not analysed: {unknown}; analysed: {sorted(values)}")
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, (feature, _) in values.items():
+        explicit = name in controls
+        names = [controls[name]] if isinstance(controls.get(name), str) else controls.get(name)
+        out[name] = {}
+        for control_name in names if explicit else get_feature(name).controls:
+            control = get_feature(control_name)  # unknown: fails listing the registered features
+            if control.kind != "binary":
+                raise ValueError(f"control {control.name!r} of {name!r} is {control.kind}; a control must be binary")
+            if control.name == name:
+                raise ValueError(f"control {control.name!r} is the feature itself; a control must be another feature")
+            c_values = compute_feature(control, text)
+            if c_values.min() == c_values.max():
+                if explicit:
+                    check_control(feature, c_values, name, control.name)  # raises, naming both
+                continue
+            check_control(feature, c_values, name, control.name)
+            out[name][control.name] = c_values
+    return out
 
 
 def _one_pass(model: CharLSTM, ids: torch.Tensor, segment_chars: int) -> tuple[Trace, ActivationStats]:
