@@ -17,6 +17,8 @@ cores:
   "without interventions" rows;
 - in headless Chromium (``tests/browser.py``), typing edits into the page: from the request to the recoloured text
   (``lastTraceMs``: request, server, decoding, DOM rebuild, recolouring) and the recolouring alone (a unit change);
+- ``/api/initial``: how long after start-up the page's opening passage and unit are ready (waited for before any
+  timing, so that the first timed request does not queue behind it);
 - ``/api/features`` and ``/api/match`` (the selection of a quoted span) round trips;
 - in this process, the same trace work on the main thread (which loaded the model) and on a second thread: why the
   server loads, indexes and runs the model on one thread (``create_app``'s ``executor``).
@@ -78,6 +80,14 @@ def edits(base: str, n: int) -> list[str]:
         chars[at] = "e" if chars[at] != "e" else "a"
         texts.append("".join(chars))
     return texts
+
+
+def get(url: str) -> tuple[dict[str, Any], float]:
+    """The decoded response of a GET and its round trip in ms."""
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=600) as response:
+        data = json.loads(response.read())
+    return data, (time.perf_counter() - started) * 1000
 
 
 def start_server(model: str, corpus: Path) -> tuple[subprocess.Popen[str], str]:
@@ -189,6 +199,7 @@ def page_times(url: str, texts: list[str], screenshot: Path | None) -> None:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/")
         page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=60_000)
+        page.locator("#layer").select_option(QUOTE_CELL[0])  # not necessarily the layer the page opened on
         page.locator("#unit").fill(str(QUOTE_CELL[1]))
         whole, recolour, server = [], [], []
         for text in texts:
@@ -258,6 +269,10 @@ def main() -> None:
         started = time.perf_counter()
         process, url = start_server(args.model, corpus)
         print(f"server up, {args.corpus_chars:,}-character corpus indexed, in {time.perf_counter() - started:.1f} s")
+        # The page's opening is worked out on the model's thread as the server starts: wait for it here, so that it
+        # is not inside the first timed request.
+        opening, ms = get(f"{url}/api/initial")
+        print(f"/api/initial answered {ms / 1000:.1f} s after that: {opening['reason']}")
         try:
             texts = edits(passage(text), args.edits)
             api_times(url, model, texts)

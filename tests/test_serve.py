@@ -1,5 +1,9 @@
 """The live explorer (``lstm-interp serve``): a real uvicorn server on 127.0.0.1 in a child process, its JSON API
-checked against the library, and its page driven in a real headless Chromium."""
+checked against the library, and its page driven in a real headless Chromium.
+
+Two models are served: a tiny random one (``server``), and one with hand-set weights (``planted``) in which a
+saturated unit tracks a feature better, by AUC, than a unit that visibly switches, so that the order of the
+explorer's feature list and the unit it opens on can be checked against find_cells's ranking rule."""
 
 from __future__ import annotations
 
@@ -24,11 +28,16 @@ import torch
 from browser import launch
 from conftest import TINY_VOCAB, tiny_char_lstm
 
-from lstm_interp.analysis import StateIndex, select_cells
+from lstm_interp import CharLSTMConfig, CharVocab
+from lstm_interp.analysis import CellScore, StateIndex, find_cells, select_cells
 from lstm_interp.cli.main import main as cli_main
+from lstm_interp.features import FEATURES, ConstantFeatureError, busiest_window, feature_values
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.report._encode import display_codes
+from lstm_interp.serve.opening import CORPUS_SCAN_CHARS, PASSAGE_CHARS, PROSE_PROBE, passage_bounds
 from lstm_interp.tracing import trace
+from lstm_interp.tracing.most_variable_units import flat_units
+from lstm_interp.tracing.quantities import display_values
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -160,6 +169,182 @@ def decoded(result: dict[str, Any]) -> torch.Tensor:
     return codes.reshape(result["hidden_size"], result["steps"])
 
 
+# ------------------------------------------------------------------------------------ the planted model
+# A real 2-layer CharLSTM whose weights are all zero but for six units, set by hand (the identity embedding makes a
+# weight on input column k fire exactly on character k; a pre-activation of +-30 makes a gate an exact switch, as in
+# tests/test_find_cells.py). Layer 0 keeps the state:
+#   QUOTE: c = +1 inside quotes, -1 after a closing one (toggled on each '"', reading its own sign back through h);
+#   PAREN: c = -(parenthesis depth); E_UNIT: c = +1 on an 'e', -1 elsewhere. Each shows h = tanh(c) to layer 1.
+# Layer 1's forget gates read them (every other gate of layer 1 is constant: its cell stays 0):
+#   SWITCH: pre = 3 q + 3 (e + 1) (q, e = h / tanh(1), so +-1): about +-0.9 on the displayed scale inside / outside
+#     quotes, but also high on an 'e' outside them: it visibly switches, with an AUC below 1;
+#   PINNED: pre = 10 + 2 q: 0.99999 inside quotes, 0.9993 outside: AUC exactly 1, and one flat band;
+#   PINNED_PAREN: pre = 10 + 2 depth-ish: AUC 1 for inside_parens, flat; no unit switches with parentheses here.
+# So for the forget gates find_cells lists SWITCH before PINNED for inside_quotes, and the explorer must list
+# inside_quotes (first unit visible) before inside_parens (first unit flat, though its AUC is the higher).
+GATE_ROWS = {"input": 0, "forget": 1, "candidate": 2, "output": 3}  # PyTorch's row blocks: i, f, g, o
+PLANTED_HIDDEN = 8
+QUOTE, PAREN, E_UNIT = 5, 3, 6
+SWITCH, PINNED, PINNED_PAREN = 2, 4, 7
+TANH_1 = 0.7615941559557649
+
+
+def planted_corpus(lines: int = 60, seed: int = 0) -> str:
+    """Lines of narration, half with a quotation and some with a parenthesis, neither spanning a line."""
+    rng = random.Random(seed)
+    words = ["the", "prince", "said", "nothing", "then", "looked", "at", "me", "and", "we", "went", "out", "there",
+             "were", "letters", "on", "the", "table"]  # fmt: skip
+
+    def phrase(low: int, high: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(rng.randint(low, high)))
+
+    out = []
+    for _ in range(lines):
+        parts = [phrase(2, 6)]
+        if rng.random() < 0.5:
+            parts.append(f'"{phrase(1, 5)},"')
+        if rng.random() < 0.3:
+            parts.append(f"({phrase(1, 4)})")
+        out.append(" ".join([*parts, phrase(1, 4) + "."]))
+    return "\n".join(out) + "\n"
+
+
+def planted_model(text: str) -> CharLSTM:
+    """The hand-set model above, over the characters of ``text`` (its head's weights are random, seed 0)."""
+    vocab = CharVocab.from_text(text)
+    size = len(vocab)
+    torch.manual_seed(0)
+    config = CharLSTMConfig(vocab_size=size, hidden_size=PLANTED_HIDDEN, embedding_size=size, num_layers=2)
+    model = CharLSTM(config, vocab).eval()
+    layer0, layer1 = model.layers
+    on, off = 30.0, -30.0
+
+    def row(gate: str, unit: int) -> int:
+        return GATE_ROWS[gate] * PLANTED_HIDDEN + unit
+
+    def char(c: str) -> int:
+        return vocab.char_to_id(c)
+
+    with torch.no_grad():
+        model.embedding.weight.copy_(torch.eye(size))
+        for layer in (layer0, layer1):
+            for weights in (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0):
+                weights.zero_()
+        w0, b0, w1, b1 = layer0.weight_ih_l0, layer0.bias_ih_l0, layer1.weight_ih_l0, layer1.bias_ih_l0
+        b0[row("forget", QUOTE)], w0[row("forget", QUOTE), char('"')] = on, -60.0
+        b0[row("input", QUOTE)], w0[row("input", QUOTE), char('"')] = off, 60.0
+        b0[row("candidate", QUOTE)], layer0.weight_hh_l0[row("candidate", QUOTE), QUOTE] = on, -100.0
+        b0[row("output", QUOTE)] = on
+        b0[row("forget", PAREN)], b0[row("input", PAREN)], b0[row("output", PAREN)] = on, off, on
+        w0[row("input", PAREN), char("(")] = w0[row("input", PAREN), char(")")] = 60.0
+        w0[row("candidate", PAREN), char("(")], w0[row("candidate", PAREN), char(")")] = -30.0, 30.0
+        b0[row("forget", E_UNIT)], b0[row("input", E_UNIT)], b0[row("output", E_UNIT)] = off, on, on
+        b0[row("candidate", E_UNIT)], w0[row("candidate", E_UNIT), char("e")] = off, 60.0
+        b1[row("forget", SWITCH)] = 3.0
+        w1[row("forget", SWITCH), QUOTE] = w1[row("forget", SWITCH), E_UNIT] = 3.0 / TANH_1
+        b1[row("forget", PINNED)], w1[row("forget", PINNED), QUOTE] = 10.0, 2.0 / TANH_1
+        b1[row("forget", PINNED_PAREN)], w1[row("forget", PINNED_PAREN), PAREN] = 10.0, -2.0 / TANH_1
+    return model
+
+
+def _cli_server(folder: Path, corpus: Path | None = None) -> tuple[subprocess.Popen[str], str, Path]:
+    """``lstm-interp serve folder/model --port 0 [--corpus corpus]``: the process, its URL and its stderr file."""
+    command = [sys.executable, "-m", "lstm_interp.cli.main", "serve", str(folder / "model"), "--port", "0"]
+    command += ["--corpus", str(corpus)] if corpus is not None else []
+    stderr = folder / "stderr.txt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with stderr.open("w") as err:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    try:
+        url = _first_line(process, STARTUP_S).split(" at ", 1)[1].split()[0].rstrip("/")
+        _wait_for_info(url, process, stderr)
+    except BaseException:
+        _stop(process)
+        raise
+    return process, url, stderr
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The planted model served by the CLI over its own corpus."""
+    folder = tmp_path_factory.mktemp("planted")
+    corpus = planted_corpus()
+    model = planted_model(corpus + PROSE_PROBE)
+    model.save_pretrained(folder / "model")
+    (folder / "corpus.txt").write_text(corpus, encoding="utf-8")
+    process, url, _ = _cli_server(folder, folder / "corpus.txt")
+    try:
+        yield Server(url, model, corpus)
+    finally:
+        _stop(process)
+
+
+# ----------------------------------------------------------------------- the ranking rule, by the library
+def _known(model: CharLSTM, text: str) -> str:
+    return "".join(c for c in text if c in model.vocab)
+
+
+def _rank(row: CellScore) -> tuple[int, float]:
+    """A feature's place in the list, by its first unit: switching units that beat their controls (or have none),
+    then other switching units, then flat ones; each by strength."""
+    tier = 2 if not row.visible else 1 if row.controls and not row.beats_controls else 0
+    return tier, -row.strength
+
+
+Panel = list[tuple[str, list[CellScore]]]
+
+
+def library_panel(model: CharLSTM, text: str, quantity: str = "cell", top: int = 3) -> Panel:
+    """The explorer's feature list for ``text`` by the library alone: find_cells (its own controls) per feature
+    that varies on the known characters, the features by their first unit."""
+    known = _known(model, text)
+    tr = trace(model, known)
+    panel = []
+    for name in FEATURES:
+        try:
+            feature_values(name, known)
+        except ConstantFeatureError:
+            continue
+        panel.append((name, list(find_cells(tr, name, quantity, top).rows)))
+    panel.sort(key=lambda item: _rank(item[1][0]))  # stable: ties keep the registry's order
+    return panel
+
+
+def expected_opening(model: CharLSTM, corpus: str) -> dict[str, Any]:
+    """What the explorer should open on over ``corpus`` (opening.py's docstring), from library calls."""
+    head = corpus[:CORPUS_SCAN_CHARS]
+    ranked = []
+    for name in FEATURES:
+        try:
+            window = busiest_window(feature_values(name, head), PASSAGE_CHARS)
+        except ConstantFeatureError:
+            continue
+        span = passage_bounds(head, window.start, PASSAGE_CHARS)
+        try:
+            first = find_cells(trace(model, _known(model, head[span[0] : span[1]])), name, "cell", 1)[0]
+        except ConstantFeatureError:
+            continue
+        ranked.append((_rank(first), span, name))
+    ranked.sort(key=lambda item: item[0])
+    candidates = [(span, name) for _, span, name in ranked] + [(passage_bounds(head, 0, PASSAGE_CHARS), None)]
+    for span, name in candidates:
+        panel = library_panel(model, corpus[span[0] : span[1]])
+        if panel and panel[0][1][0].visible:
+            row = panel[0][1][0]
+            return {"span": list(span), "window_feature": name, "layer": row.layer, "unit": row.unit,
+                    "feature": panel[0][0], "row": row}  # fmt: skip
+    span, name = candidates[0]  # no unit switches with a feature anywhere: the unit that varies most, not a flat one
+    tr = trace(model, _known(model, corpus[span[0] : span[1]]))
+    units = []
+    for i, layer in enumerate(tr.layer_names):
+        shown = display_values(tr[f"{layer}.cell"], "cell")
+        flat, variance = flat_units(shown), shown.var(dim=0, correction=0)
+        units += [(bool(flat[u]), -float(variance[u]), i, u) for u in range(shown.shape[1])]
+    _, _, i, unit = min(units)
+    return {"span": list(span), "window_feature": name, "layer": tr.layer_names[i], "unit": unit, "feature": None,
+            "row": None}  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------- the API
 
 
@@ -190,6 +375,13 @@ def test_trace_equals_the_library(server: Server, layer: str, quantity: str) -> 
     assert result["server_ms"] > 0
 
 
+def test_a_null_layer_is_the_default(server: Server) -> None:
+    status, result = request(f"{server.url}/api/trace", {"text": "ab xy", "layer": None})
+    assert status == 200, result
+    assert result["layer"] == "layers.1"
+    assert torch.equal(decoded(result), expected_codes(server.model, "ab xy", "layers.1", "cell"))
+
+
 def test_unknown_characters_are_reported_and_skipped(server: Server) -> None:
     text = "ab<Q>xy"
     status, result = request(f"{server.url}/api/trace", {"text": text, "layer": "layers.1", "quantity": "cell"})
@@ -211,6 +403,7 @@ def test_script_in_the_text_comes_back_as_text(server: Server) -> None:
         ("trace", {"text": ""}, 400, "empty"),
         ("trace", {"text": 5}, 400, "`text` must be a string"),
         ("trace", {"text": "ab", "layer": "layers.7"}, 400, "unknown layer 'layers.7'"),
+        ("trace", {"text": "ab", "layer": ["layers.0"]}, 400, "unknown layer ['layers.0']"),
         ("trace", {"text": "ab", "quantity": "gates"}, 400, "unknown quantity 'gates'"),
         ("trace", {"text": "a" * (MAX_TEXT_CHARS + 1)}, 413, f"the limit is {MAX_TEXT_CHARS} characters"),
         ("select", {"text": "abxy", "span": [2, 2]}, 400, "is empty"),
@@ -411,9 +604,6 @@ def test_an_intervention_over_a_span_acts_at_its_characters_only(server: Server)
 
 
 def test_features_list_the_units_that_track_them(server: Server) -> None:
-    from lstm_interp.analysis import find_cells
-    from lstm_interp.features import FEATURES, feature_values
-
     text = 'ab "xy" {ab} yy "a b" x\nb.y {a "b"}'
     status, found = request(f"{server.url}/api/features", {"text": text, "quantity": "cell", "top": 2})
     assert status == 200, found
@@ -422,11 +612,123 @@ def test_features_list_the_units_that_track_them(server: Server) -> None:
     assert "inside_quotes" in listed and "inside_comment" in found["constant"]
     assert set(listed) | set(found["constant"]) == set(FEATURES)
     for name, row in listed.items():
-        want = find_cells(tr, feature_values(name, text), "cell", 2, kind=FEATURES[name].kind)
+        want = find_cells(tr, name, "cell", 2)  # find_cells's own order, against the feature's controls
         assert [(u["layer"], u["unit"]) for u in row["units"]] == [(r.layer, r.unit) for r in want.rows], name
         assert row["units"][0]["score"] == pytest.approx(want.rows[0].score, abs=1e-6)
-    strengths = [row["units"][0]["strength"] for row in found["features"]]
-    assert strengths == sorted(strengths, reverse=True)
+        assert row["units"][0]["effect"] == pytest.approx(want.rows[0].effect, abs=1e-6)
+        assert [u["visible"] for u in row["units"]] == [r.visible for r in want.rows]
+        assert row["controls"] == [c.control for c in want.rows[0].controls]
+        assert ("beats_controls" in row["units"][0]) == bool(row["controls"])
+    # The features by their first unit: switching (and beating the controls) first, then strength.
+    panel = library_panel(server.model, text, top=2)
+    assert [row["feature"] for row in found["features"]] == [name for name, _ in panel]
+
+
+def test_the_initial_state_is_the_library_s_choice(server: Server) -> None:
+    """The page's opening over the tiny random model's corpus: where no unit visibly switches with any feature (its
+    cells are saturated), the passage of the best-tracked feature and the unit that varies most, never a flat one."""
+    status, initial = request(f"{server.url}/api/initial")
+    assert status == 200, initial
+    want = expected_opening(server.model, server.corpus)
+    assert {k: initial[k] for k in ("span", "window_feature", "layer", "unit", "feature")} == {
+        k: want[k] for k in ("span", "window_feature", "layer", "unit", "feature")
+    }
+    start, end = initial["span"]
+    assert initial["source"] == "corpus" and initial["corpus"] == 0 and initial["corpus_name"] == "corpus 0"
+    assert initial["text"] == server.corpus[start:end] and PASSAGE_CHARS * 2 // 3 <= end - start <= PASSAGE_CHARS
+    assert initial["quantity"] == "cell"
+    # The corpus is one long line: the passage starts at a word, and ends at one, inside the feature's busy window.
+    assert (start == 0 or server.corpus[start - 1] == " ") and server.corpus[end] in " \n"
+    busy = busiest_window(feature_values(initial["window_feature"], server.corpus), PASSAGE_CHARS)
+    assert busy.start < end and start < busy.stop
+    if initial["row"] is None:  # this model: no feature's unit switches visibly, so the most varied unit is shown
+        assert initial["feature"] is None and "varies most" in initial["reason"]
+        shown = display_values(trace(server.model, _known(server.model, initial["text"]))[f"{initial['layer']}.cell"],
+                               "cell")  # fmt: skip
+        assert not flat_units(shown)[initial["unit"]]
+    else:
+        assert initial["row"]["visible"] and initial["row"]["unit"] == initial["unit"]
+
+
+def test_the_planted_model_opens_on_its_quote_cell(planted: Server) -> None:
+    status, initial = request(f"{planted.url}/api/initial")
+    assert status == 200, initial
+    want = expected_opening(planted.model, planted.corpus)
+    assert {k: initial[k] for k in ("span", "window_feature", "layer", "unit", "feature")} == {
+        k: want[k] for k in ("span", "window_feature", "layer", "unit", "feature")
+    }
+    # The quote unit (AUC 1 for the quotations, and it switches), not the paren unit, nor a layer-1 unit (constant).
+    assert (initial["layer"], initial["unit"]) == ("layers.0", QUOTE)
+    assert initial["feature"] in ("inside_string_literal", "inside_quotes")
+    row = initial["row"]
+    assert row["visible"] and row["score"] == pytest.approx(want["row"].score) and row["score"] == 1.0
+    assert row["effect"] == pytest.approx(want["row"].effect) and row["effect"] > 1.0
+    start, end = initial["span"]
+    assert initial["text"] == planted.corpus[start:end]
+    assert start == 0 or planted.corpus[start - 1] == "\n"  # lines here: it opens at one's start
+    busy = busiest_window(feature_values(initial["window_feature"], planted.corpus), PASSAGE_CHARS)
+    assert busy.start < end and start < busy.stop
+    assert initial["reason"].startswith(f"Opened on corpus.txt, characters {start}..{end}")
+
+
+def test_a_switching_unit_is_listed_before_a_saturated_one_with_the_higher_auc(planted: Server) -> None:
+    """The planted forget gates: PINNED tracks the quotations at AUC 1 but is one flat band; SWITCH, at a lower AUC,
+    switches. inside_parens has only a flat unit, at AUC 1. The list must lead with SWITCH and inside_quotes."""
+    status, found = request(f"{planted.url}/api/features", {"text": PROSE_PROBE, "quantity": "forget_gate", "top": 3})
+    assert status == 200, found
+    features = {row["feature"]: row for row in found["features"]}
+    quotes = features["inside_quotes"]
+    units = [(u["layer"], u["unit"]) for u in quotes["units"]]
+    assert units[0] == ("layers.1", SWITCH) and ("layers.1", PINNED) in units[1:]
+    switch, pinned = quotes["units"][0], quotes["units"][units.index(("layers.1", PINNED))]
+    assert pinned["score"] == 1.0 > switch["score"] > 0.9
+    assert pinned["visible"] is False and abs(pinned["effect"]) < 0.01
+    assert switch["visible"] is True and switch["effect"] > 1.0
+    assert quotes["controls"] == ["dialogue_line"] and switch["beats_controls"] is True
+    paren = features["inside_parens"]["units"][0]
+    assert (paren["layer"], paren["unit"]) == ("layers.1", PINNED_PAREN) and paren["visible"] is False
+    assert paren["strength"] > switch["strength"]  # by strength alone inside_parens would come first
+    order = [row["feature"] for row in found["features"]]
+    assert order.index("inside_quotes") < order.index("inside_parens")
+    panel = library_panel(planted.model, PROSE_PROBE, "forget_gate")
+    assert order == [name for name, _ in panel]
+    for name, rows in panel:
+        got = [(u["layer"], u["unit"], u["visible"]) for u in features[name]["units"]]
+        assert got == [(r.layer, r.unit, r.visible) for r in rows], name
+
+
+def test_without_a_corpus_it_opens_on_a_probe_or_what_the_model_samples() -> None:
+    from lstm_interp.serve.explorer import Explorer
+    from lstm_interp.serve.opening import initial_state
+
+    model = planted_model(planted_corpus() + PROSE_PROBE)
+    state = initial_state(Explorer(model, [], [0.3], 1000))
+    assert state["source"] == "probe" and state["text"] == PROSE_PROBE and state["span"] is None
+    name, rows = library_panel(model, PROSE_PROBE)[0]
+    assert (state["feature"], state["layer"], state["unit"]) == (name, rows[0].layer, rows[0].unit)
+    assert (state["layer"], state["unit"]) == ("layers.0", QUOTE) and state["row"]["visible"]
+    # The tiny vocabulary knows too few of the probes' characters: the model's own sample, which it can encode.
+    tiny = tiny_char_lstm(weight_scale=3.0)
+    state = initial_state(Explorer(tiny, [], [0.3], 1000))
+    assert state["source"] == "sample" and state["text"] == tiny.generate("\n", 300, seed=0, include_prompt=False)
+    name, rows = library_panel(tiny, state["text"])[0]
+    assert rows[0].visible and (state["feature"], state["layer"], state["unit"]) == (name, rows[0].layer, rows[0].unit)
+    # A text limit below the passage's length is kept.
+    assert len(initial_state(Explorer(model, [planted_corpus()], [0.3], 120))["text"]) <= 120
+
+
+def test_passage_bounds_start_at_a_line_or_word_start() -> None:
+    text = "short one\n" + "a long line of words " * 20 + "\nnext line here and more words\n" + "x" * 50
+    assert passage_bounds(text, 4, 40) == (0, 37)  # from its line's start; cut at a space, not inside "line"
+    assert text[37] == " " and text[:37].endswith("words a long")
+    deep = text.index("of words", 300)  # far into the long line: its start is too far back, the next line is near
+    begin, _ = passage_bounds(text, deep, 300)
+    assert text[begin - 1] == "\n" and text[begin:].startswith("next line")
+    begin, end = passage_bounds(text, 200, 40)  # no line start near: the start of the word holding character 200
+    assert text[begin - 1] == " " and begin <= 200 < end and text[end] == " "
+    assert passage_bounds(text, len(text) - 10, 40)[1] == len(text)  # the text's end
+    with pytest.raises(ValueError, match=r"`start` must lie in the text's characters 0 \.\. "):
+        passage_bounds(text, len(text) + 1, 40)
 
 
 def test_a_gru_is_explored_on_its_hidden_state(tmp_path: Path) -> None:
@@ -459,6 +761,10 @@ def test_a_gru_is_explored_on_its_hidden_state(tmp_path: Path) -> None:
     assert [(m["start"], m["end"]) for m in found["matches"]] == [(m.start, m.end) for m in index.match(cells, 5)]
     with pytest.raises(ApiError, match="unknown quantity 'cell'"):
         explorer.trace_response({"text": text, "quantity": "cell"})
+    from lstm_interp.serve.opening import initial_state
+
+    opening = initial_state(explorer)  # on the GRU's hidden state, from its corpus
+    assert opening["quantity"] == "hidden" and opening["source"] == "corpus" and opening["text"]
 
 
 def test_a_clamp_over_the_brushed_span_only(page: Any, server: Server) -> None:
@@ -511,8 +817,9 @@ def test_markup_in_a_corpus_passage_is_shown_as_text(browser: Any, tmp_path: Pat
         page.goto(f"{url}/")
         page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=20_000)
         # The corpus's start typed: traced from the same zero state, it selects what the corpus's index does.
+        page.locator("#layer").select_option("layers.1")  # the layer selected above: not the page's opening one
         page.locator("#input").fill(corpus[: start + 30])
-        page.wait_for_function("() => window.lstmExplorer.traces > 0", timeout=20_000)
+        _traced(page, corpus[: start + 30])  # not its opening passage's trace, which came before
         page.locator("#before").fill("0")  # first: typing into a field clears the page's selection
         _drag(page, page.locator("#text span").nth(start), page.locator("#text span").nth(start + 7))
         page.locator("#select").click()
@@ -597,17 +904,35 @@ def browser() -> Iterator[Any]:
         yield chromium
 
 
-@pytest.fixture
-def page(browser: Any, server: Server) -> Iterator[Any]:
+def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
+    """The explorer's page, once it has opened on its initial passage; and the list its errors go to."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     errors: list[str] = []
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{server.url}/")
-    page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=20_000)
+    page.goto(f"{url}/")
+    page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=30_000)
+    return page, errors
+
+
+@pytest.fixture
+def opened(browser: Any, server: Server) -> Iterator[Any]:
+    """The page as it opens."""
+    page, errors = open_page(browser, server.url)
     yield page
     page.close()
     assert errors == []
+
+
+@pytest.fixture
+def page(opened: Any) -> Any:
+    """The page from a blank slate, what the tests that type start from: no text, layers.1's cell state, unit 0."""
+    opened.locator("#input").fill("")
+    opened.locator("#layer").select_option("layers.1")
+    opened.locator("#quantity").select_option("cell")
+    opened.locator("#unit").fill("0")
+    opened.wait_for_function("() => window.lstmExplorer.state.result === null && !document.querySelector('#text span')")
+    return opened
 
 
 def expected_backgrounds(model: CharLSTM, text: str, unit: int, layer: str = "layers.1") -> list[str]:
@@ -631,6 +956,66 @@ def test_typing_colours_the_characters(page: Any, server: Server) -> None:
     page.locator("#text span").nth(4).hover()
     tip = page.locator("#tip").text_content() or ""
     assert "tanh(layers.1.cell[3]) = " in tip and "next:" in tip
+
+
+def test_the_page_opens_on_a_passage_with_its_unit_selected(opened: Any, server: Server) -> None:
+    _, initial = request(f"{server.url}/api/initial")
+    text, layer, unit = initial["text"], initial["layer"], initial["unit"]
+    assert opened.locator("#input").input_value() == text != ""
+    assert opened.locator("#layer").input_value() == layer and opened.locator("#quantity").input_value() == "cell"
+    assert opened.locator("#unit").input_value() == str(unit)
+    _traced(opened, text)
+    shown = [b for b, c in zip(_backgrounds(opened), text, strict=True) if c in TINY_VOCAB]
+    assert shown == expected_backgrounds(server.model, _known(server.model, text), unit, layer)
+    assert len(set(shown)) > 2
+    assert opened.locator("#opened").text_content() == initial["reason"]
+    opened.wait_for_function("() => document.querySelectorAll('#features li').length > 0", timeout=20_000)
+    # Edited, the text is the reader's own: the line saying where it came from goes.
+    opened.locator("#input").press("Control+End")
+    opened.locator("#input").press_sequentially(" x", delay=20)
+    _traced(opened, text + " x")
+    assert opened.locator("#opened").text_content() == ""
+
+
+def test_the_planted_page_opens_on_the_quote_cell_and_lists_switching_units_first(
+    browser: Any, planted: Server
+) -> None:
+    _, initial = request(f"{planted.url}/api/initial")
+    page, errors = open_page(browser, planted.url)
+    try:
+        text = initial["text"]
+        assert page.locator("#input").input_value() == text
+        assert page.locator("#layer").input_value() == "layers.0" and page.locator("#unit").input_value() == str(QUOTE)
+        _traced(page, text)
+        shown = _backgrounds(page)
+        assert shown == expected_backgrounds(planted.model, text, QUOTE, "layers.0") and len(set(shown)) > 1
+        assert colour_at(1.0) != colour_at(-1.0)
+        # The feature list's first unit is the one shown, and marked.
+        page.wait_for_function("() => document.querySelector('#features button.current') !== null", timeout=20_000)
+        assert page.locator("#features li").first.get_attribute("data-feature") == initial["feature"]
+        assert page.evaluate(
+            "document.querySelector('#features li button') === document.querySelector('#features button.current')"
+        )
+        # The forget gates: the switching unit before the saturated one with the higher AUC, marked flat.
+        page.locator("#quantity").select_option("forget_gate")
+        page.wait_for_function(
+            "() => document.querySelector('#features-status').textContent.includes('(forget_gate)')", timeout=20_000
+        )
+        _, found = request(f"{planted.url}/api/features", {"text": text, "quantity": "forget_gate", "top": 3})
+        names = page.evaluate("[...document.querySelectorAll('#features li')].map(li => li.dataset.feature)")
+        assert names == [row["feature"] for row in found["features"]]
+        assert names.index("inside_quotes") < names.index("inside_parens")
+        buttons = page.evaluate(
+            "[...document.querySelectorAll('#features li[data-feature=inside_quotes] button')]"
+            ".map(b => [b.textContent, b.className])"
+        )
+        assert buttons[0][0].startswith(f"layers.1:{SWITCH} ") and " Δ+1." in buttons[0][0]
+        assert "flat" not in buttons[0][0] + buttons[0][1]
+        pinned = [b for b in buttons if b[0].startswith(f"layers.1:{PINNED} ")]
+        assert pinned and pinned[0][0].endswith(" flat") and "flat" in pinned[0][1].split()
+    finally:
+        page.close()
+    assert errors == []
 
 
 def test_a_script_is_shown_never_run(page: Any) -> None:

@@ -6,13 +6,17 @@ Routes (the work of each is :class:`~lstm_interp.serve.explorer.Explorer`'s):
   static report's own ``colours.js``); no other file is served;
 - ``GET /api/info``: the model's layers, quantities, hidden size, vocabulary, features, the corpus lengths and the
   thresholds they are indexed at;
+- ``GET /api/initial``: what the page opens on (:mod:`~lstm_interp.serve.opening`): a passage of the first corpus
+  where a feature changes most, or a probe text, and the layer, quantity and unit that track a feature of it best
+  (the first unit of the page's feature list); worked out once, on the model's thread, as the server starts;
 - ``POST /api/trace`` ``{"text", "layer", "quantity", "interventions"?}``: the display codes of every unit over the
   known characters (base64 of the (H, T) uint8 codes :func:`~lstm_interp.report._encode.display_codes` makes), the
   characters outside the vocabulary (skipped), the top-5 next characters at each step and the mean loss; with
   ``interventions`` (``[{"op": "ablate"|"clamp"|"scale", "name": "layers.1.cell", "units": [3], "value"?,
   "factor"?}]``) all of these are of the intervened run, and ``base_top``/``base_loss`` are those without;
 - ``POST /api/features`` ``{"text", "quantity", "top"?}``: per registered feature that varies on the text, the units
-  that track it best (:func:`~lstm_interp.find_cells`), the best-tracked feature first;
+  that track it best in :func:`~lstm_interp.find_cells`'s order (units that visibly switch first), the features
+  ordered by their first unit (:func:`~lstm_interp.serve.explorer.feature_rank`);
 - ``POST /api/select`` ``{"text", "span", "threshold", "before", "after", "layer"?, "quantity"?}``: LSTMVis's
   selection (:func:`~lstm_interp.select_cells`) over a span of the text's characters; with ``{"corpus": i, "span",
   "threshold"?, ...}`` instead of ``text``, over a span of corpus ``i``, read from its index
@@ -22,6 +26,7 @@ Routes (the work of each is :class:`~lstm_interp.serve.explorer.Explorer`'s):
   passage and the on/off pattern of the selected cells over it.
 
 Errors are JSON ``{"error": message}`` with status 400 (a bad value, named) or 413 (a body or text over the limit).
+Every route, field, default and limit is in ``docs/explorer_api.md``.
 The server never writes text into HTML: the page builds its DOM with ``textContent`` only.
 """
 
@@ -45,6 +50,7 @@ from starlette.routing import Route
 from lstm_interp.analysis.select_cells import check_threshold
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.serve.explorer import ApiError, Explorer
+from lstm_interp.serve.opening import initial_state
 from lstm_interp.tracing.quantities import state_quantity
 
 # The page is served with this policy: scripts and requests only from this server, nothing inline but styles, so
@@ -161,6 +167,10 @@ def create_app(
     # Every request's work runs on this one thread, in turn (see `executor` above).
     worker = executor if executor is not None else ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-interp")
     explorer = worker.submit(Explorer, model, [*corpus_texts, *files], thresholds, max_text_chars).result()
+    # Queued now, not awaited: it runs on the model's thread before any request's work, and the server starts at
+    # once (with the 2x512 models and a corpus it takes a few seconds on 2 cores; the page waits for it, not the
+    # start-up).
+    opening = worker.submit(initial_state, explorer)
     assets = {
         "/": (_bundled("lstm_interp.serve", "page.html"), "text/html"),
         "/page.js": (_bundled("lstm_interp.serve", "page.js"), "text/javascript"),
@@ -174,6 +184,13 @@ def create_app(
     async def info(request: Request) -> Response:
         return JSONResponse(explorer.info() | {"max_body_bytes": max_body_bytes})
 
+    async def initial(request: Request) -> Response:
+        try:
+            return JSONResponse(await asyncio.wrap_future(opening))
+        except Exception as err:  # the server's own failure, not the request's: say what failed, keep serving
+            message = f"the opening passage could not be worked out: {type(err).__name__}: {err}"
+            return JSONResponse({"error": message}, status_code=500)
+
     def post(work: Callable[[dict[str, Any]], dict[str, Any]]) -> Endpoint:
         @_api
         async def endpoint(request: Request) -> Response:
@@ -185,11 +202,13 @@ def create_app(
     routes = [Route(path, asset, methods=["GET"]) for path in assets]
     routes += [
         Route("/api/info", info, methods=["GET"]),
+        Route("/api/initial", initial, methods=["GET"]),
         Route("/api/trace", post(explorer.trace_response), methods=["POST"]),
         Route("/api/features", post(explorer.features_response), methods=["POST"]),
         Route("/api/select", post(explorer.select_response), methods=["POST"]),
         Route("/api/match", post(explorer.match_response), methods=["POST"]),
     ]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield

@@ -7,6 +7,10 @@ serialised by one lock, since a trace sets the model's eval mode and two at once
 Steps and characters: the typed text may hold characters outside the vocabulary. They are kept in the response (and
 marked on the page) but not traced, so the trace has a step for each *known* character; spans in requests are in
 the text's characters and are mapped to steps here.
+
+The feature list follows :func:`~lstm_interp.find_cells`'s ranking rule: each feature's units in the order it returns
+them (units that visibly switch first), and the features ordered by their first unit (:func:`feature_rank`), so the
+panel never leads with a unit whose picture is one flat band while one that switches exists.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import numpy as np
 import torch
 
 from lstm_interp.analysis import Match, StateIndex, find_cells, select_cells
-from lstm_interp.features import FEATURES, ConstantFeatureError, feature_values
+from lstm_interp.analysis.control_scores import check_control
+from lstm_interp.features import FEATURES, ConstantFeatureError, Feature, compute_feature, feature_values, get_feature
 from lstm_interp.interventions import Ablate, Clamp, Intervention, Scale, run_with_interventions
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.report._encode import display_codes
@@ -44,6 +49,35 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def feature_rank(first: dict[str, Any]) -> tuple[int, float]:
+    """Where a feature goes in the panel, from its first unit's row (``CellScore.to_dict()`` plus ``strength``).
+
+    find_cells's tiers, across features: a unit that visibly switches and beats the feature's controls (or the
+    feature has none) first, then one that switches but does not beat them, then a flat one; each tier by strength.
+    Sorting by this key is stable, so ties keep the registry's order.
+    """
+    if not first["visible"]:
+        return 2, -first["strength"]
+    return (0 if first.get("beats_controls", True) else 1), -first["strength"]
+
+
+def usable_controls(feature: Feature, values: np.ndarray, text: str) -> list[str]:
+    """The feature's registered controls that can say something on ``text``: binary, varying, and not equal to the
+    feature nor leaving it constant within their classes (``check_control``). A typed text often lacks one (no line
+    of dialogue), and find_cells refuses a control named explicitly that cannot be scored, so those are left out."""
+    usable = []
+    for name in feature.controls:
+        try:
+            control = get_feature(name)
+            if control.kind != "binary":
+                continue
+            check_control(values, compute_feature(control, text).astype(bool), feature.name, name)
+        except (KeyError, ValueError):  # an unregistered control (UnknownFeatureError) or one check_control refuses
+            continue
+        usable.append(name)
+    return usable
 
 
 def _number(value: Any, label: str) -> float:
@@ -79,6 +113,7 @@ class Explorer:
         self.lock = threading.Lock()
         self.tempdir: tempfile.TemporaryDirectory[str] | None = None
         self.indexes: list[dict[float, StateIndex]] = []
+        self.corpora = list(corpora)  # the first one is where the page opens (lstm_interp.serve.opening)
         self.corpus_names = [f"corpus {i}" if isinstance(c, str) else Path(c).name for i, c in enumerate(corpora)]
         if corpora:
             self.tempdir = tempfile.TemporaryDirectory(prefix="lstm-interp-serve-")
@@ -112,8 +147,11 @@ class Explorer:
         return text
 
     def layer_of(self, data: dict[str, Any], default: str | None) -> str | None:
-        layer = data.get("layer", default)
-        if layer is not None and layer not in self.layers:
+        """``layer``; omitted or ``null``, ``default`` (a trace's is the last layer; a selection's, every layer)."""
+        layer = data.get("layer")
+        if layer is None:  # null as omitted: a trace of layer "None" would fail deep in the tracer, naming no field
+            return default
+        if layer not in self.layers:
             raise ApiError(400, f"unknown layer {layer!r}; the model's layers are {self.layers}")
         return layer
 
@@ -279,6 +317,15 @@ class Explorer:
         if len(known) < 2:
             return {"features": [], "constant": list(FEATURES), "quantity": quantity}
         result = self.run(known, [f"{layer}.{quantity}" for layer in self.layers])
+        rows, constant = self.feature_rows(result, known, quantity, top)
+        return {"features": rows, "constant": constant, "quantity": quantity}
+
+    def feature_rows(
+        self, result: Trace, known: str, quantity: str, top: int
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Per registered feature that varies on ``known`` (traced as ``result``), its ``top`` units in find_cells's
+        order, scored against its usable controls; the features in :func:`feature_rank` order. Also the names of the
+        features constant on ``known``."""
         rows, constant = [], []
         for feature in FEATURES.values():
             try:
@@ -286,11 +333,15 @@ class Explorer:
             except ConstantFeatureError:
                 constant.append(feature.name)
                 continue
-            table = find_cells(result, values, quantity, top, kind=feature.kind, label=feature.name)
+            controls = usable_controls(feature, values, known)
+            table = find_cells(result, values, quantity, top, kind=feature.kind, label=feature.name, controls=controls)
             units = [row.to_dict() | {"strength": row.strength} for row in table.rows]
-            rows.append({"feature": feature.name, "kind": feature.kind, "metric": table.rows[0].metric, "units": units})
-        rows.sort(key=lambda row: -row["units"][0]["strength"])  # the best-tracked feature first
-        return {"features": rows, "constant": constant, "quantity": quantity}
+            rows.append({
+                "feature": feature.name, "kind": feature.kind, "metric": table.rows[0].metric, "controls": controls,
+                "units": units,
+            })  # fmt: skip
+        rows.sort(key=lambda row: feature_rank(row["units"][0]))
+        return rows, constant
 
     def select_response(self, data: dict[str, Any]) -> dict[str, Any]:
         """LSTMVis's selection over a span of the typed text (``text``) or of a corpus (``corpus``)."""

@@ -15,7 +15,8 @@
   const layerSel = $("layer"), quantitySel = $("quantity"), unitInput = $("unit");
   const selectStatus = $("select-status"), matchList = $("matches");
   const featureBox = $("features"), featureStatus = $("features-status"), chips = $("interventions");
-  const state = { info: null, result: null, codes: null, column: [], seq: 0, featureSeq: 0, timer: 0,
+  const opened = $("opened");
+  const state = { info: null, initial: null, result: null, codes: null, column: [], seq: 0, featureSeq: 0, timer: 0,
     featureTimer: 0, interventions: [], lastRenderMs: 0, lastTraceMs: 0 };
   window.lstmExplorer = { renders: 0, traces: 0, state };
   document.body.dataset.renders = "0";
@@ -156,6 +157,7 @@
   }
 
   function scheduleTrace() {
+    setStatus(opened, ""); // it told where the opening passage came from: an edited text is the reader's own
     clearTimeout(state.timer);
     clearTimeout(state.featureTimer);
     state.timer = setTimeout(traceNow, DEBOUNCE_MS);
@@ -197,17 +199,41 @@
     }
   }
 
+  const signed = (x) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(2)}`;
+
+  // What a unit's row says beyond its score: how far its colour moves, and whether it beats the feature's controls.
+  function unitTitle(row, feature) {
+    const lines = [`${row.metric === "auc" ? "AUC" : "Pearson r"} ${row.value.toFixed(3)}: ` +
+      `${row.sign > 0 ? "higher" : "lower"} where ${feature} is higher`];
+    if (row.effect !== null) {
+      lines.push(row.visible
+        ? `effect ${signed(row.effect)} on the −1..+1 colour scale: it visibly switches`
+        : `flat: its colour moves by only ${signed(row.effect)} on the −1..+1 scale (saturated: one solid band)`);
+    }
+    for (const c of row.controls || []) {
+      lines.push(`control ${c.control}: score ${c.score.toFixed(2)} on it, ${c.partial.toFixed(2)} given it`);
+    }
+    if (row.controls) lines.push(row.beats_controls ? "a cell of the feature, not of its control" : "does not beat its control");
+    lines.push("click to show this unit");
+    return lines.join("\n");
+  }
+
   function showFeatures(found) {
     const list = element("ul");
     for (const feature of found.features) {
       const li = element("li");
       li.dataset.feature = feature.feature;
-      li.append(element("span", feature.feature, "name"), ` (${feature.metric})`, element("br"));
+      const controls = feature.controls && feature.controls.length ? `; control ${feature.controls.join(", ")}` : "";
+      li.append(element("span", feature.feature, "name"), ` (${feature.metric}${controls})`, element("br"));
       for (const row of feature.units) {
         const button = element("button", `${row.layer}:${row.unit} ${row.score.toFixed(2)}${row.sign > 0 ? "+" : "−"}`);
+        if (row.effect !== null) button.append(" ", element("span", `Δ${signed(row.effect)}`, "effect"));
+        if (!row.visible) {
+          button.classList.add("flat");
+          button.append(" flat");
+        }
         button.type = "button";
-        button.title = `${row.metric === "auc" ? "AUC" : "Pearson r"} ${row.value.toFixed(3)}: ` +
-          `${row.sign > 0 ? "higher" : "lower"} where ${feature.feature} is higher; click to show this unit`;
+        button.title = unitTitle(row, feature.feature);
         button.dataset.layer = row.layer;
         button.dataset.unit = String(row.unit);
         button.addEventListener("click", () => showUnit(row.layer, row.unit));
@@ -392,6 +418,28 @@
     }
   }
 
+  // ---------------------------------------------------------------------------------------- opening
+  // The page opens on the server's choice (GET /api/initial): a passage of the corpus, or a probe text, with the
+  // unit that tracks a feature of it best selected, so that it never opens on an empty box showing unit 0.
+  async function openInitial() {
+    try {
+      const response = await fetch("/api/initial");
+      const initial = await response.json();
+      if (!response.ok) throw new Error(initial.error || `/api/initial: HTTP ${response.status}`);
+      state.initial = initial;
+      if (input.value) return; // typed while it was worked out: the reader's text wins
+      input.value = initial.text;
+      layerSel.value = initial.layer;
+      quantitySel.value = initial.quantity;
+      unitInput.value = String(initial.unit);
+      legend();
+      setStatus(opened, initial.reason);
+      await traceNow();
+    } catch (err) {
+      setStatus(opened, `no opening passage: ${err.message || err}`, true);
+    }
+  }
+
   async function start() {
     const response = await fetch("/api/info");
     state.info = await response.json();
@@ -414,8 +462,9 @@
     $("clamp").addEventListener("click", () => addIntervention("clamp"));
     $("scale").addEventListener("click", () => addIntervention("scale"));
     $("select").addEventListener("click", selectAndMatch);
+    if (input.value) traceNow(); // a reload keeps the textarea's text
+    else await openInitial();
     document.body.dataset.ready = "1";
-    if (input.value) traceNow();
   }
 
   start().catch((err) => setStatus(status, `cannot reach the server: ${err.message || err}`, true));
