@@ -10,6 +10,7 @@ index (:meth:`Recorder.write_index`). It never imports the monitor: the settings
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from matplotlib import pyplot as plt
 from lstm_interp.analysis.find_cells import find_cells
 from lstm_interp.analysis.gate_saturation import gate_saturation
 from lstm_interp.manifest import MANIFEST_NAME, file_sha256, model_provenance, text_provenance, write_manifest
-from lstm_interp.report.html_report import best_feature_match, write_html_report
+from lstm_interp.report.html_report import best_feature_match, ranked_feature_matches, write_html_report
 from lstm_interp.tracing.quantities import GATES
 from lstm_interp.tracing.trace import Trace
 
@@ -62,7 +63,8 @@ def _series_inputs(targets: Targets, index: int = 0) -> np.ndarray | None:
 def _feature_track(
     features: dict[str, list[dict[str, Any]]], targets: Targets, steps: int
 ) -> tuple[str, np.ndarray] | None:
-    """The best-scoring feature and its values on the plotted probe (the first), for the cell-text figure's track."""
+    """The best feature (:func:`~lstm_interp.report.best_feature_match`: one whose unit visibly switches first) and
+    its values on the plotted probe (the first), for the cell-text figure's track."""
     best = best_feature_match(features)
     if best is None:
         return None
@@ -180,6 +182,7 @@ class Recorder:
             dtype=settings.dtype,
             metadata={"step": step, "epoch": trainer.current_epoch, "probe_texts": [p.text for p in targets.probes]},
         )
+        # The first row is find_cells's best by its rule (visible units first), not necessarily the highest score.
         scalars = summary | {f"features/{name}/best_score": rows[0]["score"] for name, rows in features.items() if rows}
         if scalars:
             metrics = {f"{settings.name}/{key}": value for key, value in scalars.items()}
@@ -187,7 +190,7 @@ class Recorder:
                 logger.log_metrics(metrics, step=step)
         if settings.log_figures:
             history_now = [(e["step"], e["summary"]) for e in sorted(history, key=lambda e: e["step"])]
-            best = [(rows[0]["layer"], rows[0]["unit"]) for rows in features.values() if rows]
+            best = ranked_feature_matches(features)  # each feature's first row, the best feature first
             files["figures"] = self._figures(
                 trainer, groups, [*history_now, (step, summary)], targets.chars, step, best,
                 _feature_track(features, targets, groups[-1].plotted.num_steps),
@@ -222,7 +225,7 @@ class Recorder:
         history: list[tuple[int, dict[str, float]]],
         chars: str | None,
         step: int,
-        feature_units: list[tuple[str, int]],
+        feature_rows: Sequence[Mapping[str, Any]],
         feature_track: tuple[str, np.ndarray] | None,
     ) -> dict[str, str]:
         settings = self.settings
@@ -233,7 +236,7 @@ class Recorder:
             chars=chars,
             cells_to_plot=settings.cells_to_plot,
             top_k=settings.top_k,
-            feature_units=feature_units,
+            feature_rows=feature_rows,
             feature_track=feature_track,
         ):
             try:

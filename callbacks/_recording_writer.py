@@ -6,7 +6,8 @@ yielded lazily (:func:`draw_figures`), so the monitor renders, writes and closes
 figure in memory at a time, however many the recording has.
 
 Below :mod:`._monitor_recording` (which decides what to write) and beside :mod:`._probe_capture`: it takes traces,
-statistics and plain values, never the monitor or its settings.
+statistics and plain values, never the monitor or its settings. Which units the cell-text figure shows, and the note
+its title carries when every one would be a flat band, is :func:`cell_text_units`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,9 @@ from lstm_interp.plots import (
     plot_series,
     plot_topk_predictions,
 )
-from lstm_interp.tracing.most_variable_units import flat_units, most_variable_units
-from lstm_interp.tracing.quantities import display_values
+from lstm_interp.report.html_report import is_visible
+from lstm_interp.report.saturation import effect_text, flat_mask, pinned_mask, state_saturation
+from lstm_interp.tracing.most_variable_units import most_variable_units
 from lstm_interp.tracing.trace import Trace
 
 INDEX_NAME = "index.json"
@@ -226,18 +228,20 @@ def draw_figures(
     chars: str | None,
     cells_to_plot: int,
     top_k: int,
-    feature_units: Sequence[tuple[str, int]] = (),
+    feature_rows: Sequence[Mapping[str, Any]] = (),
     feature_track: tuple[str, np.ndarray] | None = None,
 ) -> Iterator[tuple[str, Callable[[], Figure]]]:
     """``(kind, draw)`` pairs: calling ``draw()`` makes the figure, so a failing one can be skipped by the caller.
 
     The cell-text figure shows the :data:`CELL_TEXT_STEPS` steps of the first probe where ``feature_track`` (the
-    best-scoring feature, name and values) changes most (:func:`~lstm_interp.features.busiest_window`), drawn as a
-    track under the text; without features, the first steps. Its units are ``feature_units`` (the best unit of each
-    chosen feature; last group only) first, then the last layer's units that vary most over that window, leaving out
-    flat ones (nearly constant or saturated throughout: :func:`~lstm_interp.tracing.most_variable_units` with
-    ``skip_flat``), ``cells_to_plot`` in all (or more, when there are more features). The heatmap's units are
-    chosen the same way over its window.
+    best feature, name and values) changes most (:func:`~lstm_interp.features.busiest_window`), drawn as a track
+    under the text; without features, the first steps. Its units (:func:`cell_text_units`; last group only for the
+    features) are the units of ``feature_rows`` (each feature's best ``CellScore.to_dict`` row, best first) that
+    visibly switch with their feature, then the last layer's units that vary most over that window, leaving out
+    flat ones, ``cells_to_plot`` in all (or more, when there are more features). When none of those is left (no
+    feature unit visible, every unit's state pinned at +-1), the figure's title says so with the layers' numbers
+    and it shows the displayed quantity that varies most instead. The heatmap's units are the most variable ones
+    over its own window.
 
     Kinds: ``cell_text`` (``series`` for a probe of float inputs), ``gate_saturation``, ``topk_predictions``,
     ``cell_heatmap`` (each with ``_<module path>`` appended when several modules are monitored) and
@@ -250,23 +254,20 @@ def draw_figures(
         last = g == len(groups) - 1
         track = feature_track if last and feature_track is not None and len(feature_track[1]) == tr.num_steps else None
         window = busiest_window(track[1], CELL_TEXT_STEPS) if track is not None else slice(0, CELL_TEXT_STEPS)
-        chosen = list(dict.fromkeys(feature_units)) if last else []
-        # A feature's best unit that is flat over the window (pinned at +-1, say) would draw a solid band: left out.
-        chosen = [lu for lu in chosen if lu[0] in tr.layer_names and not _flat(tr, quantity, lu, window)]
-        # The last layer's (the one nearest the output) most variable units over the window itself.
-        ranked = most_variable_units(
-            tr, quantity, cells_to_plot + len(chosen), start=window.start, stop=window.stop, skip_flat=True
-        )
-        variable = [(u.layer, u.unit) for u in ranked if (u.layer, u.unit) not in chosen]
-        units = chosen + variable[: max(0, cells_to_plot - len(chosen))]
+        choice = cell_text_units(tr, window, feature_rows if last else (), cells_to_plot)
         if group.inputs is not None and tr.labels is None and len(group.inputs) == tr.num_steps:
             # Not text: the input channels as lines, the units beneath on the same time axis.
-            yield f"series{suffix}", _bind(plot_series, tr, group.inputs, units, quantity=quantity, length=SERIES_STEPS)
+            yield (
+                f"series{suffix}",
+                _bind(plot_series, tr, group.inputs, choice.units, quantity=choice.quantity, length=SERIES_STEPS),
+            )
         else:
-            options: dict[str, Any] = {"quantity": quantity, "start": window.start, "length": CELL_TEXT_STEPS}
-            if track is not None:
+            options: dict[str, Any] = {"quantity": choice.quantity, "start": window.start, "length": CELL_TEXT_STEPS}
+            if track is not None and choice.follows_feature:
                 options |= {"feature": track[1], "feature_name": track[0]}
-            yield f"cell_text{suffix}", _bind(plot_cell_text, tr, units, **options)
+            if choice.note:
+                options["note"] = choice.note
+            yield f"cell_text{suffix}", _bind(plot_cell_text, tr, choice.units, labels=choice.labels, **options)
         if group.saturation is not None:
             yield f"gate_saturation{suffix}", _bind(plot_gate_saturation, group.saturation)
         if "log_probs" in tr and chars is not None:
@@ -281,10 +282,86 @@ def draw_figures(
         yield "saturation_history", _bind(plot_saturation_history, list(history))
 
 
-def _flat(tr: Trace, quantity: str, unit: tuple[str, int], window: slice) -> bool:
-    """Whether one unit's shown value is flat over the window, by the rule of ``most_variable_units``."""
-    values = display_values(tr[f"{unit[0]}.{quantity}"][window, unit[1] : unit[1] + 1], quantity)
-    return bool(flat_units(torch.nan_to_num(values, nan=0.0))[0])
+@dataclass(frozen=True)
+class CellTextUnits:
+    """What the cell-text figure shows: its units, the quantity they are coloured by, each unit's reason (the feature
+    it was matched to, or ``"most variable"``), the note for its title (or ``None``), and whether a feature's unit
+    is among them (the feature's track is drawn only then)."""
+
+    units: list[tuple[str, int]]
+    quantity: str
+    labels: list[str]
+    note: str | None
+    follows_feature: bool
+
+
+def cell_text_units(tr: Trace, window: slice, feature_rows: Sequence[Mapping[str, Any]], count: int) -> CellTextUnits:
+    """The units of the cell-text figure over ``window`` (see :func:`draw_figures`).
+
+    A feature's unit is kept when it visibly switches with the feature (its row's ``visible`` flag, the rule
+    ``find_cells`` ranks by; a row without the flag counts as visible), however rarely the feature is on: a quote
+    cell at -1 on 95% of the characters is a sparse switch, not a flat band. The other units are the last layer's
+    most variable ones over the window (flat ones only if every unit is flat), leaving out those pinned at +-1
+    there (:func:`~lstm_interp.report.saturation.pinned_mask`). When that leaves nothing, every candidate would
+    draw a solid band: the state is pinned, and the figure shows the displayed quantity that varies most
+    (:func:`~lstm_interp.report.saturation.state_saturation`), the features' units first where they vary in it.
+    """
+    quantity = tr.state_quantity
+    rows = [row for row in feature_rows if row.get("layer") in tr.layer_names]
+    reasons: dict[tuple[str, int], str] = {}  # each feature's unit, with the (first) feature it was matched to
+    for row in rows:
+        reasons.setdefault((str(row["layer"]), int(row["unit"])), str(row.get("feature", "feature")))
+    shown = [unit for unit, row in zip(reasons, _first_rows(rows), strict=True) if is_visible(row)]
+    last = tr.layer_names[-1]
+    ranked = most_variable_units(tr, quantity, count + len(shown), start=window.start, stop=window.stop, skip_flat=True)
+    # A solid deep band says nothing; a faint one (an untrained model's) is left in, as most_variable_units ranks it.
+    pinned = pinned_mask(tr, last, quantity, window)
+    variable = [(u.layer, u.unit) for u in ranked if (u.layer, u.unit) not in shown and not bool(pinned[u.unit])]
+    if shown or variable:
+        note = None
+        if rows and not shown:  # the features' best units barely move with them: say so, and draw no track
+            features = " or ".join(dict.fromkeys(str(row.get("feature", "the feature")) for row in rows))
+            note = f"no unit visibly follows {features}: {_match(rows[0])}, barely changes colour with it"
+        units = shown + variable[: max(0, count - len(shown))]
+        return CellTextUnits(units, quantity, _labels(units, reasons), note, bool(shown))
+    # Every candidate is pinned: the state is saturated. Say so, with numbers, and show what does vary.
+    saturation = state_saturation(tr, [*(layer for layer, _ in reasons), last], quantity, window=window)
+    note = saturation.note()
+    if rows:
+        match = _match(rows[0])
+        note += f". {match[0].upper()}{match[1:]}, does not visibly switch"
+    instead = saturation.instead
+    if instead is None:  # nothing else was traced: the solid bands are all there is
+        units = list(dict.fromkeys([*reasons, *((u.layer, u.unit) for u in ranked)]))[: max(count, 1)]
+        return CellTextUnits(units, quantity, _labels(units, reasons), note, bool(reasons))
+    kept = [(layer, unit) for layer, unit in reasons if not bool(flat_mask(tr, layer, instead, window, unit=unit)[0])]
+    ranked = most_variable_units(tr, instead, count + len(kept), start=window.start, stop=window.stop, skip_flat=True)
+    others = [(u.layer, u.unit) for u in ranked if (u.layer, u.unit) not in kept]
+    units = kept + others[: max(0, count - len(kept))]
+    return CellTextUnits(units, instead, _labels(units, reasons), note, bool(kept))
+
+
+def _first_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The first row naming each unit, in order: the one whose feature the unit is shown for."""
+    seen: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for row in rows:
+        seen.setdefault((str(row["layer"]), int(row["unit"])), row)
+    return list(seen.values())
+
+
+def _labels(units: list[tuple[str, int]], reasons: dict[tuple[str, int], str]) -> list[str]:
+    return [reasons.get(unit, "most variable") for unit in units]
+
+
+def _match(row: Mapping[str, Any]) -> str:
+    """``"the best unit for position_in_line, layers.0 unit 85 (r 0.67, effect +0.03)"``: a feature's first row."""
+    details = []
+    if row.get("score") is not None:
+        details.append(f"{'AUC' if row.get('metric') == 'auc' else 'r'} {float(row['score']):.2f}")
+    if row.get("effect") is not None:
+        details.append(f"effect {effect_text(row['effect'])}")
+    unit = f"{row['layer']} unit {row['unit']}" + (f" ({', '.join(details)})" if details else "")
+    return f"the best unit for {row.get('feature', 'the feature')}, {unit}"
 
 
 def _bind(plot: Callable[..., Figure], *args: Any, **kwargs: Any) -> Callable[[], Figure]:

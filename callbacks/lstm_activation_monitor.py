@@ -78,7 +78,9 @@ class LSTMActivationMonitor(Callback):
             gates and cells.
         saturation_thresholds: ``(low, high)``: a gate is left-saturated below ``low``, right-saturated above ``high``.
         cells_to_plot: how many last-layer units the cell-text figure shows: the best unit of each of ``features``
-            first, then the most variable ones.
+            that visibly switches with it (``CellScore.visible``) first, then the most variable ones. When every one
+            would draw a flat band (cell states pinned at +-1), the figure's title gives the layers' sd of ``c`` and
+            it shows the hidden state or the gate that varies most instead; the HTML report says the same.
         top_k: guesses per character in the top-k figure.
         dtype: storage dtype of the saved activations (``torch.float16``, ``torch.bfloat16`` or ``torch.float32``).
         dirpath: the folder for everything written (default ``<trainer.log_dir>/<name>``, or
@@ -93,8 +95,9 @@ class LSTMActivationMonitor(Callback):
         features: features of the probe texts (registered names such as ``"inside_quotes"`` or
             :class:`~lstm_interp.features.Feature` objects) to match units against at every recording: the
             ``feature_top`` best units of each (:func:`~lstm_interp.find_cells` on the cell state, or the hidden state
-            of a GRU/RNN, over all probes) are listed in the HTML report, in ``index.json`` and logged as
-            ``<name>/features/<feature>/best_score``. Needs ``probe_texts``.
+            of a GRU/RNN, over all probes; ranked by its rule, units that visibly switch first) are listed in the
+            HTML report and in ``index.json`` (``CellScore.to_dict`` rows: ``score``, ``effect``, ``visible``...),
+            and the first one's score is logged as ``<name>/features/<feature>/best_score``. Needs ``probe_texts``.
         feature_top: how many units to keep per feature.
 
     Raises:

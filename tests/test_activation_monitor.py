@@ -17,18 +17,26 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from browser import artifacts_dir
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lstm_interp.callbacks import LSTMActivationMonitor
+from lstm_interp.callbacks._recording_writer import CELL_TEXT_STEPS, Group, draw_figures
+from matplotlib.figure import Figure
+from pictures import PINNED_VOCAB, QUOTE, SAT, SWITCH, assert_picture, pinned_model, pinned_text
 from safetensors import safe_open
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from lstm_interp import VocabularyError, find_cells, trace
+from lstm_interp import Trace, VocabularyError, find_cells, trace
 from lstm_interp.data import CharDataModule
+from lstm_interp.features import busiest_window, compute_feature, get_feature
 from lstm_interp.manifest import text_provenance
 from lstm_interp.models.char_lstm_module import CharLSTMModule
+from lstm_interp.plots import save_figure
+from lstm_interp.report.html_report import ranked_feature_matches
+from lstm_interp.report.saturation import flat_mask
 
 TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 20
 VOCAB = "".join(sorted(set(TEXT)))  # CharVocab.from_text's order
@@ -202,6 +210,8 @@ def test_feature_matches_in_index_scalars_report_and_cell_text(tmp_path):
     got = last["features"]["start_of_word"]
     assert [(r["layer"], r["unit"]) for r in got] == [(r.layer, r.unit) for r in expected.rows]
     assert got[0]["score"] == pytest.approx(expected.rows[0].score, abs=1e-6) and got[0]["metric"] == "auc"
+    assert got[0]["effect"] == pytest.approx(expected.rows[0].effect, abs=1e-6)  # to_dict's row, whole
+    assert [r["visible"] for r in got] == [r.visible for r in expected.rows]
     assert last["features"]["position_in_line"][0]["metric"] == "pearson"
 
     scores = events(trainer.logger).Scalars("lstm_interp/features/start_of_word/best_score")
@@ -214,15 +224,140 @@ def test_feature_matches_in_index_scalars_report_and_cell_text(tmp_path):
 
 
 def test_cell_text_figure_opens_with_the_feature_units():
-    from lstm_interp.callbacks._recording_writer import Group, draw_figures
-
     tr = trace(char_module().network, PROBE)
     group = Group("", tr, tr, None)
-    kinds = dict(draw_figures([group], [], chars=None, cells_to_plot=3, top_k=2, feature_units=[("layers.0", 5)]))
+    rows = [{"layer": "layers.0", "unit": 5}]  # no `visible` flag (an older index): counts as visible
+    kinds = dict(draw_figures([group], [], chars=None, cells_to_plot=3, top_k=2, feature_rows=rows))
     fig = kinds["cell_text"]()
     titles = [t for t in (ax.get_title(loc="left") or ax.get_title() for ax in fig.axes) if t]
     assert len(titles) == 3 and titles[0].startswith("layers.0 unit 5")
     assert all(t.startswith("layers.1") for t in titles[1:])  # then the most variable last-layer units
+
+
+# ------------------------------------------------------------------------------ flat bands (issue 20, part 5)
+PINNED_PROBE = pinned_text(600)
+
+
+def pinned_matches(tr: Trace, features: list[str]) -> list[dict[str, Any]]:
+    """Each feature's first row, best first: what the monitor hands the figures."""
+    return ranked_feature_matches({f: [r.to_dict() for r in find_cells(tr, f, top=3)] for f in features})
+
+
+def panel_titles(fig: Figure) -> list[str]:
+    return [t for t in (ax.get_title(loc="left") for ax in fig.axes) if t]
+
+
+def test_cell_text_figure_keeps_the_units_that_switch_and_drops_the_flat_one(tmp_path):
+    tr = trace(pinned_model(switching=True), PINNED_PROBE)
+    rows = pinned_matches(tr, ["inside_quotes", "position_in_line"])
+    assert [(r["feature"], r["unit"], r["visible"]) for r in rows] == [
+        ("inside_quotes", QUOTE, True), ("position_in_line", SWITCH, True)
+    ]  # fmt: skip
+    quotes = compute_feature(get_feature("inside_quotes"), PINNED_PROBE)
+    window = busiest_window(quotes, CELL_TEXT_STEPS)
+    # The quote cell is at -0.76 on 93% of the window: flat by most_variable_units's rule, which the figure used to
+    # drop it by; yet it switches, and is the picture of the feature.
+    assert quotes[window].mean() < 0.1 and bool(flat_mask(tr, "layers.0", "cell", window)[QUOTE])
+    group = Group("", tr, tr, None)
+    kinds = dict(draw_figures([group], [], chars=None, cells_to_plot=3, top_k=2, feature_rows=rows,
+                              feature_track=("inside_quotes", quotes)))  # fmt: skip
+    fig = kinds["cell_text"]()
+    titles = panel_titles(fig)
+    assert titles[0] == f"layers.0 unit {QUOTE} (cell) · inside_quotes  ▁ track: inside_quotes"
+    assert titles[1].startswith(f"layers.0 unit {SWITCH} (cell) · position_in_line")  # each panel says why
+    assert not [t for t in titles if t.startswith(f"layers.0 unit {SAT} ")]  # r = 1, but a flat band
+    assert fig.get_suptitle() == ""
+    grid = fig.axes[0].images[0].get_array()
+    assert (grid[..., 0] > grid[..., 2] + 0.3).any() and (grid[..., 2] > grid[..., 0] + 0.3).any()  # red and blue
+    assert_picture(save_figure(fig, artifacts_dir(tmp_path) / "cell_text_switching.png"))
+
+
+def test_cell_text_figure_of_pinned_cells_says_so_with_the_sd_and_shows_what_varies(tmp_path):
+    tr = trace(pinned_model(switching=False), PINNED_PROBE)
+    rows = pinned_matches(tr, ["position_in_line"])
+    assert (rows[0]["unit"], rows[0]["visible"]) == (SAT, False)
+    values = compute_feature(get_feature("position_in_line"), PINNED_PROBE)
+    group = Group("", tr, tr, None)
+    kinds = dict(draw_figures([group], [], chars=None, cells_to_plot=3, top_k=2, feature_rows=rows,
+                              feature_track=("position_in_line", values)))  # fmt: skip
+    fig = kinds["cell_text"]()
+    window = busiest_window(values, CELL_TEXT_STEPS)
+    sd = [f"{tr[f'layers.{i}.cell'][window].double().std(correction=0).item():,.0f}" for i in (0, 1)]
+    note = fig.get_suptitle().replace("\n", " ")
+    assert note.startswith(
+        f"layers.0 cells saturated: sd of c = {sd[0]}, tanh(c) pinned near ±1 in 8 of 8 units; "
+        f"layers.1 cells saturated: sd of c = {sd[1]}, tanh(c) pinned near ±1 in 8 of 8 units; "
+        "showing output_gate instead. "
+        f"The best unit for position_in_line, layers.0 unit {SAT} (r 1.00, effect +0.15), does not visibly switch"
+    ), note
+    titles = panel_titles(fig)
+    assert len(titles) == 3 and all("(output_gate)" in t for t in titles)
+    assert titles[0] == f"layers.0 unit {SAT} (output_gate) · position_in_line  ▁ track: position_in_line"
+    assert all(" · most variable " in t for t in titles[1:])
+    assert fig.axes[-1].get_xlabel().startswith("output_gate")  # the colour bar says what is coloured
+    for ax in fig.axes[:3]:  # every panel varies: no blank band
+        colours = ax.images[0].get_array()[..., :3].reshape(-1, 3)
+        assert len(np.unique(colours.round(2), axis=0)) > 5
+    assert_picture(save_figure(fig, artifacts_dir(tmp_path) / "cell_text_pinned.png"))
+
+
+def test_cell_text_figure_without_a_visible_feature_unit_says_so_and_draws_no_track():
+    tr = trace(char_module().network, PROBE)
+    values = compute_feature(get_feature("position_in_line"), PROBE)
+    row = {"layer": "layers.0", "unit": 5, "feature": "position_in_line", "metric": "pearson", "score": 0.61,
+           "effect": -0.001, "visible": False}  # fmt: skip
+    kinds = dict(draw_figures([Group("", tr, tr, None)], [], chars=None, cells_to_plot=2, top_k=2, feature_rows=[row],
+                              feature_track=("position_in_line", values)))  # fmt: skip
+    fig = kinds["cell_text"]()
+    assert fig.get_suptitle().replace("\n", " ") == (
+        "no unit visibly follows position_in_line: the best unit for position_in_line, layers.0 unit 5 "
+        "(r 0.61, effect +0.00), barely changes colour with it"
+    )
+    titles = panel_titles(fig)
+    assert len(titles) == 2 and all(t.startswith("layers.1 unit ") and t.endswith(" · most variable") for t in titles)
+
+
+def pinned_fit(tmp_path: Path, switching: bool) -> tuple[Path, pl.Trainer, CharLSTMModule]:
+    """Two steps of a real fit that leaves the hand-set weights as they are (a learning rate of 1e-12)."""
+    module = CharLSTMModule.from_network(pinned_model(switching=switching), lr=1e-12, lr_schedule="constant")
+    data = CharDataModule(text=pinned_text(1200, seed=3), vocab=PINNED_VOCAB, batch_size=4, seq_len=16,
+                          cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    monitor = LSTMActivationMonitor(PINNED_PROBE, every_n_train_steps=2, features=["position_in_line"], feature_top=3)
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path, max_steps=2, limit_train_batches=2, limit_val_batches=0,
+        logger=TensorBoardLogger(tmp_path, name="tb"), enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[monitor],
+    )  # fmt: skip
+    trainer.fit(module, datamodule=data)
+    return Path(trainer.logger.log_dir) / "lstm_interp", trainer, module
+
+
+def test_monitor_opens_on_the_unit_that_switches_and_logs_the_first_rows_score(tmp_path):
+    folder, trainer, _ = pinned_fit(tmp_path, switching=True)
+    last = index(folder)["recordings"][-1]
+    rows = last["features"]["position_in_line"]
+    assert [(r["unit"], r["visible"]) for r in rows[:2]] == [(SWITCH, True), (SAT, False)]
+    assert rows[0]["effect"] > 0.5 > rows[1]["effect"] and rows[1]["score"] > rows[0]["score"]
+    # best_score is the first row's, by find_cells's rule: the switching unit's r, not the flat unit's higher one.
+    [score] = events(trainer.logger).Scalars("lstm_interp/features/position_in_line/best_score")
+    assert score.value == pytest.approx(rows[0]["score"], abs=1e-6) and score.value < rows[1]["score"]
+    meta = json.loads(re.search(r'id="report-meta">(.*?)</script>', (folder / "step_2.html").read_text()).group(1))
+    assert (meta["open"]["layer"], meta["open"]["unit"], meta["open"]["quantity"]) == ("layers.0", SWITCH, "cell")
+    assert "note" not in meta
+    assert_picture(folder / last["files"]["figures"]["cell_text"], min_width=400, min_height=150)
+
+
+def test_monitor_on_pinned_cells_says_so_in_the_report(tmp_path):
+    folder, _, module = pinned_fit(tmp_path, switching=False)
+    last = index(folder)["recordings"][-1]
+    first = last["features"]["position_in_line"][0]
+    assert (first["unit"], first["visible"]) == (SAT, False) and first["effect"] < 0.5
+    meta = json.loads(re.search(r'id="report-meta">(.*?)</script>', (folder / "step_2.html").read_text()).group(1))
+    tr = trace(module.network, PINNED_PROBE)
+    sd = f"{tr['layers.0.cell'].double().std(correction=0).item():,.0f}"
+    assert meta["note"].startswith(f"layers.0 cells saturated: sd of c = {sd}, tanh(c) pinned near ±1 in 8 of 8 units")
+    assert (meta["open"]["unit"], meta["open"]["quantity"]) == (SAT, "output_gate")
+    assert_picture(folder / last["files"]["figures"]["cell_text"], min_width=400, min_height=150)
 
 
 def test_feature_that_is_constant_on_the_probe_is_refused_at_fit_start(tmp_path):

@@ -11,13 +11,17 @@ import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from browser import artifacts_dir, backgrounds, launch, open_report, recolour
+from pictures import QUOTE, SAT, SWITCH, pinned_model, pinned_text
 
-from lstm_interp import CharLSTM, Trace, trace
-from lstm_interp.report import write_html_report
+from lstm_interp import CharLSTM, Trace, find_cells, trace
+from lstm_interp.report import best_feature_match, write_html_report
 from lstm_interp.report._encode import b128decode, b128encode, display_codes, pack, unpack
+from lstm_interp.report.html_report import ranked_feature_matches
+from lstm_interp.report.saturation import state_saturation
 from lstm_interp.tracing import most_variable_units
 
 TEXT = (
@@ -442,3 +446,143 @@ def test_page_holding_some_units_says_so_and_steps_between_them(browser, tmp_pat
         page.screenshot(path=str(shot))
         print(f"screenshot: {shot}")
         assert log.errors == [] and log.dialogs == []
+
+
+# ---------------------------------------------------------------------------------- opening on a unit that varies
+def test_best_feature_match_follows_find_cells_rule_across_features():
+    flat_strong = {"layer": "layers.0", "unit": 1, "metric": "pearson", "score": 0.95, "visible": False}
+    visible_weak = {"layer": "layers.0", "unit": 2, "metric": "auc", "score": 0.8, "visible": True}  # strength 0.6
+    beats = {"layer": "layers.1", "unit": 3, "metric": "auc", "score": 0.76, "visible": True, "beats_controls": True}
+    loses = {"layer": "layers.1", "unit": 4, "metric": "pearson", "score": 0.9, "visible": True}
+    loses["beats_controls"] = False
+    old = {"layer": "layers.1", "unit": 5, "metric": "pearson", "score": 0.7}  # an index written before the flag
+    assert best_feature_match({"a": [flat_strong], "b": [visible_weak]}) is visible_weak
+    assert best_feature_match({"a": [flat_strong], "b": [old]}) is old  # no flag: visible
+    assert best_feature_match({"a": [loses], "b": [beats]}) is beats  # a unit of its control ranks below: 0.9 > 0.52
+    # A feature without controls has none to lose to (as the explorer ranks): then by strength, 0.6 > 0.52.
+    assert best_feature_match({"a": [loses], "b": [beats], "c": [visible_weak]}) is visible_weak
+    # Only each feature's first row counts: find_cells already put its best unit by the rule there.
+    assert best_feature_match({"a": [visible_weak, {**flat_strong, "visible": True}]}) is visible_weak
+    ranked = ranked_feature_matches({"a": [flat_strong], "b": [loses], "c": [beats], "d": [old]})
+    assert [r["unit"] for r in ranked] == [5, 3, 4, 1]
+    assert best_feature_match({"a": [flat_strong]}) is flat_strong  # nothing visible: the strongest
+    assert best_feature_match({"a": []}) is None and best_feature_match(None) is None
+
+
+@pytest.fixture(scope="module")
+def pinned_text_600() -> str:
+    return pinned_text(600)
+
+
+def test_report_opens_on_the_unit_that_switches_not_the_flat_one_that_scores_higher(browser, pinned_text_600, tmp_path):
+    model = pinned_model(switching=True)
+    tr = trace(model, pinned_text_600)
+    table = find_cells(tr, "position_in_line", top=3)
+    switch, sat = table[0], table[1]
+    # The case of issue 20: the flat unit has the higher r, the switching one is first by find_cells's rule.
+    assert (switch.unit, sat.unit) == (SWITCH, SAT) and sat.score > switch.score
+    assert switch.visible and not sat.visible
+    matches = {"position_in_line": [row.to_dict() for row in table]}
+    path = write_html_report(
+        tr, tmp_path / "switch.html", chars=model.vocab.chars, feature_matches=matches,
+        open_on=best_feature_match(matches),
+    )  # fmt: skip
+    meta = page_meta(path)
+    assert meta["open"]["unit"] == SWITCH and "note" not in meta
+    assert [m.get("visible") for m in meta["features"][0]["matches"]] == [True, False, False]
+    with open_report(browser, path) as (page, log):
+        state = page.evaluate("({...window.lstmReport.state})")
+        assert (state["layer"], state["unit"]) == (0, SWITCH)
+        assert page.locator("#quantity option:checked").inner_text() == "cell"
+        painted = np.array(page.evaluate("window.lstmReport.painted()"))
+        assert painted.std() > 20 and len(set(backgrounds(page, 600))) > 20  # a ramp along each line, not a band
+        assert not page.locator("#open-note").is_visible()
+        items = page.locator("#features li")
+        assert "flat" not in items.nth(0).inner_text().split()
+        assert items.nth(1).inner_text().split()[:3] == ["layers.0", f"#{SAT}", "flat"]
+        assert "moves by +0.15" in items.nth(1).get_attribute("title")
+        shot = artifacts_dir(tmp_path) / "html_report_switching.png"
+        page.screenshot(path=str(shot))
+        print(f"screenshot: {shot}")
+        assert log.errors == [] and log.dialogs == []
+
+
+def test_report_on_pinned_cells_says_so_with_the_sd_and_opens_on_what_varies(browser, pinned_text_600, tmp_path):
+    model = pinned_model(switching=False)
+    tr = trace(model, pinned_text_600)
+    matches = {"position_in_line": [row.to_dict() for row in find_cells(tr, "position_in_line", top=3)]}
+    best = best_feature_match(matches)
+    assert (best["unit"], best["visible"]) == (SAT, False)
+    path = write_html_report(
+        tr, tmp_path / "pinned.html", chars=model.vocab.chars, feature_matches=matches, open_on=best
+    )
+    sd = f"{tr['layers.0.cell'].double().std(correction=0).item():,.0f}"  # hundreds: c = +-t counts every step
+    expected = f"layers.0 cells saturated: sd of c = {sd}, tanh(c) pinned near ±1 in 8 of 8 units; showing output_gate"
+    meta = page_meta(path)
+    assert meta["note"].startswith(expected)
+    assert f"layers.0 #{SAT} for position_in_line (r 1.00;" in meta["note"]
+    assert meta["open"] == {**meta["open"], "layer": "layers.0", "unit": SAT, "quantity": "output_gate"}
+    with open_report(browser, path) as (page, log):
+        note = page.locator("#open-note")
+        assert note.is_visible() and note.inner_text().startswith(expected)
+        assert note.bounding_box()["height"] > 10 and note.bounding_box()["y"] < 200  # above the text, on screen
+        assert page.locator("#quantity option:checked").inner_text() == "output_gate"
+        assert page.evaluate("window.lstmReport.state.unit") == SAT
+        painted = np.array(page.evaluate("window.lstmReport.painted()"))
+        cell = display_codes(tr["layers.0.cell"], "cell").numpy()[SAT]
+        assert painted.std() > 3 * cell.std(), (painted.std(), cell.std())  # the cell: one band; its output gate varies
+        shot = artifacts_dir(tmp_path) / "html_report_pinned.png"
+        page.screenshot(path=str(shot))
+        print(f"screenshot: {shot}")
+        assert log.errors == [] and log.dialogs == []
+
+
+def test_pinned_cells_without_a_match_open_on_what_varies_and_a_visible_unit_opens_as_asked(pinned_text_600, tmp_path):
+    tr = trace(pinned_model(switching=False), pinned_text_600)
+    meta = page_meta(write_html_report(tr, tmp_path / "plain.html"))
+    assert meta["note"].startswith("layers.0 cells saturated: sd of c = ")  # its most variable cell is flat too
+    assert meta["open"]["quantity"] == "output_gate" and meta["open"]["layer"] == "layers.0"
+    # Without the cells, nothing is said: a quantity that varies is what the page opens on anyway.
+    meta = page_meta(write_html_report(tr, tmp_path / "gates.html", quantities=["hidden", "output_gate"]))
+    assert "note" not in meta and "open" not in meta
+    # A unit asked for by name, or that visibly switches, is opened as it is, flat or not.
+    meta = page_meta(write_html_report(tr, tmp_path / "asked.html", open_on={"layer": "layers.0", "unit": SAT}))
+    assert meta["open"] == {"layer": "layers.0", "unit": SAT} and "note" not in meta
+
+
+def test_a_flat_match_whose_cell_still_varies_is_opened_with_a_note(pinned_text_600, tmp_path):
+    tr = trace(pinned_model(switching=True), pinned_text_600)
+    # SWITCH's cell ramps along each line; against chars_to_line_end scored as if flat, it is opened with a note.
+    row = {"layer": "layers.0", "unit": SWITCH, "feature": "x", "metric": "pearson", "score": 0.4, "effect": 0.1,
+           "visible": False}  # fmt: skip
+    meta = page_meta(write_html_report(tr, tmp_path / "flat.html", feature_matches={"x": [row]}, open_on=row))
+    assert meta["open"] == {**meta["open"], "unit": SWITCH} and "quantity" not in meta["open"]
+    assert meta["note"].startswith("No matched unit visibly switches with its feature; the best, layers.0 #1 for x")
+    # Asked to open on it while another match does switch: the note says so, and claims nothing of the others.
+    quote = {"layer": "layers.0", "unit": QUOTE, "feature": "inside_quotes", "metric": "auc", "score": 1.0,
+             "effect": 1.5, "visible": True}  # fmt: skip
+    matches = {"x": [row], "inside_quotes": [quote]}
+    meta = page_meta(write_html_report(tr, tmp_path / "asked.html", feature_matches=matches, open_on=row))
+    assert meta["note"] == (
+        "The unit asked for, layers.0 #1 for x (r 0.40; tanh(c) moves by +0.10 with it, under the 0.5 that shows), "
+        "does not visibly switch with its feature."
+    )
+
+
+def test_state_saturation_measures_the_trace():
+    values = torch.tensor([[90.0, -80.0, 0.1], [95.0, -85.0, -0.1], [88.0, -90.0, 0.2], [92.0, -70.0, -0.2]])
+    acts = {"layers.0.cell": values, "layers.0.hidden": torch.tanh(values) * torch.tensor([0.9, 0.1, 0.5])}
+    acts["layers.0.output_gate"] = torch.tensor([[0.5, 0.5, 0.5], [0.6, 0.4, 0.5], [0.5, 0.5, 0.5], [0.4, 0.6, 0.5]])
+    tr = Trace(acts, text="abcd", tokens=torch.zeros(4, dtype=torch.long), cell="lstm", num_layers=1)
+    found = state_saturation(tr, ["layers.0"])
+    assert found.layers[0].sd == pytest.approx(values.double().std(correction=0).item())
+    assert (found.layers[0].pinned, found.layers[0].units) == (2, 3)  # the third unit moves near white: not pinned
+    # Shown as 2g - 1, the output gate moves by +-0.2 in two units; h only by 0.05-0.1, in one.
+    assert found.instead == "output_gate"
+    assert found.note() == (
+        f"layers.0 cells saturated: sd of c = {found.layers[0].sd:.0f}, tanh(c) pinned near ±1 in 2 of 3 units; "
+        "showing output_gate instead"
+    )
+    assert state_saturation(tr, ["layers.0"], allowed={"cell"}).note().endswith("no other quantity traced to show")
+    with pytest.raises(ValueError, match=r"layers \['layers.3'\] are not in this trace; its layers are \['layers.0'\]"):
+        state_saturation(tr, ["layers.3"])

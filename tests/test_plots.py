@@ -121,6 +121,37 @@ def test_cell_text_filtered_quantity(model):
         plot_cell_text(cells_only, [("layers.0", 0)], quantity="hidden")
 
 
+def test_cell_text_note_is_the_figure_title_above_the_panels(tmp_path):
+    """A note (why these units, why this quantity) is the figure's title, wrapped to its width, above every panel."""
+    tr = hand_trace([[-10.0, 0.2], [10.0, -0.3], [0.0, 0.9]] * 20, "ab\n" * 20)
+    plain = plot_cell_text(tr, [("layers.0", 0), ("layers.0", 1)], chars_per_line=30)
+    note = "layers.0 cells saturated: sd of c = 8.2, tanh(c) flat in 1 of 2 units; showing hidden instead. " * 2
+    fig = plot_cell_text(tr, [("layers.0", 0), ("layers.0", 1)], chars_per_line=30, note=note)
+    assert plain.get_suptitle() == ""
+    title = fig.get_suptitle()
+    assert title.replace("\n", " ") == note.strip() and len(title.splitlines()) >= 3  # wrapped to 5 inches
+    assert "sd of c = 8.2," in title  # whole clauses per line: a number stays next to what it measures
+    lines = len(title.splitlines())
+    grown = (fig.get_size_inches()[1] - plain.get_size_inches()[1]) * fig.dpi
+    assert grown == pytest.approx(lines * 0.18 * fig.dpi, abs=1)  # room for the note, none taken from panels
+    # Rendered: the note ends above the first panel's title.
+    fig.canvas.draw()
+    note_box = fig._suptitle.get_window_extent()
+    panel_title = fig.axes[0].title.get_window_extent()
+    assert note_box.y0 > panel_title.y1, (note_box, panel_title)
+    save_figure(fig, tmp_path / "note.png")
+    assert_png(tmp_path / "note.png")
+
+
+def test_cell_text_labels_say_why_each_unit_is_shown(tr):
+    fig = plot_cell_text(tr, [("layers.1", 3), ("layers.0", 0)], labels=["inside_quotes", None])
+    assert [ax.get_title(loc="left") for ax in fig.axes[:2]] == [
+        "layers.1 unit 3 (cell) · inside_quotes", "layers.0 unit 0 (cell)"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="`labels` has 1 entries for 2 units; give one per unit"):
+        plot_cell_text(tr, [("layers.1", 3), ("layers.0", 0)], labels=["x"])
+
+
 # ---------------------------------------------------------------------------------------------- top-k guesses
 def test_topk_predictions_draws_text_and_k_guesses(tr, model, tmp_path):
     k = 3

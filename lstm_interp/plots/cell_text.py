@@ -6,6 +6,8 @@ a line-length cell fades across each line. One panel per unit, all showing the s
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,6 +44,8 @@ COLORBAR_HEIGHT = 0.9  # the colorbar, its tick labels and its label, below the 
 MIN_WIDTH = 5.0  # narrow grids (few characters per line) still need room for titles and the colorbar
 TRACK_HEIGHT = 0.2  # the feature track: a fraction of a character cell's height, under the glyph
 TRACK_COLOR = (0.1, 0.1, 0.1, 1.0)
+NOTE_LINE_HEIGHT = 0.18  # one line of the figure's note, in inches at 10 pt (line spacing 1.3)
+NOTE_COLOR = "#6b4a00"  # the dark amber of the HTML report's notes
 
 
 def plot_cell_text(
@@ -56,6 +60,8 @@ def plot_cell_text(
     cmap: str = "RdBu",
     feature: np.ndarray | None = None,
     feature_name: str = "feature",
+    note: str | None = None,
+    labels: Sequence[str | None] | None = None,
 ) -> Figure:
     """Draw the traced text once per unit, each character's background coloured by that unit's value there.
 
@@ -79,6 +85,10 @@ def plot_cell_text(
             under each character: full height where a binary feature is on, a bar as high as the value for a
             continuous one (scaled to the window's range), so a reader sees the match next to the colours.
         feature_name: the feature's name, in each panel's title.
+        note: a line for the reader above the panels, the figure's title (wrapped to its width): why these units
+            and this quantity, e.g. ``"layers.1 cells saturated: sd of c = 90, ...; showing hidden instead"``.
+        labels: one label per unit (or ``None``), added to its panel's title: the feature a unit was matched to,
+            say, when the panels show the best units of several features under one feature's track.
 
     Returns:
         A :class:`~matplotlib.figure.Figure` with one axes per unit (titled ``"layers.1 unit 37 (cell)"``) and a
@@ -97,6 +107,9 @@ def plot_cell_text(
     units = list(units)
     if not units:
         raise ValueError("`units` is empty; pass (layer name, unit index) pairs such as [('layers.0', 3)]")
+    labels = list(labels) if labels is not None else [None] * len(units)
+    if len(labels) != len(units):
+        raise ValueError(f"`labels` has {len(labels)} entries for {len(units)} units; give one per unit (or None)")
     check_positive("chars_per_line", chars_per_line)
     window = step_window(len(trace.tokens), start, length)
     scale = scale_for(quantity)
@@ -114,20 +127,28 @@ def plot_cell_text(
         track = np.where(blank, 0.0, track[np.maximum(cell_steps, 0)])
     panel_height = TITLE_HEIGHT + num_rows * CELL_HEIGHT
     width = max(MIN_WIDTH, 2 * MARGIN + chars_per_line * CELL_WIDTH)
-    height = MARGIN + len(units) * (panel_height + PANEL_GAP) + COLORBAR_HEIGHT
+    # A proportional glyph averages about 0.55 em: wrap the note at what the width holds, with a little to spare.
+    note_lines = _wrap(note, int((width - 2 * MARGIN) * 72 / (0.6 * font_size))) if note else []
+    note_height = len(note_lines) * NOTE_LINE_HEIGHT * font_size / 10  # it starts in the top margin
+    height = MARGIN + note_height + len(units) * (panel_height + PANEL_GAP) + COLORBAR_HEIGHT
     check_height(height, f"figure of {len(units)} panels of {num_rows} lines")
 
     fig = Figure(figsize=(width, height), dpi=DPI)
     colormap = diverging_cmap(cmap)
-    top = height - MARGIN
-    for (layer, unit), column in zip(units, columns, strict=True):
+    if note_lines:
+        fig.suptitle(
+            "\n".join(note_lines), x=MARGIN / width, y=1 - MARGIN / 2 / height, ha="left", va="top",
+            fontsize=font_size, color=NOTE_COLOR, linespacing=1.3,
+        )  # fmt: skip
+    top = height - MARGIN - note_height
+    for (layer, unit), column, label in zip(units, columns, labels, strict=True):
         top -= TITLE_HEIGHT
         bottom = top - num_rows * CELL_HEIGHT
         ax = fig.add_axes(
             (MARGIN / width, bottom / height, chars_per_line * CELL_WIDTH / width, (top - bottom) / height)
         )
         _draw_panel(ax, chars, rows, cols, column, num_rows, chars_per_line, colormap, scale.norm, font_size, blank)
-        title = f"{layer} unit {unit} ({quantity})"
+        title = f"{layer} unit {unit} ({quantity})" + (f" · {label}" if label else "")
         if track is not None:
             # A white strip along the bottom of each character cell, and in it a dark bar as high as the feature:
             # readable on every background colour, and it never hides the glyph.
@@ -149,6 +170,21 @@ def plot_cell_text(
     bar.set_label(f"{scale.label}:  {lo:g} red  ·  {(lo + hi) / 2:g} white  ·  {hi:+g} blue", fontsize=font_size - 1)
     bar.ax.tick_params(labelsize=font_size - 2)
     return fig
+
+
+def _wrap(note: str, width: int) -> list[str]:
+    """The note's lines: whole clauses (ended by ``;`` or ``.``) packed while they fit, so that a number stays next
+    to what it measures ("sd of c = 90"), and a clause longer than a line wrapped on its own."""
+    lines: list[str] = []
+    for clause in re.split(r"(?<=[;.]) +", note.strip()):
+        if lines and len(lines[-1]) + 1 + len(clause) <= width:
+            lines[-1] += " " + clause
+        else:
+            # A number is glued to the word before it ("AUC 0.87", "= 90", "unit 5"): textwrap never breaks at a
+            # no-break space, which goes back to a plain one once the lines are made.
+            glued = re.sub(r" (?=[-+]?\d)", "\u00a0", clause)
+            lines += [line.replace("\u00a0", " ") for line in textwrap.wrap(glued, width=width)] or [""]
+    return lines
 
 
 def _track(feature: np.ndarray | None, num_steps: int, window: slice) -> np.ndarray | None:

@@ -21,6 +21,12 @@ explorer, and the writer issues a :class:`UserWarning`. ``max_bytes=None`` embed
 page decodes only what is on screen, on first view. Only the top-k predictions are kept, never the full
 ``log_probs``.
 
+Where it opens. :func:`best_feature_match` follows :func:`~lstm_interp.find_cells`'s rule, so the page opens on a
+unit that visibly switches with its feature whenever one exists; a match marked ``"visible": False`` is listed with
+a ``flat`` tag. When the page must open on one anyway and that unit is pinned at +-1 (cell states far from zero:
+``tanh(c)`` one solid band), a note above the text gives the layer's numbers ("layers.1 cells saturated: sd of c =
+90, ...", :mod:`~lstm_interp.report.saturation`) and the page opens on the quantity that varies most instead.
+
 This module writes the page; :mod:`~lstm_interp.report.page_meta` builds the metadata it embeds (probes, features,
 input series), :mod:`~lstm_interp.report.page_budget` chooses the units that fit, and ``colours.js`` (the colour
 scale, shared with the live explorer), ``report.js``, ``report.css`` and ``template.html`` are inlined into it.
@@ -41,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from lstm_interp._io import atomic_write_bytes
+from lstm_interp.analysis.visible_effect import MIN_EFFECT
 from lstm_interp.report._encode import pack
 from lstm_interp.report.page_budget import SLACK_BYTES, PageBudget, ShownQuantity, named_units
 from lstm_interp.report.page_meta import (
@@ -51,9 +58,10 @@ from lstm_interp.report.page_meta import (
     probe_entry,
     series_entry,
 )
-from lstm_interp.tracing import QUANTITY_KINDS, QUANTITY_ORDER, Trace
+from lstm_interp.report.saturation import effect_text, flat_mask, pinned_mask, shown_name, state_saturation
+from lstm_interp.tracing import QUANTITY_KINDS, QUANTITY_ORDER, Trace, most_variable_units
 
-__all__ = ["STATIC_PAGE_BYTES", "best_feature_match", "write_html_report"]
+__all__ = ["STATIC_PAGE_BYTES", "best_feature_match", "is_visible", "ranked_feature_matches", "write_html_report"]
 
 STATIC_PAGE_BYTES = 15_000_000
 """The default ``max_bytes`` of :func:`write_html_report`: a page that browsers open in a few seconds and that
@@ -88,15 +96,22 @@ def write_html_report(
         top_units: length of the list of most variable units for each layer and quantity.
         feature_matches: units that an analysis matched to a feature, e.g.
             ``{"inside quotes": [{"layer": "layers.1", "unit": 37, "score": 0.97, "sign": 1}]}``; each entry may also
-            name a ``quantity`` and a ``probe`` index. Listed in the page; clicking one selects its unit.
+            name a ``quantity`` and a ``probe`` index, and carry ``effect`` and ``visible`` (``CellScore.to_dict``
+            rows do): the page marks a match that is not visible as ``flat``. Listed in the page; clicking one
+            selects its unit.
         step: the training step the traces were taken at, shown in the header.
         quantities: which quantities to embed (``"cell"``, ``"hidden"``, gate names); ``None`` embeds every one the
             traces hold. Each costs about ``T * H * layers`` bytes, so restrict it for long probes.
         open_on: the unit the page shows when it opens, e.g. the best match of a feature:
             ``{"layer": "layers.1", "unit": 37}``, optionally with ``quantity`` and ``probe``, checked like a
-            feature match; :func:`best_feature_match` picks the best-scoring one of ``feature_matches``, which is
-            what ``run_analysis`` and the activation monitor open on. ``None`` opens on the most variable unit of
-            the first layer's cell state.
+            feature match; :func:`best_feature_match` picks the best one of ``feature_matches`` by
+            :func:`~lstm_interp.find_cells`'s rule (one that visibly switches first), which is what ``run_analysis``
+            and the activation monitor open on. ``None`` opens on the most variable unit of the first layer's cell
+            state. A match with ``"visible": False`` (a ``CellScore.to_dict`` row whose colour barely moves with
+            its feature) is opened with a note above the text saying so; if that unit is also a flat band (its
+            state pinned at +-1), the note gives the layer's numbers (``"layers.1 cells saturated: sd of c = 90,
+            ..."``) and the page opens on the displayed quantity that varies most (the hidden state or a gate)
+            instead. The same happens when the page opens on the most variable unit and every unit is flat.
 
         inputs: for probes that are not text (float features, a time series), one (T, C) array or tensor of input
             values per trace (``None`` for a trace that is text): the page then draws the channels as lines above
@@ -167,6 +182,11 @@ def write_html_report(
             meta["open"] = feature_entries({"open_on": [open_on]}, probes)[0]["matches"][0]
         except ValueError as err:
             raise ValueError(str(err).replace("feature 'open_on'", "`open_on`")) from None
+    opening, note = _opening(traces, probes, meta.get("open"), open_on, best_feature_match(feature_matches))
+    if opening is not None:
+        meta["open"] = opening
+    if note is not None:
+        meta["note"] = note
 
     fields = {
         "TITLE": html.escape(title),
@@ -259,6 +279,75 @@ def _warn_if_limited(path: Path, meta: dict[str, Any], size: int, max_bytes: int
     )
 
 
+def _opening(
+    traces: list[Trace],
+    probes: list[dict[str, Any]],
+    entry: dict[str, Any] | None,
+    open_on: Mapping[str, Any] | None,
+    best: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The unit the page opens on, and the note it shows above the text when that is not simply ``entry``.
+
+    A match that visibly switches with its feature (or names no ``visible`` flag) is opened as it is. One that does
+    not is still opened, with a note saying so, unless that unit is pinned at +-1 in the quantity shown (a solid
+    deep band, :func:`~lstm_interp.report.saturation.pinned_mask`): then the layer's state is measured
+    (:func:`~lstm_interp.report.saturation.state_saturation`), the note gives its numbers, and the page opens on the
+    displayed quantity that varies most, on the same unit where it varies there. With no ``entry`` the page opens
+    on the first layer's most variable unit: the same note and remedy apply when every unit of it is flat and the
+    most variable one is pinned. ``best`` (:func:`best_feature_match`) says whether some match does switch, so that
+    the note never claims that none does when the page was merely told to open elsewhere.
+    """
+    if entry is not None and open_on is not None and is_visible(open_on):
+        return entry, None
+    index = int(entry.get("probe", 0)) if entry is not None else 0
+    tr, probe = traces[index], probes[index]
+    layer = entry["layer"] if entry is not None else probe["layers"][0]["name"]
+    held = [q["name"] for shown in probe["layers"] if shown["name"] == layer for q in shown["quantities"]]
+    if not held:
+        return entry, None  # this probe's trace lacks the layer: the page falls back to its first layer
+    # What report.js opens on: the entry's quantity, else the cell state, else the first quantity held.
+    quantity = (entry or {}).get("quantity") or ("cell" if "cell" in held else held[0])
+    if quantity not in held:
+        return entry, None
+    match = _describe(open_on, layer, quantity) if entry is not None and open_on is not None else ""
+    some_switch = best is not None and is_visible(best)  # then this unit was asked for, not the best there is
+    if entry is not None and not bool(pinned_mask(tr, layer, quantity, unit=entry["unit"])[0]):
+        if some_switch:
+            return entry, f"The unit asked for, {match}, does not visibly switch with its feature."
+        return entry, f"No matched unit visibly switches with its feature; the best, {match}, is shown anyway."
+    if entry is None:
+        # The most variable unit that is not flat, if any: when there is one, the page has something to show.
+        top = most_variable_units(tr, quantity, 1, layer=layer, skip_flat=True)[0].unit
+        if not bool(pinned_mask(tr, layer, quantity, unit=top)[0]):
+            return None, None
+    saturation = state_saturation(tr, [layer], quantity, allowed=held)
+    lead = "The unit asked for" if some_switch else "The best match"
+    note = saturation.note() + (f". {lead}, {match}, does not visibly switch." if match else ".")
+    if saturation.instead is None:
+        return entry, note
+    instead = saturation.instead
+    unit = entry["unit"] if entry is not None else -1
+    # The same unit where it varies in that quantity, else the quantity's most variable unit.
+    if unit < 0 or bool(flat_mask(tr, layer, instead, unit=unit)[0]):
+        unit = most_variable_units(tr, instead, 1, layer=layer, skip_flat=True)[0].unit
+    return {**(entry or {"layer": layer}), "quantity": instead, "unit": unit}, note
+
+
+def _describe(match: Mapping[str, Any], layer: str, quantity: str) -> str:
+    """``"layers.0 #85 for position_in_line (r 0.67; tanh(c) moves by +0.03 with it)"``: a match, for a note."""
+    text = f"{layer} #{match.get('unit')}"
+    if match.get("feature"):
+        text += f" for {match['feature']}"
+    details = []
+    if match.get("score") is not None:
+        details.append(f"{'AUC' if match.get('metric') == 'auc' else 'r'} {float(match['score']):.2f}")
+    if match.get("effect") is not None:
+        details.append(
+            f"{shown_name(quantity)} moves by {effect_text(match['effect'])} with it, under the {MIN_EFFECT} that shows"
+        )
+    return text + (f" ({'; '.join(details)})" if details else "")
+
+
 def _subtitle(traces: list[Trace], step: int | None) -> str:
     first = traces[0]
     parts = [] if step is None else [f"step {step:,}"]
@@ -281,20 +370,44 @@ def _asset(name: str) -> str:
     return resources.files("lstm_interp.report").joinpath(name).read_text(encoding="utf-8")
 
 
-def best_feature_match(feature_matches: FeatureMatches | None) -> Mapping[str, Any] | None:
-    """The match with the highest strength over every feature (the first one on ties), or ``None`` if there is none.
+def ranked_feature_matches(feature_matches: FeatureMatches | None) -> list[Mapping[str, Any]]:
+    """Each feature's first match, best first across features: :func:`~lstm_interp.analysis.find_cells`'s order.
 
-    Strength puts both metrics on one scale: ``|r|`` for a continuous feature, ``2 * AUC - 1`` for a binary one
-    (``score`` is ``max(AUC, 1 - AUC)``), as :attr:`~lstm_interp.analysis.CellScore.strength` does.
+    A feature's rows already come in ``find_cells``'s order, so its first row is its best unit by that rule. Across
+    features the rule is the same, as the live explorer's feature list has it: matches that visibly switch
+    (``visible``) and beat their controls (``beats_controls``; a feature without controls has none to lose to)
+    first, then visible ones that do not beat them, then the rest (units whose colour barely moves with the
+    feature: a flat band); within each group by strength, which puts both metrics on one scale (``|r|``, or
+    ``2 * AUC - 1`` as :attr:`~lstm_interp.analysis.CellScore.strength`). A row without ``visible`` (an index file
+    written before the flag) counts as visible. Ties keep the features' order.
     """
     if not feature_matches:
-        return None
-    rows = [row for rows in feature_matches.values() for row in rows]
-    if not rows:
-        return None
+        return []
+    firsts = [rows[0] for rows in feature_matches.values() if rows]
+    return sorted(firsts, key=lambda row: (_tier(row), -_strength(row)))
 
-    def strength(row: Mapping[str, Any]) -> float:
-        score = float(row.get("score", 0.0))
-        return 2 * score - 1 if row.get("metric") == "auc" else score
 
-    return max(rows, key=strength)
+def best_feature_match(feature_matches: FeatureMatches | None) -> Mapping[str, Any] | None:
+    """The match a page or a figure opens on: the first of :func:`ranked_feature_matches`, or ``None`` if there is
+    none. It visibly switches with its feature whenever any feature's best unit does."""
+    ranked = ranked_feature_matches(feature_matches)
+    return ranked[0] if ranked else None
+
+
+def is_visible(row: Mapping[str, Any]) -> bool:
+    """Whether a match visibly switches with its feature (``CellScore.visible``); a row without the flag counts as
+    visible, as the index files written before it."""
+    return row.get("visible") is not False
+
+
+def _tier(row: Mapping[str, Any]) -> int:
+    """``find_cells``'s tiers across features: 0 visible and beating its controls (or without any), 1 visible but
+    beaten by a control, 2 the rest (``lstm_interp.serve.explorer.feature_rank`` ranks the explorer's list so)."""
+    if not is_visible(row):
+        return 2
+    return 1 if row.get("beats_controls") is False else 0
+
+
+def _strength(row: Mapping[str, Any]) -> float:
+    score = float(row.get("score", 0.0))
+    return 2 * score - 1 if row.get("metric") == "auc" else score

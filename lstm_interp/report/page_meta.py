@@ -8,6 +8,7 @@ input series go through the writer's ``add_blob`` and are named by blob id, acti
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -124,6 +125,12 @@ def feature_entries(
             for key in ("score", "sign"):
                 if match.get(key) is not None:
                     row[key] = float(match[key])
+            # How far the unit's colour moves with the feature, and whether that shows (CellScore.visible): the page
+            # marks a match that would draw a flat band.
+            if match.get("effect") is not None and math.isfinite(float(match["effect"])):
+                row["effect"] = float(match["effect"])
+            if match.get("visible") is not None:
+                row["visible"] = bool(match["visible"])
             rows.append(row)
         features.append({"name": str(feature), "matches": rows})
     return features

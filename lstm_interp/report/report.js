@@ -11,7 +11,7 @@
     probe: el("probe"), layer: el("layer"), quantity: el("quantity"), unit: el("unit"), slider: el("unit-slider"),
     prev: el("prev"), next: el("next"), count: el("unit-count"), text: el("text"), status: el("status"),
     tooltip: el("tooltip"), top: el("top-units"), topCaption: el("top-caption"), features: el("features"),
-    limit: el("limit-note"),
+    limit: el("limit-note"), note: el("open-note"),
   };
 
   // The diverging red-white-blue scale (-1 red, 0 white, +1 blue), one CSS colour per code byte: defined once in
@@ -333,6 +333,17 @@
         const score = m.score === undefined ? "" : `${m.sign < 0 ? "−" : ""}${m.score.toFixed(2)}`;
         const li = unitItem(m.unit, 1, score, m.layer);
         li.dataset.feature = `${meta.features.indexOf(feature)}:${i}`;
+        if (m.visible === false) {
+          // A high score, but the colour barely moves with the feature: say so before the reader clicks.
+          const tag = document.createElement("span");
+          tag.className = "flat-tag";
+          tag.textContent = "flat";
+          li.firstChild.append(" ", tag);
+          li.classList.add("flat");
+          const moves = m.effect === undefined ? "barely moves" : `moves by ${m.effect >= 0 ? "+" : "−"}` +
+            `${Math.abs(m.effect).toFixed(2)} of the −1..+1 scale`;
+          li.title = `its colour ${moves} with ${feature.name}: a flat band`;
+        }
         list.append(li);
       });
       box.append(h, list);
@@ -467,6 +478,11 @@
     wire();
     renderFeatures();
     renderLimit();
+    if (meta.note) {
+      // The writer's word on where the page opens: no matched unit visibly switches, or the states are pinned.
+      ui.note.textContent = meta.note;
+      ui.note.hidden = false;
+    }
     const open = meta.open; // a unit chosen by the writer (e.g. the best match of a feature), else none
     if (open && open.probe !== undefined && meta.probes[open.probe]) {
       state.probe = open.probe;
