@@ -46,7 +46,8 @@ def _feature_matches(targets: Targets, combined: Trace, top: int) -> dict[str, l
     matches: dict[str, list[dict[str, Any]]] = {}
     for name, (values, kind) in targets.features.items():
         # The values are passed precomputed (joined over the probes), so the feature's name goes as the label.
-        table = find_cells(combined, values, combined.state_quantity, top, kind=kind, label=name)  # type: ignore[arg-type]
+        controls = targets.controls.get(name, {})
+        table = find_cells(combined, values, combined.state_quantity, top, kind=kind, label=name, controls=controls)  # type: ignore[arg-type]
         matches[name] = [row.to_dict() for row in table.rows]
     return matches
 

@@ -23,7 +23,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from lstm_interp.features import Feature
+from lstm_interp.analysis.control_scores import check_control
+from lstm_interp.features import Feature, compute_feature, get_feature
 from lstm_interp.features.feature_values import feature_values
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing.layers import cell_type
@@ -113,6 +114,8 @@ class Targets:
         quantities: the per-layer quantities saved.
         labels: one per group of traces: ``""`` for a single one, else the module path.
         features: feature name -> (values over all probes end to end, kind), for the feature matches.
+        controls: feature name -> {control name -> values}: the feature's registered controls that vary on the
+            probes, which its matches are also scored against (``find_cells(controls=...)``).
     """
 
     network: CharLSTM | None
@@ -122,6 +125,7 @@ class Targets:
     quantities: set[str]
     labels: list[str] = field(default_factory=list)
     features: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
+    controls: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
     def resolve(cls, settings: RecordingSettings, pl_module: pl.LightningModule) -> Targets:
@@ -137,6 +141,7 @@ class Targets:
             cells = {"network": network.config.cell}
             targets = cls(network, {}, probes, chars, _quantities(settings.quantities, cells), [""])
             targets.features = _feature_values(settings.features, targets.probes)
+            targets.controls = _control_values(settings.features, targets.probes, targets.features)
             return targets
 
         modules = select_modules(pl_module, settings.modules)
@@ -145,6 +150,7 @@ class Targets:
         labels = [""] if len(modules) == 1 else list(modules)
         targets = cls(None, modules, probes, chars, _quantities(settings.quantities, cells), labels)
         targets.features = _feature_values(settings.features, targets.probes)
+        targets.controls = _control_values(settings.features, targets.probes, targets.features)
         # Forward passes now, on every rank, so an input the trace cannot follow or an unused module fails at fit
         # start, not hundreds of steps later on rank zero alone.
         with torch.no_grad(), eval_mode(pl_module):
@@ -184,6 +190,26 @@ def _feature_values(features: Sequence[Feature], probes: list[Probe]) -> dict[st
         hint = "choose probe texts on which it varies, or drop it from `features`"
         values[feature.name] = (feature_values(feature, texts, over="the probe texts", hint=hint), feature.kind)
     return values
+
+
+def _control_values(
+    features: Sequence[Feature], probes: list[Probe], values: dict[str, tuple[np.ndarray, str]]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each feature's registered controls on the probes, joined like the features; a control that is constant on
+    the probes, or that cannot control the feature there, is left out (the matches are then scored without it)."""
+    controls: dict[str, dict[str, np.ndarray]] = {}
+    texts = [probe.text or "" for probe in probes]
+    for feature in features:
+        controls[feature.name] = {}
+        for name in feature.controls:
+            try:
+                control = get_feature(name)
+                c_values = np.concatenate([compute_feature(control, text) for text in texts]).astype(bool)
+                check_control(values[feature.name][0], c_values, feature.name, name)
+            except (KeyError, ValueError):  # unregistered, or not informative on these probes
+                continue
+            controls[feature.name][name] = c_values
+    return controls
 
 
 def _not_embedding(name: str) -> bool:

@@ -31,7 +31,7 @@ from torch import nn
 
 from lstm_interp import Trace, VocabularyError, find_cells, trace
 from lstm_interp.data import CharDataModule
-from lstm_interp.features import busiest_window, compute_feature, get_feature
+from lstm_interp.features import FEATURES, busiest_window, compute_feature, get_feature, regex_spans, register_feature
 from lstm_interp.manifest import text_provenance
 from lstm_interp.models.char_lstm_module import CharLSTMModule
 from lstm_interp.plots import save_figure
@@ -221,6 +221,25 @@ def test_feature_matches_in_index_scalars_report_and_cell_text(tmp_path):
     meta = json.loads(meta.group(1))
     assert [f["name"] for f in meta["features"]] == ["start_of_word", "position_in_line"]
     assert meta["features"][0]["matches"][0]["unit"] == got[0]["unit"]
+
+
+def test_feature_matches_are_scored_against_the_registered_controls(tmp_path):
+    # The tiny vocabulary has no quotes or parentheses: a feature of its own, with a registered control.
+    register_feature("dog_word", lambda text: regex_spans(text, "dog"), kind="binary", controls=("inside_word",))
+    register_feature("inside_word", lambda text: regex_spans(text, "[a-z]+"), kind="binary")
+    try:
+        module = char_module()
+        monitor = LSTMActivationMonitor(PROBE * 3, every_n_train_steps=2, features=["dog_word"], feature_top=3,
+                                        log_figures=False)
+        trainer = fit(tmp_path, module, [monitor])
+        expected = find_cells(trace(module.network, PROBE * 3), "dog_word", top=3)
+    finally:
+        FEATURES.pop("dog_word"), FEATURES.pop("inside_word")
+    got = index(Path(trainer.logger.log_dir) / "lstm_interp")["recordings"][-1]["features"]["dog_word"]
+    assert [(r["layer"], r["unit"]) for r in got] == [(r.layer, r.unit) for r in expected.rows]
+    assert got[0]["controls"][0]["control"] == "inside_word"
+    assert got[0]["controls"][0]["partial"] == pytest.approx(expected.rows[0].controls[0].partial, abs=1e-6)
+    assert got[0]["beats_controls"] == expected.rows[0].beats_controls
 
 
 def test_cell_text_figure_opens_with_the_feature_units():
