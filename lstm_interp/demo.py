@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +26,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -43,7 +41,7 @@ from lstm_interp.demo_findings import (
     plot_side_by_side,
     write_summary,
 )
-from lstm_interp.features import compute_feature
+from lstm_interp.demo_texts import HELD_OUT_CHARS, PROBE_CHARS, PROBE_SEARCH_CHARS, demo_data, held_out_text, probe_text
 from lstm_interp.hub import load_pretrained
 from lstm_interp.models.char_lstm_module import CharLSTMModule
 from lstm_interp.plots.save import save_figure
@@ -65,24 +63,21 @@ __all__ = [
 ]
 
 DEFAULT_OUTPUT_DIR = "lstm_interp_demo"
-# Measured on 2 CPU cores shared with other jobs (bf16-mixed, 1 thread, hidden size 128, batches of 64 x 100): 0.15 to
-# 0.2 s per step, so the time limit ended training after 950 to 1465 steps at 1.71 to 1.76 nats (2.47 to 2.54 bits)
-# per character and the whole demo took 3.6 to 3.7 minutes; an idle machine runs all the steps in less time. On a CPU
-# without native bfloat16 (float32, 2 idle threads) the 1,500 steps took 3.6 minutes, hence the 4-minute limit.
-# Batches of 32 at a peak rate of 6e-3 train twice the steps in that time (0.08 s each): 2,500 steps reached 1.50 nats
-# per character, and with seed 0 a layer-1 cell that tracks quotations (AUC 0.97 on the first 20,000 characters, 1.0
-# on the probe); seeds 1 and 2 did not grow one in 2,500 steps (0.78-0.82). See benchmarks/RESULTS.md, "Demo run".
+# The recipe's history (benchmarks/RESULTS.md, "Demo run" and "The demo's quote-cell rate"): shuffled windows of a
+# 2x128 LSTM, batches of 32 at a peak rate of 6e-3, 2,500 steps or 4 minutes, grew a layer-1 quote cell with seed 0
+# on one CPU, and not with seeds 1 and 2 (AUC 0.78-0.82).
+# Issue 20: on other machines it grew none (best AUC 0.74-0.80), with cells pinned at +-1 (sd of c = 90). Streams
+# carried from batch to batch (truncated BPTT, as char-rnn trains) let a unit learn to hold "inside a quotation"
+# across batch boundaries; 256 units per layer and batches of 16 (more updates in the time) made the cell appear
+# sooner, and 5 minutes gives a CPU without native bfloat16 enough steps. benchmarks/demo_quote_rate.py measures
+# the rate, seeds x precisions (RESULTS.md).
 DEFAULT_MAX_STEPS = 2500
-DEFAULT_MAX_MINUTES = 4.0
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_MAX_MINUTES = 5.0
+DEFAULT_BATCH_SIZE = 16
 DEFAULT_LR = 6e-3
-DEFAULT_HIDDEN_SIZE = 128
+DEFAULT_HIDDEN_SIZE = 256
+DEFAULT_STATEFUL = True
 SAMPLE_PROMPT = "The "
-PROBE_CHARS = 800
-# Where the probe is looked for: the book's first chapters (the opening is one long quotation, a poor probe).
-PROBE_SEARCH_CHARS = 200_000
-# Held-out prose the demo's closing findings are scored on: this many characters of the validation part.
-HELD_OUT_CHARS = 50_000
 FEATURES = ("inside_quotes", "position_in_line")
 
 
@@ -141,7 +136,7 @@ def run_demo(
     batch_size: int = DEFAULT_BATCH_SIZE,
     seq_len: int = 100,
     lr: float = DEFAULT_LR,
-    stateful: bool = False,
+    stateful: bool = DEFAULT_STATEFUL,
     train_on: str = "book",
     val_every: int = 100,
     val_batches: int = 8,
@@ -164,6 +159,10 @@ def run_demo(
         hidden_size, num_layers, embedding_size: the network.
         batch_size, seq_len: sequences per batch and characters per sequence.
         lr: peak learning rate of AdamW (cosine schedule with a short warm-up).
+        stateful: carry each batch row's state into the next batch (truncated BPTT over continuous streams)
+            instead of shuffled windows that each start from zeros.
+        train_on: ``"book"`` (all of its training part) or ``"dialogue"`` (only its paragraphs with a quotation);
+            validation is the book's last 10% either way (:func:`demo_data`).
         val_every: validate every this many steps (on ``val_batches`` batches; the final number uses them all).
         val_batches: validation batches per check during training.
         sample_length: characters per sample.
@@ -180,7 +179,8 @@ def run_demo(
         A :class:`DemoResult` with the paths, the validation loss and the samples; :func:`summary` lists its outputs.
 
     Raises:
-        ValueError: for a non-positive ``max_steps``, ``max_minutes``, ``val_every``, ``val_batches`` or ``threads``.
+        ValueError: for a non-positive ``max_steps``, ``max_minutes``, ``val_every``, ``val_batches`` or ``threads``,
+            or an unknown ``train_on``.
 
     Example::
 
@@ -195,6 +195,8 @@ def run_demo(
         raise ValueError(f"`max_minutes` must be > 0, got {max_minutes!r}")
     if threads is not None and threads < 1:
         raise ValueError(f"`threads` must be >= 1 or None, got {threads!r}")
+    if train_on not in ("book", "dialogue"):
+        raise ValueError(f"`train_on` must be 'book' or 'dialogue', got {train_on!r}")
     say = echo if echo is not None else _quiet
     out = Path(output_dir).resolve()  # absolute, like the checkpoint paths Lightning reports
     _make_output_dir(out)
@@ -276,14 +278,6 @@ def _make_output_dir(out: Path) -> None:
         atomic_write_text(out / ".gitignore", "# Written by `lstm-interp demo`: its outputs stay out of git.\n*\n")
 
 
-def held_out_text(data: CharDataModule, length: int = HELD_OUT_CHARS) -> str:
-    """``length`` characters of the validation part of the demo's corpus, from its first paragraph start."""
-    n_train, n_val = (len(part) for part in data.corpus.split(data.split)[:2])
-    part = data.corpus.text(n_train, n_train + n_val)
-    start = part.find("\n\n") + 2 if "\n\n" in part[: len(part) // 2] else 0
-    return part[start : start + length]
-
-
 def _findings(module: CharLSTMModule, data: CharDataModule, result: DemoResult, probe: str, *,
               say: Callable[[str], None]) -> None:
     """Name the best unit of each feature on held-out prose, honestly; write ``summary.json``."""
@@ -308,47 +302,6 @@ def _findings(module: CharLSTMModule, data: CharDataModule, result: DemoResult, 
         findings=result.findings,
     )
     result.outputs.append(DemoOutput("summary", path, "steps, precision, loss and the unit shown for each feature"))
-
-
-def demo_data(
-    train_on: str, *, batch_size: int, seq_len: int, stateful: bool, cache_dir: str | os.PathLike | None
-) -> CharDataModule:
-    """The demo's data: the whole book (``"book"``), or only its paragraphs with dialogue (``"dialogue"``).
-
-    Validation and test are the book's last 10% either way, so that losses and held-out scores stay comparable.
-    """
-    cache = None if cache_dir is None else str(cache_dir)
-    if train_on == "book":
-        return CharDataModule(corpus="war_and_peace", batch_size=batch_size, seq_len=seq_len, stateful=stateful,
-                              cache_dir=cache)
-    book = CharDataModule(corpus="war_and_peace", cache_dir=cache)
-    book.prepare_data()
-    book.setup("fit")
-    text = book.corpus.text()
-    held_out = math.floor(0.9 * len(text))
-    train = "\n\n".join(p for p in text[:held_out].split("\n\n") if '"' in p) + "\n\n"
-    fraction = len(train) / (len(train) + len(text) - held_out)
-    rest = (1 - fraction) / 2
-    return CharDataModule(text=train + text[held_out:], vocab=book.vocab, split=(fraction, rest, 1 - fraction - rest),
-                          batch_size=batch_size, seq_len=seq_len, stateful=stateful, cache_dir=cache)
-
-
-def probe_text(text: str, length: int = PROBE_CHARS) -> str:
-    """The ``length`` characters of ``text``, from a paragraph start, where quotations open and close most often.
-
-    A quote cell is visible only where quotes switch on and off, so the probe is the stretch with the most
-    ``inside_quotes`` transitions. It starts at a paragraph (after a blank line, which no quote runs across), so
-    the probe's own feature values, computed from its first character, are the book's.
-    """
-    values = compute_feature("inside_quotes", text)
-    changes = np.concatenate([[0], np.cumsum(values[1:] != values[:-1])])  # changes[i]: transitions up to step i
-    starts = np.array([0, *(m.end() for m in re.finditer("\n\n", text))])
-    starts = starts[starts + length <= len(text)]
-    if len(starts) == 0:
-        return text[:length]
-    inside = changes[starts + length - 1] - changes[starts]
-    best = int(starts[int(np.argmax(inside))])  # the first of the busiest
-    return text[best : best + length]
 
 
 def auto_precision(accelerator: str = "auto") -> str:

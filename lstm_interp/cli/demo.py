@@ -63,6 +63,18 @@ def build_parser(prog: str = "lstm-interp demo") -> argparse.ArgumentParser:
         metavar="T",
         help="one sample each (default 0.5 1)",
     )
+    parser.add_argument(
+        "--no-stateful",
+        dest="stateful",
+        action="store_false",
+        help="train on shuffled windows, each from a zero state, instead of streams carried from batch to batch",
+    )
+    parser.add_argument(
+        "--train-on",
+        choices=["book", "dialogue"],
+        default="book",
+        help="the whole book, or only its paragraphs with dialogue (validation is the book's last 10%% either way)",
+    )
     parser.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar (for logs and CI)")
     return parser
 

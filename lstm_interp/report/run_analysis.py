@@ -242,7 +242,7 @@ def _write_analysis(
         chars=vocab.chars,
         title=title or f"lstm_interp analysis of {len(text):,} characters",
         feature_matches=matches or None,
-        open_on=best_feature_match(matches),  # the best-scoring match of all features
+        open_on=best_feature_match(matches),  # the best match of all features by find_cells's rule
     )
 
     if baseline_text is not None:
@@ -377,9 +377,11 @@ def _cell_text_figure(
         feature_name=feature,
     )
     ax = fig.axes[0]
+    # The rule ranks a unit that switches first, so a flat one here means none of the feature's units switches.
+    flat = "" if best.visible else " - flat: no unit visibly switches with it"
     ax.set_title(
         f"{feature}: {best.layer} unit {best.unit} ({quantity}), {best.metric} {best.score:.3f}, "
-        f"characters {start}-{stop - 1}  ▁ = {feature}",
+        f"effect {best.effect:+.2f}{flat}, characters {start}-{stop - 1}  ▁ = {feature}",
         loc="left",
         fontsize=ax.title.get_fontsize(),
     )
