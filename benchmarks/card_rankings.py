@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ def describe(row: Any) -> dict[str, Any]:
     for control in row.controls:
         out[control.control] = round(control.score, 4)
         out[f"{row.feature} | {control.control}"] = round(control.partial, 4)
+        if not math.isnan(control.partial_effect):  # the visible part of the control test
+            out[f"effect | {control.control}"] = round(control.partial_effect, 3)
         out["beats_controls"] = row.beats_controls
     return out
 

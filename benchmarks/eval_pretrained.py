@@ -11,7 +11,9 @@ What it measures, side by side in one run (the numbers go to ``results.json``, t
   the difference, which must stay within 0.001 nats.
 - **interpretable cells**: :func:`~lstm_interp.find_cells` on the first ``--heldout`` characters of the test part for
   the features the card reports (quote and line position for the novel; comment/string and brace/paren depth for
-  code), on the cell state of every layer, with a cell-text picture of the best unit of each.
+  code), on the cell state of every layer, with a cell-text picture of the unit it ranks first (its default rule:
+  units that visibly switch first, and for a feature with a control, such as ``inside_parens`` for
+  ``inside_if_condition``, those that beat it before them); each cell records its effect and control scores.
 - **learning curve**: train and validation loss against step, read back from the run's TensorBoard event file, and
   the training time (first to last logged step, wall clock).
 
@@ -161,7 +163,11 @@ def learning_curve(run: Path, out: Path, name: str) -> dict[str, Any]:
 
 
 def interpretable_cells(model: CharLSTM, text: str, name: str, out: Path) -> list[dict[str, Any]]:
-    """The best cell of each target feature on held-out ``text``, with a picture of each."""
+    """The best cell of each target feature on held-out ``text``, with a picture of each.
+
+    "Best" is ``find_cells``' first row: its default rule ranks units that visibly switch (and, for a feature with
+    controls, those that beat them) first, so the card never shows a saturated unit's flat picture. Each cell
+    carries that row's score, effect and visibility, and its scores on the feature's controls."""
     tr = trace(model, text, names_filter="layers.*.cell")
     cells = []
     wanted = [pair for group in CELL_TARGETS[name] for pair in group] + [(f, None) for f in EXTRA_CELLS[name]]
@@ -189,8 +195,17 @@ def interpretable_cells(model: CharLSTM, text: str, name: str, out: Path) -> lis
             "metric": row.metric,
             "score": round(float(row.score), 4),
             "sign": int(row.sign),
+            "effect": round(float(row.effect), 3),
+            "visible": row.visible,
             "image": image,
         }
+        if row.controls:  # the feature implies another (an if condition lies inside parentheses): is it beaten?
+            cell["controls"] = [
+                {"control": c.control, "score": round(c.score, 4), "partial": round(c.partial, 4)}
+                | ({} if math.isnan(c.partial_effect) else {"partial_effect": round(c.partial_effect, 3)})
+                for c in row.controls
+            ]
+            cell["beats_controls"] = row.beats_controls
         if target is not None:
             cell |= {"target": target, "met": bool(row.score >= target)}
         cells.append(cell)
@@ -212,7 +227,13 @@ def redraw_cell_images(name: str, out: Path, config: dict[str, Any], heldout_cha
         cells = interpretable_cells(model, heldout, name, staging)
         for c in cells:
             moved = "" if old.get(c["feature"]) == (c["layer"], c["unit"]) else f" (was {old.get(c['feature'])})"
-            print(f"cell {c['feature']}: layer {c['layer']} unit {c['unit']} {c['metric']} {c['score']:.3f}{moved}")
+            controls = "".join(
+                f", {k['control']} {k['score']:.3f}, given it {k['partial']:.3f}" for k in c.get("controls", [])
+            )
+            print(
+                f"cell {c['feature']}: layer {c['layer']} unit {c['unit']} {c['metric']} {c['score']:.3f}, "
+                f"effect {c['effect']:+.2f}{controls}{moved}"
+            )
         results["cells"] = cells
         atomic_write_text(staging / "results.json", json.dumps(results, indent=1) + "\n")
         save_model_card(staging, final_dir=out)

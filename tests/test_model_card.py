@@ -49,9 +49,15 @@ RESULTS = {
     },
     "cells": [
         {"feature": "inside_quotes", "layer": 1, "unit": 3, "quantity": "cell", "metric": "auc", "score": 0.93,
-         "sign": -1, "target": 0.9, "met": True, "image": "images/inside_quotes.png"},
+         "sign": -1, "effect": -1.386, "visible": True,
+         "controls": [{"control": "dialogue_line", "score": 0.79, "partial": 0.996, "partial_effect": 1.2}],
+         "beats_controls": True, "target": 0.9, "met": True, "image": "images/inside_quotes.png"},
         {"feature": "line_position", "layer": 0, "unit": 7, "quantity": "cell", "metric": "pearson", "score": 0.61,
-         "sign": 1, "target": 0.8, "met": False},
+         "sign": 1, "effect": 0.04, "visible": False, "target": 0.8, "met": False},
+    ],
+    "sections": [
+        {"title": "Is there an if cell?", "text": "**No.** Only a parenthesis cell.", "image": "images/if.png"},
+        {"title": "Text only", "text": "Nothing to show."},
     ],
     "notes": ["Scored in 64 primed streams.", "The line cell missed its target."],
 }  # fmt: skip
@@ -69,7 +75,7 @@ def model_dir(tmp_path: Path, make_model: Callable[..., CharLSTM]) -> Path:
 @pytest.fixture
 def full_dir(model_dir: Path) -> Path:
     (model_dir / "images").mkdir()
-    for name in ("learning_curve.png", "inside_quotes.png"):
+    for name in ("learning_curve.png", "inside_quotes.png", "if.png"):
         (model_dir / "images" / name).write_bytes(b"\x89PNG\r\n\x1a\n")
     (model_dir / "results.json").write_text(json.dumps(RESULTS))
     return model_dir
@@ -101,8 +107,16 @@ def test_full_card_has_every_section_and_model_index(full_dir):
     assert "20-gram, interpolated modified Kneser–Ney" in text and "| paper: 20-gram | 1.195 |" in text
     assert "Target: at most 1.250 nats/char on the test split: **missed**." in text
     assert "| training time | 1 h 30 min |" in text and "![learning curve" in text
-    assert "| `inside_quotes` | 1 | 3 | cell | − | auc | 0.930 | 0.90 | met |" in text
+    header = ("| feature | layer | unit | quantity | sign | metric | score | effect | control | control score | "
+              "given control | beats the control | target | result |")  # fmt: skip
+    assert header in text
+    assert ("| `inside_quotes` | 1 | 3 | cell | − | auc | 0.930 | −1.39 | `dialogue_line` | 0.790 | 0.996 | **yes** "
+            "| 0.90 | met |") in text  # fmt: skip
+    assert "| `line_position` | 0 | 7 | cell | + | pearson | 0.610 | +0.04 (flat) |  |  |  |  | 0.80 |" in text
     assert "| missed (best 0.610) |" in text and "(images/inside_quotes.png)" in text
+    section = "## Is there an if cell?\n\n**No.** Only a parenthesis cell.\n\n![Is there an if cell?](images/if.png)"
+    assert section in text
+    assert "## Text only\n\nNothing to show.\n\n## Notes" in text
     assert 'load_pretrained("novel")' in text and "\n\n\n" not in text
     assert "## Notes\n\n- Scored in 64 primed streams.\n- The line cell missed its target.\n" in text
 
@@ -161,6 +175,20 @@ def test_tags_and_paper_are_defined_once():
         ({"metrics": {"test_loss_nats": "1.3"}}, ValueError, r"`metrics\.test_loss_nats` must be a number, got '1\.3'"),
         ({"cells": [{"feature": "x", "layer": 1.5}]}, ValueError, r"`cells\[0\]\.layer` must be an integer"),
         ({"cells": [{"met": "yes"}]}, ValueError, r"`cells\[0\]\.met` must be true or false"),
+        ({"cells": [{"effect": None}]}, ValueError, r"`cells\[0\]\.effect` must be a number"),
+        (
+            {"cells": [{"controls": [{"control": "c", "partial": "0.9"}]}]},
+            ValueError,
+            r"`cells\[0\]\.controls\[0\]\.partial` must be a number",
+        ),
+        ({"cells": [{"beats_controls": 1}]}, ValueError, r"`cells\[0\]\.beats_controls` must be true or false"),
+        ({"sections": [{"title": "t"}]}, ValueError, r"`sections\[0\]` has no `text`"),
+        ({"sections": [{"title": "t", "text": 3}]}, ValueError, r"`sections\[0\]\.text` must be a string"),
+        (
+            {"sections": [{"title": "t", "text": "x", "image": "images/none.png"}]},
+            FileNotFoundError,
+            r"`sections\[0\]\.image` .* names 'images/none\.png'",
+        ),
         ({"dataset": {"split": [0.8, "x"]}}, ValueError, r"`dataset\.split` must be a list of numbers"),
         ({"training": []}, ValueError, r"`training` must be a JSON object"),
         ({"training": {"learning_curve": "images/none.png"}}, FileNotFoundError, r"names 'images/none\.png'"),

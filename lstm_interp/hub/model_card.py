@@ -27,13 +27,20 @@ a folder holding only ``config.json``, ``vocab.json`` and ``model.safetensors`` 
       "training": {"steps": 20000, "time_s": 5400.0, "hardware": "1x NVIDIA H100", "precision": "bf16-mixed",
                    "config": "configs/novel.yaml", "learning_curve": "images/learning_curve.png"},
       "cells": [{"feature": "inside_quotes", "layer": 2, "unit": 37, "quantity": "cell", "metric": "auc",
-                 "score": 0.93, "sign": 1, "target": 0.9, "met": true, "image": "images/inside_quotes.png"}],
+                 "score": 0.93, "sign": 1, "effect": 1.39, "visible": true,
+                 "controls": [{"control": "dialogue_line", "score": 0.79, "partial": 0.99, "partial_effect": 1.2}],
+                 "beats_controls": true, "target": 0.9, "met": true, "image": "images/inside_quotes.png"}],
+      "sections": [{"title": "Is there an if-condition cell?", "text": "Markdown ...", "image": "images/if.png"}],
       "notes": ["How the test loss was measured ...", "Why a target was missed ..."]
     }
 
-Numbers are JSON numbers (nats are natural-log cross-entropy per character); ``score`` is the best score found
-for the feature, ``met`` whether it reached ``target``; image paths are relative to the folder and must exist.
-``notes`` are Markdown sentences listed in a "Notes" section (how things were measured, what fell short).
+Numbers are JSON numbers (nats are natural-log cross-entropy per character); ``score`` is the score of the unit
+``find_cells`` ranks first for the feature, ``met`` whether it reached ``target``; ``effect``, ``visible``,
+``controls`` (the unit's score on each control, ``partial`` its score on the feature given it) and
+``beats_controls`` are that row's (:class:`~lstm_interp.analysis.find_cells.CellScore`); image paths are relative
+to the folder and must exist. ``sections`` are findings with a title, Markdown text and an optional picture, each
+its own section after the cells; ``notes`` are Markdown sentences listed in a "Notes" section (how things were
+measured, what fell short).
 """
 
 from __future__ import annotations
@@ -78,6 +85,7 @@ _SCHEMA: dict[str, Any] = {
     },
     "training": {"steps": _INT, "time_s": _NUMBER, "hardware": _STR, "precision": _STR, "config": _STR},
     "cells": _LIST,
+    "sections": _LIST,
     "notes": _LIST,
 }
 _TRAINING_IMAGE = "learning_curve"
@@ -89,9 +97,15 @@ _CELL_SCHEMA = {
     "metric": _STR,
     "score": _NUMBER,
     "sign": _INT,
+    "effect": _NUMBER,
+    "visible": _BOOL,
+    "controls": _LIST,
+    "beats_controls": _BOOL,
     "target": _NUMBER,
     "met": _BOOL,
 }
+_CONTROL_SCHEMA = {"control": _STR, "score": _NUMBER, "partial": _NUMBER, "partial_effect": _NUMBER}
+_SECTION_SCHEMA = {"title": _STR, "text": _STR, "image": _STR}
 
 
 def make_model_card(
@@ -144,6 +158,7 @@ def make_model_card(
         eval_results=eval_results or None,
     )
     load_argument = _load_argument(results.get("name"), repo_id, final)
+    cells = [_cell_row(cell, folder, i) for i, cell in enumerate(results.get("cells", []))]
     context = {
         "title": repo_id or final.resolve().name,
         "summary": _summary(config, dataset),
@@ -155,7 +170,10 @@ def make_model_card(
         "val_loss": _nats(metrics["val_loss_nats"]) if "val_loss_nats" in metrics else None,
         "target": _target(metrics),
         "training": _training_section(results.get("training", {}), folder),
-        "cells": [_cell_row(cell, folder, i) for i, cell in enumerate(results.get("cells", []))],
+        "cells": cells,
+        "cell_effects": any(cell["effect"] for cell in cells),
+        "cell_controls": any(cell["control"] for cell in cells),
+        "sections": [_section(section, folder, i) for i, section in enumerate(results.get("sections", []))],
         "notes": [str(note) for note in results.get("notes", [])],
         "load_argument": json.dumps(load_argument),
         "short_name": load_argument == results.get("name"),
@@ -199,6 +217,13 @@ def _load_results(path: Path) -> dict[str, Any]:
     _check(data, _SCHEMA, str(path), "")
     for i, cell in enumerate(data.get("cells", [])):
         _check(cell, _CELL_SCHEMA, str(path), f"cells[{i}].")
+        for j, control in enumerate(cell.get("controls", [])):
+            _check(control, _CONTROL_SCHEMA, str(path), f"cells[{i}].controls[{j}].")
+    for i, section in enumerate(data.get("sections", [])):
+        _check(section, _SECTION_SCHEMA, str(path), f"sections[{i}].")
+        for key in ("title", "text"):
+            if key not in section:
+                raise ValueError(f"{str(path)!r}: `sections[{i}]` has no `{key}`; a section needs a title and text")
     split = data.get("dataset", {}).get("split")
     if split is not None and not all(_is_number(x) for x in split):
         raise ValueError(f"{str(path)!r}: `dataset.split` must be a list of numbers, got {split!r}")
@@ -378,7 +403,26 @@ def _cell_row(cell: dict[str, Any], folder: Path, index: int) -> dict[str, Any]:
     met = cell.get("met")
     row["result"] = "" if met is None else ("met" if met else f"missed (best {row['score'] or '?'})")
     row["image"] = _image(cell["image"], folder, f"cells[{index}].image") if "image" in cell else None
+    # The picture's view of the row: how far tanh(c) moves with the feature, "flat" below the visible threshold.
+    row["effect"] = ""
+    if "effect" in cell:
+        row["effect"] = f"{cell['effect']:+.2f}".replace("-", "−") + ("" if cell.get("visible", True) else " (flat)")
+    controls = cell.get("controls", [])
+    row["control"] = ", ".join(f"`{c['control']}`" for c in controls if "control" in c)
+    row["control_score"] = ", ".join(f"{c['score']:.3f}" for c in controls if "score" in c)
+    row["partial"] = ", ".join(f"{c['partial']:.3f}" for c in controls if "partial" in c)
+    beats = cell.get("beats_controls")
+    row["beats"] = "" if beats is None or not controls else ("**yes**" if beats else "no")
     return row
+
+
+def _section(section: dict[str, Any], folder: Path, index: int) -> dict[str, Any]:
+    image = section.get("image")
+    return {
+        "title": section["title"],
+        "text": section["text"],
+        "image": _image(image, folder, f"sections[{index}].image") if image is not None else None,
+    }
 
 
 def _load_argument(name: str | None, repo_id: str | None, folder: Path) -> str:
