@@ -39,7 +39,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "dialogue": {"stateful": False, "train_on": "dialogue"},
     "stateful_dialogue": {"stateful": True, "train_on": "dialogue"},
     "stateful_h256": {"stateful": True, "train_on": "book", "hidden_size": 256},
-    "stateful_h256_b16": {"stateful": True, "train_on": "book", "hidden_size": 256, "batch_size": 16},
+    "stateful_h256_b16": {"stateful": True, "train_on": "book", "hidden_size": 256, "batch_size": 16},  # = current
     "stateful_lr3": {"stateful": True, "train_on": "book", "lr": 3e-3},
     "stateful_long": {"stateful": True, "train_on": "book", "max_steps": 4000},
     "stateful_seq200": {"stateful": True, "train_on": "book", "batch_size": 16, "seq_len": 200, "max_steps": 4000},

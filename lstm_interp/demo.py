@@ -68,9 +68,9 @@ DEFAULT_OUTPUT_DIR = "lstm_interp_demo"
 # on one CPU, and not with seeds 1 and 2 (AUC 0.78-0.82).
 # Issue 20: on other machines it grew none (best AUC 0.74-0.80), with cells pinned at +-1 (sd of c = 90). Streams
 # carried from batch to batch (truncated BPTT, as char-rnn trains) let a unit learn to hold "inside a quotation"
-# across batch boundaries; 256 units per layer and batches of 16 (more updates in the time) made the cell appear
-# sooner, and 5 minutes gives a CPU without native bfloat16 enough steps. benchmarks/demo_quote_rate.py measures
-# the rate, seeds x precisions (RESULTS.md).
+# across batch boundaries; 256 units per layer and batches of 16 (more updates in the time; batches of 32 got too few
+# steps on a busy machine) made the cell appear sooner, and 5 minutes gives a CPU without bfloat16 more steps.
+# benchmarks/demo_quote_rate.py measures the rate, seeds x precisions (RESULTS.md).
 DEFAULT_MAX_STEPS = 2500
 DEFAULT_MAX_MINUTES = 5.0
 DEFAULT_BATCH_SIZE = 16
