@@ -456,6 +456,65 @@ def test_a_body_over_the_limit_is_refused(server: Server, chunked: bool) -> None
     )
 
 
+def raw_request(url: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, bytes]:
+    """(status, body) of a request with exactly these headers (Host, Origin, Content-Type) over real HTTP."""
+    req = urllib.request.Request(url, data=body, headers=headers, method="GET" if body is None else "POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_only_the_server_s_own_host_names_are_served(server: Server, planted: Server) -> None:
+    """DNS rebinding: a page of evil.example whose name points at 127.0.0.1 still sends its own Host."""
+    port = server.url.rsplit(":", 1)[1]
+    body = json.dumps({"text": "ab"}).encode()
+    json_type = {"Content-Type": "application/json"}
+    for app in (server, planted):  # create_app's default, and the CLI's hosts for its bound address
+        app_port = app.url.rsplit(":", 1)[1]
+        status, _ = raw_request(f"{app.url}/api/trace", {"Host": f"evil.example:{app_port}", **json_type}, body)
+        assert status == 400, app.url
+        status, _ = raw_request(f"{app.url}/", {"Host": f"evil.example:{app_port}"})
+        assert status == 400, app.url
+        for name in ("localhost", "127.0.0.1"):
+            status, _ = raw_request(f"{app.url}/api/info", {"Host": f"{name}:{app_port}"})
+            assert status == 200, (app.url, name)
+    status, _ = raw_request(f"{server.url}/api/info", {"Host": f"127.0.0.1.evil.example:{port}"})
+    assert status == 400
+
+
+def test_posts_must_be_json_from_the_server_s_own_origin(server: Server) -> None:
+    """A cross-site text/plain or form POST needs no CORS preflight, so the server refuses it itself."""
+    body = json.dumps({"text": "ab"}).encode()
+    own = server.url.rstrip("/")
+    for media in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        headers = {} if media is None else {"Content-Type": media}
+        status, answer = raw_request(f"{server.url}/api/trace", headers, body)
+        assert status == 415, media
+        assert "Content-Type: application/json" in json.loads(answer)["error"]
+    headers = {"Content-Type": "application/json", "Origin": "http://evil.example"}
+    status, answer = raw_request(f"{server.url}/api/trace", headers, body)
+    assert status == 403 and "'http://evil.example'" in json.loads(answer)["error"]
+    for origin in (own, None):  # the page's own fetches, and scripts that send no Origin
+        headers = {"Content-Type": "application/json; charset=utf-8", **({"Origin": origin} if origin else {})}
+        status, answer = raw_request(f"{server.url}/api/trace", headers, body)
+        assert status == 200, (origin, answer)
+
+
+def test_allowed_hosts_follow_the_bound_address() -> None:
+    from lstm_interp.serve.app import allowed_hosts, create_app
+
+    assert allowed_hosts("127.0.0.1") == ["127.0.0.1", "localhost", "[::1]"]
+    assert allowed_hosts("::1") == ["[::1]", "127.0.0.1", "localhost"]
+    assert allowed_hosts("0.0.0.0", ["lab.example.org"]) == ["0.0.0.0", "lab.example.org"]
+    assert allowed_hosts("192.168.1.5") == ["192.168.1.5"]
+    with pytest.raises(ValueError, match="`allowed_hosts` must be a non-empty list of host names, got 'localhost'"):
+        create_app(tiny_char_lstm(), allowed_hosts="localhost")
+    with pytest.raises(ValueError, match="got \\[\\]"):
+        create_app(tiny_char_lstm(), allowed_hosts=[])
+
+
 def test_not_json_and_no_files(server: Server) -> None:
     status, result = request(f"{server.url}/api/trace", raw=b"{text")
     assert status == 400 and "not JSON" in result["error"]

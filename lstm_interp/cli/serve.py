@@ -53,6 +53,11 @@ def build_parser(prog: str = "lstm-interp serve") -> argparse.ArgumentParser:
         "--port", type=port_number, default=DEFAULT_PORT, metavar="N",
         help=f"the port (default {DEFAULT_PORT}; 0 picks a free one, printed once bound)",
     )  # fmt: skip
+    parser.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME",
+        help="also accept requests whose Host header names NAME (a deliberate public bind's DNS name); by default "
+        "only the bound address, plus localhost/127.0.0.1/[::1] when it is loopback",
+    )  # fmt: skip
     parser.add_argument("--open", action="store_true", help="open the page in a web browser once serving")
     return parser
 
@@ -73,7 +78,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
     try:
         import uvicorn
 
-        from lstm_interp.serve.app import create_app
+        from lstm_interp.serve.app import allowed_hosts, create_app
     except ImportError as err:
         missing = err.name or str(err)
         raise OSError(f"{missing} is not installed; install the extra: pip install 'lstm-interp[serve]'") from err
@@ -85,7 +90,8 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
         thresholds = ", ".join(f"{t:g}" for t in args.threshold)
         print(f"indexing {len(args.corpus)} corpus file(s) at threshold {thresholds}", file=sys.stderr, flush=True)
     try:
-        app = create_app(model, corpus_files=args.corpus, thresholds=args.threshold, executor=worker)
+        app = create_app(model, corpus_files=args.corpus, thresholds=args.threshold, executor=worker,
+                         allowed_hosts=allowed_hosts(args.host, args.allow_host))  # fmt: skip
     except ValueError as err:
         parser.error(str(err))
     # Bound here rather than by uvicorn, so that with --port 0 the port is known (and printed) before serving.

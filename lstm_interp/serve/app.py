@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -43,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -59,6 +62,8 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+# The names a browser can reach a loopback-bound server by (IPv6 literals keep their brackets in a Host header).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 
@@ -83,6 +88,36 @@ def _api(handler: Endpoint) -> Endpoint:
 
 def _bundled(package: str, name: str) -> str:
     return resources.files(package).joinpath(name).read_text(encoding="utf-8")
+
+
+def allowed_hosts(host: str, extra: Sequence[str] = ()) -> list[str]:
+    """The Host header names a server bound to ``host`` accepts: the address itself (an IPv6 one in brackets, as a
+    Host header writes it), the loopback names when it is loopback, and ``extra``."""
+    names = [f"[{host}]" if ":" in host else host]
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, not an address
+        loopback = host == "localhost"
+    if loopback:
+        names += LOOPBACK_HOSTS
+    return list(dict.fromkeys([*names, *extra]))
+
+
+def check_cross_site(request: Request) -> None:
+    """Refuse what a page of another site can send without a CORS preflight (issue 21).
+
+    A cross-site ``text/plain`` or form POST needs no preflight, so the media type must be ``application/json``
+    (415 otherwise), and a browser's ``Origin`` must be this server's own (403 otherwise). A request without an
+    ``Origin`` (curl, scripts) is not a browser's cross-site request and is let through.
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        shown = media or "none"
+        raise ApiError(415, f"the request body must be sent as Content-Type: application/json, got {shown}")
+    origin = request.headers.get("origin")
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    if origin is not None and origin.lower() != own.lower():
+        raise ApiError(403, f"cross-origin request refused: Origin {origin!r} is not this server's {own!r}")
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -119,6 +154,7 @@ def create_app(
     max_body_bytes: int = 100_000,
     max_text_chars: int = 5_000,
     executor: Executor | None = None,
+    allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
 ) -> Starlette:
     """The live explorer over ``model``: the page at ``/`` and the JSON API of the module docstring.
 
@@ -138,12 +174,16 @@ def create_app(
             novel model took 1.5-1.7x as long on a second thread of a process whose main thread had loaded the
             model). So load the model on the executor too, as ``lstm-interp serve`` does:
             ``model = executor.submit(load_pretrained, "novel").result()``.
+        allowed_hosts: the names a request's ``Host`` header may carry (Starlette's ``TrustedHostMiddleware``;
+            others get 400), which stops DNS rebinding: a page of ``evil.example`` whose name is made to point at
+            127.0.0.1 still sends ``Host: evil.example``. Default: the loopback names. ``lstm-interp serve`` passes
+            the address it is bound to, plus its ``--allow-host`` names.
 
     Raises:
         TypeError: ``model`` is not a CharLSTM, or ``corpus_texts`` is one ``str``.
         FileNotFoundError: a corpus file is missing.
-        ValueError: a limit below 1, no or repeated thresholds or one that is not finite, or a corpus the index
-            cannot be built from (empty, not UTF-8, or no known character).
+        ValueError: no ``allowed_hosts``, a limit below 1, no or repeated thresholds or one that is not finite, or a
+            corpus the index cannot be built from (empty, not UTF-8, or no known character).
 
     Example::
 
@@ -158,6 +198,9 @@ def create_app(
             raise ValueError(f"`{label}` must be a positive integer, got {value!r}")
     if isinstance(corpus_texts, str):
         raise TypeError("`corpus_texts` must be a sequence of texts, got one str (wrap it in a list)")
+    hosts = [] if isinstance(allowed_hosts, str) else list(allowed_hosts)
+    if not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise ValueError(f"`allowed_hosts` must be a non-empty list of host names, got {allowed_hosts!r}")
     if isinstance(thresholds, int | float) or not thresholds:
         raise ValueError(f"`thresholds` must be a non-empty list of numbers, got {thresholds!r}")
     thresholds = [check_threshold(t, state_quantity(model.config.cell)) for t in thresholds]
@@ -194,6 +237,7 @@ def create_app(
     def post(work: Callable[[dict[str, Any]], dict[str, Any]]) -> Endpoint:
         @_api
         async def endpoint(request: Request) -> Response:
+            check_cross_site(request)
             data = await read_json(request, max_body_bytes)
             return JSONResponse(await asyncio.get_running_loop().run_in_executor(worker, work, data))
 
@@ -215,7 +259,8 @@ def create_app(
         if executor is None:  # the caller's own executor is the caller's to shut down
             worker.shutdown(wait=False, cancel_futures=True)
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    trusted = Middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[trusted])
     # Kept on the app so that the temporary index folders live exactly as long as it does.
     app.state.explorer = explorer
     return app
