@@ -343,6 +343,20 @@ def test_open_refuses_a_partial_or_broken_folder(tmp_path, make_model):
 
     assert "bits/layers.0.cell.bin (sha256 differs)" in broken(flip)
 
+    # Names read from disk stay inside the folder (issue 21): no separators or "..", no links leading out.
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"\0" * 72)
+    for name in ("../../outside", "/etc/passwd", "layers.1/../../x", "..", "a..b"):
+        widths = json.loads((out / "index.json").read_text())["widths"]
+        message = broken(lambda f, n=name, w=widths: edit_header(f, names=[n], widths={**w, n: 8}))
+        assert "are not activation names" in message and repr(name) in message
+
+    def link_out(folder):
+        (folder / "bits" / "layers.1.cell.bin").unlink()
+        (folder / "bits" / "layers.1.cell.bin").symlink_to(outside)
+
+    assert "bits/layers.1.cell.bin (leads outside the folder" in broken(link_out)
+
 
 def test_match_errors_name_the_bad_cell(quote_index, tmp_path, make_model):
     with pytest.raises(ValueError, match="non-empty list of"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -139,6 +140,9 @@ def write_bits(
         del tokens
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+
 def expected_sizes(header: dict[str, Any], where: str) -> dict[str, int]:
     """File name -> size in bytes of every file a whole index with this header has (the header's own: any)."""
     try:
@@ -147,6 +151,11 @@ def expected_sizes(header: dict[str, Any], where: str) -> dict[str, int]:
         fields = (header["threshold"], header["chars"], header["layer_names"])
         if not isinstance(steps, int) or steps < 1 or not isinstance(names, list) or not names:
             raise ValueError(f"steps {steps!r} and names {names!r} must be a positive integer and a non-empty list")
+        # Names become file names under bits/: a name with a separator or "..", or an absolute one, could reach a
+        # file outside the index folder (issue 21). Activation names are module paths: letters, digits, _ . and -.
+        unsafe = [name for name in names if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name)]
+        if unsafe:
+            raise ValueError(f"names {unsafe!r} are not activation names (letters, digits, '_', '-' and single dots)")
         if not all(isinstance(widths.get(name), int) and widths[name] > 0 for name in names):
             raise ValueError(f"widths {widths!r} must give each of {names} a positive integer")
         if not isinstance(fields[0], int | float) or not isinstance(fields[1], str) or not isinstance(fields[2], list):

@@ -185,9 +185,12 @@ class StateIndex:
         if manifest is None or manifest.get("kind") != INDEX_KIND:
             raise ValueError(f"{where} has no state index manifest.json (written last): the folder is partial")
         problems = []
+        inside = path.resolve()
         for name, size in expected.items():
             file = path / name
-            if name not in manifest["files"]:
+            if not file.resolve().is_relative_to(inside):  # a link that leads out of the folder (issue 21)
+                problems.append(f"{name} (leads outside the folder, to {str(file.resolve())!r})")
+            elif name not in manifest["files"]:
                 problems.append(f"{name} (not in manifest.json)")
             elif not file.is_file():
                 problems.append(f"{name} (missing)")
