@@ -217,16 +217,19 @@ def verify_manifest(
     return manifest
 
 
-def check_replaceable(path: str | os.PathLike, kind: str, owned: Iterable[str]) -> None:
+def check_replaceable(path: str | os.PathLike, kind: str, owned: Iterable[str], *, overwrite: bool = False) -> None:
     """Refuse, before any work, to replace a folder that holds files a ``kind`` run did not write.
 
     A whole-folder write replaces ``path`` with what the run made, so a folder is replaceable only if it does not
-    exist, is empty, has a manifest of the same ``kind``, or holds nothing but the names in ``owned`` (the files
-    and folders such a run writes: an output of an older version, which wrote no manifest).
+    exist, is empty, holds nothing but the names in ``owned`` (the files and folders such a run writes: an output of
+    an older version, which wrote no manifest), or has a manifest of the same ``kind`` that lists **every** file in it
+    with a matching sha256 (a user's ``notes.txt`` added beside an analysis, or a planted ``manifest.json`` in a
+    folder of someone's files, is not the run's to delete). Hidden ``.*.tmp`` files are leftovers of our own atomic
+    writes and do not count. ``overwrite=True`` (``--overwrite``) replaces any folder.
 
     Raises:
         NotADirectoryError: if ``path`` is a file.
-        FileExistsError: naming ``path`` and the first entries that are not such a run's.
+        FileExistsError: naming ``path``, the first entries that are not such a run's, and how to proceed.
     """
     path = Path(path)
     if not path.exists():
@@ -234,23 +237,41 @@ def check_replaceable(path: str | os.PathLike, kind: str, owned: Iterable[str]) 
     if not path.is_dir():
         raise NotADirectoryError(f"the output folder {str(path)!r} is a file; give a folder (created if missing)")
     entries = sorted(p.name for p in path.iterdir())
-    if not entries:
+    if not entries or overwrite:
         return
     try:
         manifest = read_manifest(path)
     except ManifestError:
         manifest = None
     if manifest is not None and manifest.get("kind") == kind:
-        return
-    foreign = [name for name in entries if name not in set(owned) | {MANIFEST_NAME}]
-    if manifest is not None and manifest.get("kind") != kind:
-        foreign = [f"{MANIFEST_NAME} of a {manifest.get('kind')!r} folder", *foreign]
+        foreign = _not_listed(path, manifest)
+    else:
+        foreign = [name for name in entries if name not in set(owned) | {MANIFEST_NAME}]
+        if manifest is not None:
+            foreign = [f"{MANIFEST_NAME} of a {manifest.get('kind')!r} folder", *foreign]
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise FileExistsError(
             f"the output folder {str(path)!r} holds {shown}, which a {kind} run does not write; the folder is "
-            "replaced whole, so give a new or empty folder, or one an earlier run of the same kind wrote"
+            "replaced whole, so give a new or empty folder, or one an earlier run of the same kind wrote, or pass "
+            "--overwrite (overwrite=True) to replace it anyway"
         )
+
+
+def _not_listed(folder: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """The files of ``folder`` its manifest does not account for: not listed, or changed since they were written."""
+    listed = manifest.get("files")
+    listed = listed if isinstance(listed, Mapping) else {}
+    foreign = []
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink()):
+        rel = file.relative_to(folder).as_posix()
+        if rel == MANIFEST_NAME or (file.name.startswith(".") and file.name.endswith(".tmp")):
+            continue
+        if rel not in listed:
+            foreign.append(f"{rel} (not in its {MANIFEST_NAME})")
+        elif file.is_symlink() or file_sha256(file) != listed[rel]:
+            foreign.append(f"{rel} (changed since the run wrote it)")
+    return foreign
 
 
 def _json_sha256(data: Any) -> str:

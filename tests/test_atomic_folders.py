@@ -221,3 +221,52 @@ def test_an_analyze_killed_at_random_moments_leaves_the_previous_analysis(tmp_pa
     subprocess.run([*argv, "--features", "inside_quotes"], env=env, check=True, capture_output=True)
     assert _leftovers(tmp_path) == []  # the killed runs' partial folders went with the next run
     assert -signal.SIGKILL in outcomes
+
+
+# ------------------------------------------------------------------------ nothing deleted we did not write (issue 21)
+def test_a_rerun_keeps_files_the_earlier_run_did_not_write(tmp_path, make_model):
+    """A folder with a manifest of the same kind is replaced only if the manifest accounts for every file in it."""
+    from cli_run import run_cli
+
+    from lstm_interp.report.run_analysis import run_analysis
+
+    model, text = make_model(), "ab {x} " * 20
+    out = tmp_path / "analysis"
+    run_analysis(model, text, out, features=["brace_depth"])
+    (out / "notes.txt").write_text("my notes\n")
+    with pytest.raises(FileExistsError, match=r"holds notes\.txt \(not in its manifest\.json\).*--overwrite"):
+        run_analysis(model, text, out, features=["brace_depth"])
+    assert (out / "notes.txt").read_text() == "my notes\n"
+    (out / "notes.txt").unlink()
+    (out / "cells.json").write_text("{}")  # a file of the run, edited by hand
+    with pytest.raises(FileExistsError, match=r"cells\.json \(changed since the run wrote it\)"):
+        run_analysis(model, text, out, features=["brace_depth"])
+    run_analysis(model, text, out, features=["brace_depth"], overwrite=True)  # said explicitly: replaced
+    assert json.loads((out / "cells.json").read_text())["features"]
+
+    # A manifest planted in a folder of someone's files does not make them ours.
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text("\\documentclass{book}\n")
+    (thesis / "manifest.json").write_text(json.dumps({"format": 1, "kind": "analysis", "files": {}}))
+    with pytest.raises(FileExistsError, match=r"holds thesis\.tex"):
+        run_analysis(model, text, thesis, features=["brace_depth"])
+    assert (thesis / "thesis.tex").is_file()
+
+    # The same rule for model folders, and the CLI names the files and the flag, exiting without a traceback.
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    (folder / "notes.txt").write_text("mine\n")
+    with pytest.raises(FileExistsError, match=r"notes\.txt \(not in its manifest\.json\)"):
+        model.save_pretrained(folder)
+    model.save_pretrained(folder, overwrite=True)
+    assert not (folder / "notes.txt").exists()
+    (tmp_path / "text.txt").write_text(text)
+    (out / "notes.txt").write_text("again\n")
+    args = ["analyze", str(folder), str(tmp_path / "text.txt"), "--out", str(out), "--features", "brace_depth"]
+    code, _, err = run_cli(args)
+    assert code == 1 and "notes.txt (not in its manifest.json)" in err and "--overwrite" in err, err
+    assert "Traceback" not in err and (out / "notes.txt").exists()
+    code, _, err = run_cli([*args, "--overwrite"])
+    assert code == 0, err
+    assert not (out / "notes.txt").exists()

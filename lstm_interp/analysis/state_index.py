@@ -93,6 +93,7 @@ class StateIndex:
         names: str | Sequence[str] | None = None,
         chunk_chars: int = DEFAULT_CHUNK_CHARS,
         on_unknown: str = "error",
+        overwrite: bool = False,
     ) -> StateIndex:
         """Trace a corpus segment by segment and write its index folder at ``path`` (replaced whole).
 
@@ -107,6 +108,7 @@ class StateIndex:
             chunk_chars: characters per traced segment (rounded up to a multiple of 8, so each fills whole bytes);
                 memory holds one segment's activations.
             on_unknown: ``"error"`` or ``"skip"`` for characters outside the vocabulary.
+            overwrite: replace ``path`` even if it holds files an earlier build did not write.
 
         Raises:
             FileNotFoundError, IsADirectoryError: a corpus file that is missing or a folder.
@@ -126,7 +128,7 @@ class StateIndex:
             raise ValueError(f"`on_unknown` must be 'error' or 'skip', got {on_unknown!r}")
         source = corpus_source(text_or_files)
         path = Path(path)
-        check_replaceable(path, INDEX_KIND, [HEADER_NAME, TOKENS_NAME, BITS_DIR])
+        check_replaceable(path, INDEX_KIND, [HEADER_NAME, TOKENS_NAME, BITS_DIR], overwrite=overwrite)
         with atomic_folder(path) as staging:
             text = write_tokens(staging / TOKENS_NAME, vocab, source, on_unknown)
             widths = write_bits(

@@ -55,6 +55,10 @@ def build_parser(prog: str = "lstm-interp ablate") -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random units and bootstrap (0)")
     parser.add_argument("--out", "-o", type=Path, default=Path("lstm_interp_ablation"), metavar="DIR",
                         help="the folder to write (default: lstm_interp_ablation)")  # fmt: skip
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace --out even if it holds files an earlier run did not write (they are deleted)",
+    )  # fmt: skip
     return parser
 
 
@@ -78,7 +82,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp ablate") -> int:
     from lstm_interp.plots.ablation_study import plot_ablation_study
     from lstm_interp.report.experiment_folder import check_experiment_folder, write_experiment_folder
 
-    check_experiment_folder(args.out, KIND)
+    check_experiment_folder(args.out, KIND, overwrite=args.overwrite)
     model = load_pretrained(args.model)
     names = [intervention_name(layer, model.config.cell) for layer, _, _ in args.units]
     quantities = {name.rsplit(".", 1)[1] for name in names}
@@ -93,7 +97,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp ablate") -> int:
     )  # fmt: skip
     arguments = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
     write_experiment_folder(args.out, KIND, study.to_dict(), plot_ablation_study(study), model=model,
-                            texts={"text": text}, arguments=arguments)  # fmt: skip
+                            texts={"text": text}, arguments=arguments, overwrite=args.overwrite)  # fmt: skip
     print(study.to_markdown())
     print(f"Wrote {args.out}/{KIND}.json and {KIND}.png")
     return 0

@@ -94,6 +94,10 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit of MODEL (default: main)")
     parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace --out even if it holds files an earlier analysis did not write (they are deleted)",
+    )  # fmt: skip
+    parser.add_argument(
         "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
     )
 
@@ -161,6 +165,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         title=f"{Path(args.model).name or args.model}: {args.text_file.name}",
         on_unknown="skip" if args.skip_unknown else "error",
         controls=controls,
+        overwrite=args.overwrite,
         log=print,
     )
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())

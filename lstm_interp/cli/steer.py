@@ -66,6 +66,10 @@ def build_parser(prog: str = "lstm-interp steer") -> argparse.ArgumentParser:
         "--features", nargs="+", default=[], metavar="NAME", help="features whose mean over the samples to compare"
     )
     parser.add_argument("--out", "-o", type=Path, required=True, metavar="DIR", help="the folder to write")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace --out even if it holds files an earlier run did not write (they are deleted)",
+    )  # fmt: skip
     return parser
 
 
@@ -111,7 +115,8 @@ def _steer(args: argparse.Namespace, features: list[str]) -> int:
     from lstm_interp.plots import plot_steer
     from lstm_interp.report.experiment_folder import check_experiment_folder, write_experiment_folder
 
-    check_experiment_folder(args.out, KIND)  # before the model is opened or anything is sampled
+    # Before the model is opened or anything is sampled.
+    check_experiment_folder(args.out, KIND, overwrite=args.overwrite)
     model = load_pretrained(args.model)
     cell = model.config.cell
     steps = None if args.from_prompt else slice(len(args.prompt), None)
@@ -135,7 +140,7 @@ def _steer(args: argparse.Namespace, features: list[str]) -> int:
         "features": features,
     }
     write_experiment_folder(args.out, KIND, result.to_dict(), plot_steer(result), model=model,
-                            texts={"prompt": args.prompt}, arguments=arguments)  # fmt: skip
+                            texts={"prompt": args.prompt}, arguments=arguments, overwrite=args.overwrite)  # fmt: skip
     print(result.to_markdown())
     print(f"wrote {args.out}")
     return 0

@@ -344,6 +344,7 @@ class CharLSTM(
         *,
         repo_id: str | None = None,
         push_to_hub: bool = False,
+        overwrite: bool = False,
         **push_to_hub_kwargs: Any,
     ) -> str | None:
         """Write ``config.json``, ``vocab.json``, ``model.safetensors`` and the model card ``README.md``.
@@ -365,6 +366,7 @@ class CharLSTM(
                 push to (default: the folder's name).
             push_to_hub: then upload the model with :meth:`push_to_hub`.
             push_to_hub_kwargs: options of :meth:`push_to_hub` (``private``, ``revision``, ``token``, ...).
+            overwrite: replace the folder even if it holds files the earlier save did not write (or changed).
 
         Returns:
             The commit URL with ``push_to_hub=True``, else ``None``.
@@ -376,7 +378,7 @@ class CharLSTM(
         """
         folder = Path(save_directory)
         self._require_vocab()
-        check_replaceable(folder, "model", MODEL_FOLDER_NAMES)
+        check_replaceable(folder, "model", MODEL_FOLDER_NAMES, overwrite=overwrite)
         with atomic_folder(folder) as staging:
             self._save_pretrained(staging, repo_id=repo_id, final_dir=folder)
         if push_to_hub:

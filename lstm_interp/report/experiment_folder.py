@@ -27,13 +27,13 @@ def experiment_names(kind: str) -> tuple[str, str]:
     return f"{kind}.json", f"{kind}.png"
 
 
-def check_experiment_folder(out: str | os.PathLike, kind: str) -> None:
+def check_experiment_folder(out: str | os.PathLike, kind: str, *, overwrite: bool = False) -> None:
     """Refuse, before the experiment runs, an ``out`` that holds files a ``kind`` run does not write.
 
     Raises:
         FileExistsError, NotADirectoryError: see :func:`lstm_interp.manifest.check_replaceable`.
     """
-    check_replaceable(out, kind, experiment_names(kind))
+    check_replaceable(out, kind, experiment_names(kind), overwrite=overwrite)
 
 
 def write_experiment_folder(
@@ -45,6 +45,7 @@ def write_experiment_folder(
     model: torch.nn.Module,
     texts: Mapping[str, str],
     arguments: Mapping[str, Any],
+    overwrite: bool = False,
 ) -> Path:
     """Write ``out/<kind>.json``, ``out/<kind>.png`` and ``out/manifest.json`` as one folder, replacing ``out``.
 
@@ -54,6 +55,7 @@ def write_experiment_folder(
         result: the JSON-safe result (``AblationStudy.to_dict()``, say).
         figure: its figure.
         model, texts, arguments: what made it, for the manifest.
+        overwrite: replace ``out`` even if it holds files the earlier run did not write.
 
     Returns:
         ``out`` as a :class:`~pathlib.Path`.
@@ -61,7 +63,7 @@ def write_experiment_folder(
     Raises:
         FileExistsError: ``out`` holds files a ``kind`` run does not write (nothing is changed).
     """
-    check_experiment_folder(out, kind)
+    check_experiment_folder(out, kind, overwrite=overwrite)
     json_name, figure_name = experiment_names(kind)
     with atomic_folder(out) as staging:
         atomic_write_text(staging / json_name, json.dumps(result, indent=1, allow_nan=False, ensure_ascii=False) + "\n")

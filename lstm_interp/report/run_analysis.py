@@ -90,6 +90,7 @@ def run_analysis(
     title: str | None = None,
     on_unknown: OnUnknown = "error",
     controls: Mapping[str, Sequence[str]] | None = None,
+    overwrite: bool = False,
     log: Log | None = None,
 ) -> Path:
     """Find the units that track each feature, measure gate saturation, and compare with an n-gram baseline.
@@ -118,6 +119,7 @@ def run_analysis(
             :func:`~lstm_interp.find_cells`); a feature not named keeps its registered
             :attr:`~lstm_interp.features.Feature.controls` (skipped where constant on the text), and an empty list
             turns them off. A control named here must vary on the text.
+        overwrite: replace ``out_dir`` even if it holds files the earlier analysis did not write (or changed).
         log: called with progress lines and the summary tables (``print``, say); ``None`` is silent.
 
     Returns:
@@ -150,7 +152,7 @@ def run_analysis(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
     _check_baseline(baseline_text, ngram_order)
-    check_replaceable(out_dir, "analysis", ANALYSIS_NAMES)
+    check_replaceable(out_dir, "analysis", ANALYSIS_NAMES, overwrite=overwrite)
     vocab = model._require_vocab()
     if on_unknown == "skip":
         kept = "".join(c for c in text if c in vocab)
