@@ -149,9 +149,14 @@ def test_save_pretrained_writes_the_template_card(tmp_path, make_model):
 
 
 def test_save_pretrained_replaces_the_folder_whole(full_dir, make_model):
-    # The old card, results and images described other weights: a save leaves only what it wrote.
+    # An edited card, and results and images its manifest does not list, are not a save's to delete (issue 21):
+    # refused, naming them, the folder untouched; overwrite=True says to replace it whole.
     (full_dir / "README.md").write_text("an old card\n", encoding="utf-8")
-    make_model('The "quoted" text\n', from_text=True).save_pretrained(full_dir)
+    before = sorted(p.relative_to(full_dir).as_posix() for p in full_dir.rglob("*"))
+    with pytest.raises(FileExistsError, match=r"README\.md \(changed since the run wrote it\).*--overwrite"):
+        make_model('The "quoted" text\n', from_text=True).save_pretrained(full_dir)
+    assert sorted(p.relative_to(full_dir).as_posix() for p in full_dir.rglob("*")) == before
+    make_model('The "quoted" text\n', from_text=True).save_pretrained(full_dir, overwrite=True)
     text = (full_dir / "README.md").read_text(encoding="utf-8")
     assert text == str(make_model_card(full_dir)) and "## Results" not in text
     assert f"# {full_dir.name}" in text and ".partial-" not in text  # named for the folder, not its staging copy

@@ -359,9 +359,10 @@ class CharLSTM(
         What an earlier save left there (a ``results.json``, ``images/``) is not kept: it described other weights.
 
         Args:
-            save_directory: the folder (created if missing). If it exists it must be empty or hold only what a
-                model folder holds (``config.json``, ``README.md``, ``images/``, ...), so that a save never
-                deletes other files.
+            save_directory: the folder (created if missing). If it exists it must be empty, hold only what a model
+                folder holds (an older version's, without a manifest), or be an earlier save whose ``manifest.json``
+                lists every file in it with a matching sha256, so that a save never deletes a file it did not write
+                (a ``notes.txt`` added later, an edited card); ``overwrite=True`` replaces it anyway.
             repo_id: the Hub repo the card is for (its usage snippet names it); with ``push_to_hub``, the repo to
                 push to (default: the folder's name).
             push_to_hub: then upload the model with :meth:`push_to_hub`.
