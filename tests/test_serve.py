@@ -502,6 +502,14 @@ def test_posts_must_be_json_from_the_server_s_own_origin(server: Server) -> None
         assert status == 200, (origin, answer)
 
 
+def test_deep_json_and_cells_of_the_wrong_form_get_clear_errors(server: Server) -> None:
+    status, result = request(f"{server.url}/api/trace", raw=b"[" * 3_000 + b"]" * 3_000)
+    assert status == 400 and "nested too deeply" in result["error"]
+    status, result = request(f"{server.url}/api/match", {"cells": "layers.1:3"})
+    assert status == 400 and "must be a list of [layer, unit] pairs" in result["error"]
+    assert "layers.1:3" in result["error"]
+
+
 def test_allowed_hosts_follow_the_bound_address() -> None:
     from lstm_interp.serve.app import allowed_hosts, create_app
 

@@ -140,6 +140,8 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ApiError(400, f"the request body is not JSON: {err}") from None
+    except RecursionError:  # "[[[[...]]]]" thousands deep: Python's parser gives up (issue 21)
+        raise ApiError(400, "the request body is JSON nested too deeply; the API takes flat objects") from None
     if not isinstance(data, dict):
         raise ApiError(400, f"the request body must be a JSON object, got {type(data).__name__}")
     return data

@@ -370,7 +370,11 @@ class Explorer:
         if not self.indexes:
             raise ApiError(400, "no corpus to match in: start the server with --corpus FILE")
         cells = data.get("cells")
-        if not isinstance(cells, list) or not cells:
+        if not isinstance(cells, list):  # a string is not an empty selection: say what is expected (issue 21)
+            raise ApiError(
+                400, f'`cells` must be a list of [layer, unit] pairs, e.g. [["layers.1", 37]], got {cells!r:.200}'
+            )
+        if not cells:
             raise ApiError(400, f"`cells` is an empty selection: select cells first (got {cells!r:.200})")
         pairs: list[tuple[str, int]] = []
         for cell in cells:
