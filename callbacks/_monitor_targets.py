@@ -23,8 +23,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from lstm_interp.analysis.control_scores import check_control
-from lstm_interp.features import Feature, compute_feature, get_feature
+from lstm_interp.analysis.control_scores import usable_controls
+from lstm_interp.features import Feature
 from lstm_interp.features.feature_values import feature_values
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing.layers import cell_type
@@ -195,21 +195,10 @@ def _feature_values(features: Sequence[Feature], probes: list[Probe]) -> dict[st
 def _control_values(
     features: Sequence[Feature], probes: list[Probe], values: dict[str, tuple[np.ndarray, str]]
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Each feature's registered controls on the probes, joined like the features; a control that is constant on
-    the probes, or that cannot control the feature there, is left out (the matches are then scored without it)."""
-    controls: dict[str, dict[str, np.ndarray]] = {}
+    """Each feature's registered controls that can be scored on the probes (``usable_controls``), joined like the
+    features; the matches are scored without the others."""
     texts = [probe.text or "" for probe in probes]
-    for feature in features:
-        controls[feature.name] = {}
-        for name in feature.controls:
-            try:
-                control = get_feature(name)
-                c_values = np.concatenate([compute_feature(control, text) for text in texts]).astype(bool)
-                check_control(values[feature.name][0], c_values, feature.name, name)
-            except (KeyError, ValueError):  # unregistered, or not informative on these probes
-                continue
-            controls[feature.name][name] = c_values
-    return controls
+    return {feature.name: usable_controls(feature, values[feature.name][0], texts)[0] for feature in features}
 
 
 def _not_embedding(name: str) -> bool:

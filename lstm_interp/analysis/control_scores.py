@@ -25,6 +25,7 @@ given the control, or a partial |r| of 0.5), **and** its partial effect is visib
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ from torch import Tensor
 
 from lstm_interp.analysis._scores import score_columns
 from lstm_interp.analysis.visible_effect import MIN_EFFECT, visible_effect
+from lstm_interp.features import Feature, compute_feature, get_feature
 
 MIN_PARTIAL = 0.5  # strength: AUC 0.75 or |r| 0.5 given the control
 
@@ -161,6 +163,40 @@ def control_scores(
         ControlScore(control_label, float(s), float(p), metric, float(e), min_effect)
         for s, p, e in zip(score, partial, effect, strict=True)
     ]
+
+
+def usable_controls(
+    feature: Feature, values: np.ndarray, texts: str | Sequence[str]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The feature's registered controls that can be scored on ``texts``, and why each other one cannot.
+
+    Each control is computed on each text and joined end to end, as ``feature_values`` joins the feature's
+    ``values``. A control is left out when it is unregistered, not binary, constant on the texts ("constant on this
+    text"), or refused by :func:`check_control`; a typed text or a probe often lacks one (no line of dialogue), and
+    the matches are then scored without it. The one place the monitor, the explorer, ``run_analysis`` and
+    ``find_cells`` (its default, ``controls=None``) decide this.
+
+    Returns:
+        ``({control name: bool values}, {control name: why it was left out})``.
+    """
+    parts = [texts] if isinstance(texts, str) else list(texts)
+    usable: dict[str, np.ndarray] = {}
+    skipped: dict[str, str] = {}
+    for name in feature.controls:
+        try:
+            control = get_feature(name)
+            if control.kind != "binary":
+                raise ValueError(f"control {name!r} is {control.kind}")
+            c_values = np.concatenate([compute_feature(control, text) for text in parts]).astype(bool)
+            if c_values.min() == c_values.max():
+                skipped[name] = "constant on this text"
+                continue
+            check_control(values, c_values, feature.name, name)
+        except (KeyError, ValueError) as err:  # unregistered (UnknownFeatureError), or refused by check_control
+            skipped[name] = str(err)
+            continue
+        usable[name] = c_values
+    return usable, skipped
 
 
 def _both_classes(labels: np.ndarray) -> bool:

@@ -45,7 +45,7 @@ import numpy as np
 from torch import Tensor
 
 from lstm_interp.analysis._scores import score_columns
-from lstm_interp.analysis.control_scores import ControlScore, check_control, control_scores
+from lstm_interp.analysis.control_scores import ControlScore, check_control, control_scores, usable_controls
 from lstm_interp.analysis.visible_effect import MIN_EFFECT, visible_effect
 from lstm_interp.features import FEATURE_KINDS, Feature, FeatureKind, compute_feature, get_feature
 from lstm_interp.features.feature_values import check_feature_values
@@ -303,10 +303,13 @@ def find_cells(
 def _controls(
     trace: Trace, feature: FeatureLike, controls: ControlsLike, values: np.ndarray, label: str
 ) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
-    """The controls to score, as (name, values) pairs, and the registered ones skipped for being constant."""
-    explicit = controls is not None
-    if controls is None:
-        controls = get_feature(feature).controls if isinstance(feature, str | Feature) else ()
+    """The controls to score, as (name, values) pairs, and the registered ones left out, with why; controls named
+    explicitly must all be usable (an error otherwise)."""
+    if controls is None:  # the feature's registered controls that can be scored here; the others are listed
+        if not isinstance(feature, str | Feature) or trace.text is None:
+            return [], []
+        usable, why = usable_controls(get_feature(feature), values, trace.text)
+        return list(usable.items()), [f"control {name} ({reason})" for name, reason in why.items()]
     if isinstance(controls, Mapping):  # precomputed values, named by the keys
         given = [(str(name), np.asarray(v)) for name, v in controls.items()]
     else:
@@ -319,7 +322,7 @@ def _controls(
             if control.kind != "binary":
                 raise ValueError(f"control {control.name!r} is {control.kind}; a control must be a binary feature")
             given.append((control.name, compute_feature(control, trace.text or "")))
-    chosen, skipped = [], []
+    chosen = []
     for name, c_values in given:
         if name == label:
             raise ValueError(f"control {name!r} is the feature itself; a control must be another feature")
@@ -329,12 +332,21 @@ def _controls(
                 f"{c_values.shape}"
             )
         c_values = c_values.astype(bool)
-        if not explicit and c_values.min() == c_values.max():
-            skipped.append(f"control {name} (constant on this text)")
-            continue
         check_control(values, c_values, label, name)
         chosen.append((name, c_values))
-    return chosen, skipped
+    return chosen, []
+
+
+def row_rank(row: Mapping[str, Any]) -> tuple[int, float]:
+    """The sort key of the ranking rule for a ``CellScore.to_dict()`` row, to order rows of different features.
+
+    Tier 0: visible and beating its controls (or without any); 1: visible, beaten by a control; 2: flat. Within a
+    tier, strength (``|r|``, or ``2 * AUC - 1``). A row without the flags (an index file written before them)
+    counts as visible and unbeaten. The report's opening match and the explorer's feature list sort by it.
+    """
+    tier = 2 if row.get("visible") is False else 1 if row.get("beats_controls") is False else 0
+    score = float(row.get("score", 0.0))
+    return tier, -(2 * score - 1 if row.get("metric") == "auc" else score)
 
 
 # ---------------------------------------------------------------------------- helpers shared with explain_unit

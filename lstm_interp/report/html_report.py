@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from lstm_interp._io import atomic_write_bytes
+from lstm_interp.analysis.find_cells import row_rank
 from lstm_interp.analysis.visible_effect import MIN_EFFECT
 from lstm_interp.report._encode import pack
 from lstm_interp.report.page_budget import SLACK_BYTES, PageBudget, ShownQuantity, named_units
@@ -384,7 +385,7 @@ def ranked_feature_matches(feature_matches: FeatureMatches | None) -> list[Mappi
     if not feature_matches:
         return []
     firsts = [rows[0] for rows in feature_matches.values() if rows]
-    return sorted(firsts, key=lambda row: (_tier(row), -_strength(row)))
+    return sorted(firsts, key=row_rank)
 
 
 def best_feature_match(feature_matches: FeatureMatches | None) -> Mapping[str, Any] | None:
@@ -398,16 +399,3 @@ def is_visible(row: Mapping[str, Any]) -> bool:
     """Whether a match visibly switches with its feature (``CellScore.visible``); a row without the flag counts as
     visible, as the index files written before it."""
     return row.get("visible") is not False
-
-
-def _tier(row: Mapping[str, Any]) -> int:
-    """``find_cells``'s tiers across features: 0 visible and beating its controls (or without any), 1 visible but
-    beaten by a control, 2 the rest (``lstm_interp.serve.explorer.feature_rank`` ranks the explorer's list so)."""
-    if not is_visible(row):
-        return 2
-    return 1 if row.get("beats_controls") is False else 0
-
-
-def _strength(row: Mapping[str, Any]) -> float:
-    score = float(row.get("score", 0.0))
-    return 2 * score - 1 if row.get("metric") == "auc" else score

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 
 from lstm_interp._io import atomic_folder, atomic_write_text
 from lstm_interp.analysis import ActivationStats, CellTable, GateSaturation, find_cells
-from lstm_interp.analysis.control_scores import check_control
+from lstm_interp.analysis.control_scores import check_control, usable_controls
 from lstm_interp.comparison import (
     NGramBaseline,
     NoMatchedBracesError,
@@ -293,22 +293,19 @@ def _control_values(
         raise ValueError(f"`controls` names features that are not analysed: {unknown}; analysed: {sorted(values)}")
     out: dict[str, dict[str, np.ndarray]] = {}
     for name, (feature, _) in values.items():
-        explicit = name in controls
-        names = [controls[name]] if isinstance(controls.get(name), str) else controls.get(name)
+        if name not in controls:  # the registered ones that can be scored on this text
+            out[name] = usable_controls(get_feature(name), feature, text)[0]
+            continue
+        named = [controls[name]] if isinstance(controls[name], str) else controls[name]
         out[name] = {}
-        for control_name in names if explicit else get_feature(name).controls:
+        for control_name in named:  # named explicitly: each must be usable, or the analysis is refused up front
             control = get_feature(control_name)  # unknown: fails listing the registered features
             if control.kind != "binary":
                 raise ValueError(f"control {control.name!r} of {name!r} is {control.kind}; a control must be binary")
             if control.name == name:
                 raise ValueError(f"control {control.name!r} is the feature itself; a control must be another feature")
-            c_values = compute_feature(control, text)
-            if c_values.min() == c_values.max():
-                if explicit:
-                    check_control(feature, c_values, name, control.name)  # raises, naming both
-                continue
-            check_control(feature, c_values, name, control.name)
-            out[name][control.name] = c_values
+            out[name][control.name] = compute_feature(control, text)
+            check_control(feature, out[name][control.name], name, control.name)
     return out
 
 

@@ -16,7 +16,7 @@ Routes (the work of each is :class:`~lstm_interp.serve.explorer.Explorer`'s):
   "factor"?}]``) all of these are of the intervened run, and ``base_top``/``base_loss`` are those without;
 - ``POST /api/features`` ``{"text", "quantity", "top"?}``: per registered feature that varies on the text, the units
   that track it best in :func:`~lstm_interp.find_cells`'s order (units that visibly switch first), the features
-  ordered by their first unit (:func:`~lstm_interp.serve.explorer.feature_rank`);
+  ordered by their first unit (:func:`~lstm_interp.analysis.find_cells.row_rank`);
 - ``POST /api/select`` ``{"text", "span", "threshold", "before", "after", "layer"?, "quantity"?}``: LSTMVis's
   selection (:func:`~lstm_interp.select_cells`) over a span of the text's characters; with ``{"corpus": i, "span",
   "threshold"?, ...}`` instead of ``text``, over a span of corpus ``i``, read from its index

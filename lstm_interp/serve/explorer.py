@@ -9,8 +9,9 @@ marked on the page) but not traced, so the trace has a step for each *known* cha
 the text's characters and are mapped to steps here.
 
 The feature list follows :func:`~lstm_interp.find_cells`'s ranking rule: each feature's units in the order it returns
-them (units that visibly switch first), and the features ordered by their first unit (:func:`feature_rank`), so the
-panel never leads with a unit whose picture is one flat band while one that switches exists.
+them (units that visibly switch first), and the features ordered by their first unit
+(:func:`~lstm_interp.analysis.find_cells.row_rank`), so the panel never leads with a unit whose picture is one
+flat band while one that switches exists.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ import numpy as np
 import torch
 
 from lstm_interp.analysis import Match, StateIndex, find_cells, select_cells
-from lstm_interp.analysis.control_scores import check_control
-from lstm_interp.features import FEATURES, ConstantFeatureError, Feature, compute_feature, feature_values, get_feature
+from lstm_interp.analysis.control_scores import usable_controls
+from lstm_interp.analysis.find_cells import row_rank
+from lstm_interp.features import FEATURES, ConstantFeatureError, feature_values
 from lstm_interp.interventions import Ablate, Clamp, Intervention, Scale, run_with_interventions
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.report._encode import display_codes
@@ -49,35 +51,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def feature_rank(first: dict[str, Any]) -> tuple[int, float]:
-    """Where a feature goes in the panel, from its first unit's row (``CellScore.to_dict()`` plus ``strength``).
-
-    find_cells's tiers, across features: a unit that visibly switches and beats the feature's controls (or the
-    feature has none) first, then one that switches but does not beat them, then a flat one; each tier by strength.
-    Sorting by this key is stable, so ties keep the registry's order.
-    """
-    if not first["visible"]:
-        return 2, -first["strength"]
-    return (0 if first.get("beats_controls", True) else 1), -first["strength"]
-
-
-def usable_controls(feature: Feature, values: np.ndarray, text: str) -> list[str]:
-    """The feature's registered controls that can say something on ``text``: binary, varying, and not equal to the
-    feature nor leaving it constant within their classes (``check_control``). A typed text often lacks one (no line
-    of dialogue), and find_cells refuses a control named explicitly that cannot be scored, so those are left out."""
-    usable = []
-    for name in feature.controls:
-        try:
-            control = get_feature(name)
-            if control.kind != "binary":
-                continue
-            check_control(values, compute_feature(control, text).astype(bool), feature.name, name)
-        except (KeyError, ValueError):  # an unregistered control (UnknownFeatureError) or one check_control refuses
-            continue
-        usable.append(name)
-    return usable
 
 
 def _number(value: Any, label: str) -> float:
@@ -324,7 +297,8 @@ class Explorer:
         self, result: Trace, known: str, quantity: str, top: int
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Per registered feature that varies on ``known`` (traced as ``result``), its ``top`` units in find_cells's
-        order, scored against its usable controls; the features in :func:`feature_rank` order. Also the names of the
+        order, scored against its usable controls; the features in :func:`~lstm_interp.analysis.find_cells.row_rank`
+        order. Also the names of the
         features constant on ``known``."""
         rows, constant = [], []
         for feature in FEATURES.values():
@@ -333,14 +307,14 @@ class Explorer:
             except ConstantFeatureError:
                 constant.append(feature.name)
                 continue
-            controls = usable_controls(feature, values, known)
+            controls, _ = usable_controls(feature, values, known)
             table = find_cells(result, values, quantity, top, kind=feature.kind, label=feature.name, controls=controls)
             units = [row.to_dict() | {"strength": row.strength} for row in table.rows]
             rows.append({
-                "feature": feature.name, "kind": feature.kind, "metric": table.rows[0].metric, "controls": controls,
-                "units": units,
+                "feature": feature.name, "kind": feature.kind, "metric": table.rows[0].metric,
+                "controls": list(controls), "units": units,
             })  # fmt: skip
-        rows.sort(key=lambda row: feature_rank(row["units"][0]))
+        rows.sort(key=lambda row: row_rank(row["units"][0]))
         return rows, constant
 
     def select_response(self, data: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ The page must open on something a reader can see switch, never on an empty box s
   feature that varies there gets its busiest window (:func:`~lstm_interp.features.busiest_window`, the stretch
   where it changes most) of :data:`PASSAGE_CHARS` characters, moved to start at a line start
   (:func:`passage_bounds`); each window is traced from the zero state, as the page traces it, and its feature's best
-  unit on it ranked by :func:`~lstm_interp.serve.explorer.feature_rank` (find_cells's rule: a unit that visibly
+  unit on it ranked by :func:`~lstm_interp.analysis.find_cells.row_rank` (find_cells's rule: a unit that visibly
   switches, and beats the feature's controls, first; then strength). The best-tracked feature's window is the
   passage.
 - **Without one**, a built-in probe text (:data:`PROBES`, prose with dialogue and a parenthesis, and C code): of
@@ -32,8 +32,9 @@ import numpy as np
 import torch
 
 from lstm_interp.analysis import find_cells
+from lstm_interp.analysis.control_scores import usable_controls
+from lstm_interp.analysis.find_cells import row_rank
 from lstm_interp.features import FEATURES, ConstantFeatureError, busiest_window, feature_values
-from lstm_interp.serve.explorer import feature_rank, usable_controls
 from lstm_interp.tracing import Trace
 from lstm_interp.tracing.most_variable_units import flat_units
 from lstm_interp.tracing.quantities import display_values
@@ -231,10 +232,10 @@ def _corpus_candidates(explorer: Explorer, length: int) -> list[Candidate]:
             values = feature_values(feature, known)
         except ConstantFeatureError:  # the line-start shift moved the window off its changes
             continue
-        controls = usable_controls(feature, values, known)
+        controls, _ = usable_controls(feature, values, known)
         top = find_cells(result, values, explorer.state_quantity, 1, kind=feature.kind, label=feature.name,
                          controls=controls)[0]  # fmt: skip
-        key = feature_rank(top.to_dict() | {"strength": top.strength})
+        key = row_rank(top.to_dict())
         ranked.append((key, Candidate(head[span[0] : span[1]], "corpus", 0, span, feature.name)))
     ranked.sort(key=lambda pair: pair[0])  # stable: ties keep the registry's order
     start = passage_bounds(head, 0, length)
