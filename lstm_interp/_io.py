@@ -3,6 +3,7 @@ renamed into place.
 
 A crash, a kill or an exception mid-write therefore never leaves a half-written file where a reader expects a whole
 one (:func:`atomic_path`), nor a folder holding some files of one run and some of another (:func:`atomic_folder`).
+What those writes leave is read back with :func:`read_json_file`, whose errors name the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import ctypes
 import errno
 import functools
+import json
 import os
 import secrets
 import shutil
@@ -19,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 try:
     import fcntl
@@ -58,6 +61,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def read_json_file(path: str | os.PathLike, what: str, error: type[Exception] = ValueError) -> Any:
+    """The parsed JSON of ``path``, or ``error`` naming ``what`` and the file: not UTF-8, not JSON, or nested too
+    deeply for Python's parser (``[[[[...]]]]`` thousands deep raises RecursionError, a crash, not a message)."""
+    where = f"{what} {str(path)!r}"
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{where} is not valid JSON ({err}); is it truncated?") from err
+    except RecursionError:
+        raise error(f"{where} is JSON nested too deeply to read; it was not written by lstm_interp") from None
 
 
 # ------------------------------------------------------------------------------------------------- whole folders

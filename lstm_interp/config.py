@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from lstm_interp._io import atomic_write_text
+from lstm_interp._io import atomic_write_text, read_json_file
 
 CellType = Literal["lstm", "gru", "rnn"]
 CELL_TYPES: tuple[str, ...] = ("lstm", "gru", "rnn")
@@ -97,8 +97,5 @@ class CharLSTMConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid JSON ({err}); is it truncated?") from err
+        data = read_json_file(path, "config file", ConfigError)
         return cls.from_dict(data, source=f"config file {str(path)!r}")

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from lstm_interp._io import atomic_write_text
+from lstm_interp._io import atomic_write_text, read_json_file
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "lstm_interp.manifest"
@@ -160,10 +160,7 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
         return None
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ManifestError(f"{str(path)!r} is not valid JSON ({err}); delete it or write the folder again") from err
+    document = read_json_file(path, "manifest", ManifestError)
     if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT:
         raise ManifestError(f"{str(path)!r} is not an lstm_interp manifest (expected format {MANIFEST_FORMAT!r})")
     if not isinstance(document.get("files"), dict):

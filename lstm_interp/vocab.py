@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from lstm_interp._io import atomic_write_text
+from lstm_interp._io import atomic_write_text, read_json_file
 
 OnUnknown = Literal["error", "skip", "replace"]
 _FORMAT_VERSION = 1
@@ -136,9 +136,7 @@ class CharVocab:
             missing[char] = text.index(char)
         return dict(sorted(missing.items(), key=lambda item: item[1]))
 
-    def encode_array(
-        self, text: str, *, on_unknown: OnUnknown = "error", replacement: str | None = None
-    ) -> np.ndarray:
+    def encode_array(self, text: str, *, on_unknown: OnUnknown = "error", replacement: str | None = None) -> np.ndarray:
         """Encode ``text`` as a numpy array of ids (``int64``).
 
         Args:
@@ -219,8 +217,5 @@ class CharVocab:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"vocabulary file {str(path)!r} does not exist")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise VocabularyError(f"vocabulary file {str(path)!r} is not valid JSON ({err}); is it truncated?") from err
+        data = read_json_file(path, "vocabulary file", VocabularyError)
         return cls.from_dict(data, source=f"vocabulary file {str(path)!r}")

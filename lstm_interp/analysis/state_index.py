@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lstm_interp._io import atomic_folder, atomic_write_text
+from lstm_interp._io import atomic_folder, atomic_write_text, read_json_file
 from lstm_interp.analysis._index_files import (
     BITS_DIR,
     HEADER_NAME,
@@ -131,9 +131,7 @@ class StateIndex:
         check_replaceable(path, INDEX_KIND, [HEADER_NAME, TOKENS_NAME, BITS_DIR], overwrite=overwrite)
         with atomic_folder(path) as staging:
             text = write_tokens(staging / TOKENS_NAME, vocab, source, on_unknown)
-            widths = write_bits(
-                model, staging, names, vocab.dtype, text["length"], threshold, -(-chunk_chars // 8) * 8
-            )
+            widths = write_bits(model, staging, names, vocab.dtype, text["length"], threshold, -(-chunk_chars // 8) * 8)
             header = {
                 "format": INDEX_FORMAT, "format_version": INDEX_VERSION, "rule": "value > threshold",
                 "threshold": threshold, "names": names, "widths": widths, "steps": text["length"], "bit_order": "big",
@@ -171,12 +169,9 @@ class StateIndex:
             raise FileNotFoundError(f"no state index at {where}")
         if not path.is_dir():
             raise NotADirectoryError(f"{where} is a file; a state index is a folder written by StateIndex.build")
-        try:
-            header = json.loads((path / HEADER_NAME).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"{where} is not a state index: it has no {HEADER_NAME} (a partial copy?)") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{where}: {HEADER_NAME} is not valid JSON ({err}); build the index again") from err
+        if not (path / HEADER_NAME).is_file():
+            raise ValueError(f"{where} is not a state index: it has no {HEADER_NAME} (a partial copy?)")
+        header = read_json_file(path / HEADER_NAME, "state index header")
         if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
             raise ValueError(f"{where}: {HEADER_NAME} is not a state index header (expected format {INDEX_FORMAT!r})")
         if header.get("format_version") != INDEX_VERSION:
@@ -225,6 +220,13 @@ class StateIndex:
         """The indexed text of steps ``start`` to ``end`` (exclusive; clipped to the corpus)."""
         rows = range(self.num_steps)[slice(start, end)]
         ids = np.asarray(self._tokens[rows.start : rows.stop])
+        if ids.size and int(ids.max()) >= len(self._codepoints):
+            # A header edited or swapped for another index's: name it rather than fail on an IndexError.
+            step = rows.start + int(np.argmax(ids >= len(self._codepoints)))
+            raise ValueError(
+                f"{str(self.path)!r}: {TOKENS_NAME} holds id {int(ids.max())} (at step {step}), but {HEADER_NAME} "
+                f"lists only {len(self.chars)} characters; the index is corrupt, build it again"
+            )
         return self._codepoints[ids].tobytes().decode("utf-32-le")
 
     def passage(self, match: Match | tuple[int, int], context: int = 40) -> tuple[str, str, str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +17,30 @@ from lstm_interp.data.corpus import BUNDLED_CORPORA, EncodedCorpus, check_one_so
 from lstm_interp.data.stream_batches import StreamBatches
 from lstm_interp.data.window_dataset import WindowDataset, check_sizes
 from lstm_interp.vocab import CharVocab, OnUnknown
+
+
+def check_file_hashes(files: Any, sha256: str | list[str]) -> None:
+    """Check that each of ``files`` exists and has the expected sha256 (a digest, or a list in file order)."""
+    if files is None:
+        raise ValueError(f"`sha256` ({sha256!r}) checks `files`, but the corpus is not given as files")
+    paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    digests = [sha256] if isinstance(sha256, str) else list(sha256)
+    if len(digests) != len(paths):
+        raise ValueError(f"`sha256` must give one digest per file: {len(paths)} file(s), got {len(digests)}")
+    for path, expected in zip(paths, digests, strict=True):
+        if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", expected):
+            raise ValueError(f"`sha256` must be 64 hexadecimal digits, got {expected!r} for {os.fspath(path)!r}")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"corpus file {os.fspath(path)!r} does not exist (expected sha256 {expected})")
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected.lower():
+            raise ValueError(
+                f"corpus file {os.fspath(path)!r} has sha256 {digest.hexdigest()}, expected {expected.lower()}: it is "
+                "not the file this run was set up for (changed, truncated or another version)"
+            )
 
 
 class CharDataModule(pl.LightningDataModule):
@@ -48,12 +74,16 @@ class CharDataModule(pl.LightningDataModule):
         stateful: give batches of continuing streams instead of shuffled windows.
         cache_dir: where encoded corpora are kept; default ``$LSTM_INTERP_CACHE`` or ``~/.cache/lstm_interp``.
         num_workers: DataLoader worker processes.
+        sha256: the expected sha256 of each of ``files`` (one hex digest, or a list in the order of ``files``);
+            checked at construction, so a missing or changed corpus stops a run before any training.
 
     Raises:
         ValueError: for no source or several, an unknown bundled corpus, a non-positive ``batch_size``, a
             ``seq_len`` below 2, split fractions that are negative, do not sum to 1 or give train nothing, an
-            unknown ``on_unknown`` or a negative ``num_workers``; in :meth:`setup`, for a train part too short for
-            one batch.
+            unknown ``on_unknown`` or a negative ``num_workers``, or ``sha256`` without ``files`` or with a count
+            that differs from theirs, or a file whose sha256 is not the one given (naming the file and both hashes);
+            in :meth:`setup`, for a train part too short for one batch.
+        FileNotFoundError: with ``sha256``, for a file in ``files`` that does not exist.
 
     Example::
 
@@ -82,9 +112,12 @@ class CharDataModule(pl.LightningDataModule):
         stateful: bool = False,
         cache_dir: str | None = None,
         num_workers: int = 0,
+        sha256: str | list[str] | None = None,
     ) -> None:
         super().__init__()
         check_one_source(text=text, files=files, dataset=dataset, corpus=corpus)
+        if sha256 is not None:
+            check_file_hashes(files, sha256)
         if corpus is not None and corpus not in BUNDLED_CORPORA:
             raise ValueError(f"unknown bundled corpus {corpus!r}; the bundled corpora are {sorted(BUNDLED_CORPORA)}")
         check_sizes(batch_size=batch_size, seq_len=seq_len)

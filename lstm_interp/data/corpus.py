@@ -118,6 +118,11 @@ def _files_source(files: str | os.PathLike | Sequence[str | os.PathLike], descri
         raise ValueError("`files` is an empty list; give at least one text file")
     identity = []
     for path in paths:
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"corpus file {str(path)!r} is a folder, not a text file; give the text files in it as a list, e.g. "
+                "files=['a.txt', 'b.txt'] (on the command line: --data.files '[a.txt, b.txt]')"
+            )
         if not path.is_file():
             raise FileNotFoundError(f"corpus file {str(path)!r} does not exist")
         stat = path.stat()

@@ -56,7 +56,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import SafetensorError, safe_open
 
-from lstm_interp._io import atomic_write_text
+from lstm_interp._io import atomic_write_text, read_json_file
 from lstm_interp.config import CharLSTMConfig
 from lstm_interp.hub.load_pretrained import PRETRAINED
 from lstm_interp.manifest import refresh_manifest
@@ -210,10 +210,7 @@ def save_model_card(
 def _load_results(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); is it truncated?") from err
+    data = read_json_file(path, "model card results")
     _check(data, _SCHEMA, str(path), "")
     for i, cell in enumerate(data.get("cells", [])):
         _check(cell, _CELL_SCHEMA, str(path), f"cells[{i}].")
