@@ -137,10 +137,14 @@ def test_indentation():
     ("text", "want"),
     [
         ("see http://a.b x", "0000111111111100"),
-        ("HTTPS://X.org/p?q=1. y", "1111111111111111111100"),  # the scheme is case-insensitive; trailing "." kept
-        ("(http://a) b", "011111111100"),
+        ("HTTPS://X.org/p?q=1. y", "1111111111111111111000"),  # the scheme is case-insensitive; trailing "." not
+        ("(http://a) b", "011111111000"),  # brackets end it
+        ("{(http://a.b/c)}.", "00111111111111000"),  # FOLDOC's form
         ("xhttp://a _http://b", "0000000000000000000"),  # not after a letter, digit or "_"
-        ("ftp://a http:/a", "000000000000000"),
+        ("ftp://a news:c.l;", "11111110111111110"),
+        ("gopher://g telnet:t.org mailto:x@y", "1111111111011111111111101111111111"),
+        ("see www.a.org, not www. or x.www.b", "0000111111111000000000000000000000"),
+        ('"ftp:". http: x', "000000000000000"),  # a scheme alone, quoted or before a space, is not a URL
         ("http://\nx", "111111100"),  # "http://" alone is a URL; a newline ends it
     ],
 )

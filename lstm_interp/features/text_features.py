@@ -18,7 +18,16 @@ import numpy as np
 
 from lstm_interp.features.registry import regex_spans, register_feature
 
-URL_PATTERN = re.compile(r"\bhttps?://\S*", re.IGNORECASE)
+# A URL: a scheme (http, https, ftp, gopher, telnet, news, mailto, wais, file) and a colon, or "www." and a name,
+# not inside a word; it runs to whitespace or a character that brackets or quotes it (FOLDOC writes "(http://...)}"),
+# and trailing sentence punctuation is not part of it. On FOLDOC (../shared/data/foldoc.txt) this finds 2,759 URLs,
+# 1.85% of its characters: 1,776 http, 692 ftp, 222 news, 46 https, 12 gopher, 8 telnet, 2 www., 1 mailto.
+_URL_END = r"""\s<>(){}\[\]"'"""
+URL_PATTERN = re.compile(
+    rf"(?<![\w.\-/@])(?:(?:https?|ftp|gopher|telnet|news|mailto|wais|file):(?=[^{_URL_END}])|www\.(?=[\w-]))"
+    rf"(?:[^{_URL_END}]*[^{_URL_END}.,;:!?])?",
+    re.IGNORECASE,
+)
 _NEWLINE, _QUOTE, _SPACE, _TAB, _CR = 10, 34, 32, 9, 13
 NO_SPACE_RUN = 8  # the shortest run without whitespace that no_space_run marks
 
@@ -165,15 +174,18 @@ def indentation(text: str, tab_size: int = 8) -> np.ndarray:
 
 
 def inside_url(text: str) -> np.ndarray:
-    """Inside a URL: every character of a match of ``\\bhttps?://\\S*`` (case-insensitive), a span, not a state.
+    """Inside a URL (:data:`URL_PATTERN`, case-insensitive): a span, not a state.
 
-    The whole match is 1, scheme included, up to the next whitespace or the end of the text; trailing
-    punctuation (``http://a.org).``) is part of it. ``http`` must not follow a letter, digit or ``_``.
+    A URL starts at a scheme and its colon (``http:``, ``https:``, ``ftp:``, ``gopher:``, ``telnet:``, ``news:``,
+    ``mailto:``, ``wais:``, ``file:``) followed by a character of the URL, or at ``www.`` followed by a name; the
+    scheme must not follow a letter, digit, ``_``, ``.``, ``-``, ``/`` or ``@``. It ends before whitespace, a bracket
+    of any kind, ``<``/``>`` or a quote, and trailing ``. , ; : ! ?`` are not part of it: in
+    ``{(http://a.org/x)}.`` the URL is ``http://a.org/x``. A URL with parentheses inside it ends at the first one.
 
     Example::
 
-        >>> inside_url("see http://a.b x").astype(int).tolist()
-        [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+        >>> inside_url("see http://a.b, x").astype(int).tolist()
+        [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]
     """
     return regex_spans(text, URL_PATTERN)
 
