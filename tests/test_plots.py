@@ -177,7 +177,7 @@ def test_topk_predictions_marks_the_actual_next_character():
     assert [t.get_text() for t in texts[:3]] == ["a", "b", "a"]
     assert texts[1].get_fontweight() == "bold" and texts[2].get_fontweight() == "normal"
     grid = fig.axes[0].images[0].get_array()
-    assert grid[1, 0, 1] < grid[2, 0, 1]  # 0.8 is darker than 0.2 (less green in the red map)
+    assert grid[1, 0, 1] < grid[2, 0, 1]  # 0.8 is darker than 0.2 (a darker green has less of every channel)
 
 
 def test_topk_predictions_with_nan_rows():
@@ -188,6 +188,30 @@ def test_topk_predictions_with_nan_rows():
     assert tuple(grid[1, 1]) == BAD_COLOR and tuple(grid[2, 1]) == BAD_COLOR
     assert len(fig.axes[0].texts) == 2 + 2  # both text characters, guesses only for the finite step
     assert "grey = 1 step with non-finite log-probabilities" in fig.texts[0].get_text()
+
+
+def test_topk_predictions_with_a_unit_row_reads_text_unit_guesses():
+    # The blog's URL figure: text, then the unit (red -1 .. blue +1), then the guesses, best first.
+    chars = "ab"
+    log_probs = torch.log(torch.tensor([[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]]))
+    cells = torch.tensor([[[3.0]], [[-3.0]], [[0.0]]]).reshape(3, 1)  # (T, H): tanh gives +1, -1, 0
+    tensors = {"log_probs": log_probs, "layers.0.cell": cells, "layers.0.hidden": cells}
+    tr = Trace(tensors, text="aba", tokens=torch.tensor([0, 1, 0]), cell="lstm", num_layers=1)
+    fig = plot_topk_predictions(tr, chars, k=2, unit=("layers.0", 0))
+    grid = fig.axes[0].images[0].get_array()
+    blue, red, white = grid[1, 0], grid[1, 1], grid[1, 2]
+    assert blue[2] > 0.3 > blue[0] and red[0] > 0.3 > red[2] and min(white[:3]) > 0.9
+    assert [t.get_text() for t in fig.axes[0].texts[:3]] == ["a", "b", "a"]  # the guesses start one row lower
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["text", "unit 0", "#1", "#2"]
+    assert "layers.0.cell unit 0" in fig.axes[0].get_title(loc="left")
+    assert len(fig.axes) == 3  # the grid, the probability colorbar and the activation colorbar
+    with pytest.raises(ValueError, match=r"`unit` 5 is out of range for 'layers.0': units are 0 .. 0"):
+        plot_topk_predictions(tr, chars, k=2, unit=("layers.0", 5))
+    with pytest.raises(ValueError, match=r"layer 'layers.3' is not in this trace"):
+        plot_topk_predictions(tr, chars, k=2, unit=("layers.3", 0))
+    with pytest.raises(ValueError, match=r"`unit` must be a \(layer, unit\) pair"):
+        plot_topk_predictions(tr, chars, k=2, unit="layers.0:0")
 
 
 def test_topk_predictions_errors(model, tr):
