@@ -109,3 +109,38 @@ def test_the_ablate_command_writes_json_figure_and_manifest(quote_model, tmp_pat
     code, _, err = run_cli(["ablate", str(tmp_path / "model"), str(tmp_path / "text.txt"), "--unit", "layers.7:0",
                             "--target", '"', "--out", str(tmp_path / "bad")])  # fmt: skip
     assert code == 1 and "layer 'layers.7' is not one of the model's" in err and not (tmp_path / "bad").exists()
+
+
+@pytest.fixture(scope="module")
+def command_inputs(tmp_path_factory, make_model):
+    """A saved one-layer model of 16 units and the text file the command reads."""
+    folder = tmp_path_factory.mktemp("ablate")
+    make_model(num_layers=1, hidden_size=16, seed=4).save_pretrained(folder / "model")
+    (folder / "text.txt").write_text(TEXT, encoding="utf-8")
+    (folder / "unknown.txt").write_text(TEXT + "Z", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("unit", "text_file", "code", "message"),
+    [
+        # Issue 21: a MemoryError, "names no layer", "need at least one array to stack" and a hint naming a flag
+        # the command lacks, before.
+        ("layers.0:0-999999999", "text.txt", 2, "the range '0-999999999' in 'layers.0:0-999999999' names "
+         "1,000,000,000 units"),
+        ("layers.0:3-40", "text.txt", 1, "units 16-40 of layers.0: the layer has units 0 .. 15"),
+        ("layers.0.foo_gate:0", "text.txt", 1, "'layers.0.foo_gate': unknown quantity 'foo_gate'; an LSTM layer "
+         "has ['input_gate', 'forget_gate', 'cell_candidate', 'output_gate', 'cell', 'hidden']"),
+        ("layers.0:0-15", "text.txt", 1, "`units` names every unit of layers.0 (16), so no random unit of the "
+         "same layer(s) is left to compare with"),
+        ("layers.0:3", "unknown.txt", 1, "'Z' (first at 192). Use only characters the model knows in TEXT_FILE"),
+    ],
+)  # fmt: skip
+def test_the_ablate_command_names_what_is_wrong(command_inputs, tmp_path, unit, text_file, code, message):
+    from cli_run import run_cli
+
+    status, _, err = run_cli(["ablate", str(command_inputs / "model"), str(command_inputs / text_file), "--unit", unit,
+                              "--target", '"', "--out", str(tmp_path / "out")])  # fmt: skip
+    assert status == code, err
+    assert message in err and "Traceback" not in err and "on_unknown" not in err
+    assert not (tmp_path / "out").exists()

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from lstm_interp import trace, trace_rnn
 from lstm_interp.interventions import Ablate, Clamp, InterventionError, Patch, Scale, run_with_interventions
+from lstm_interp.interventions.intervention_rules import clamp_range
 from lstm_interp.tracing.quantities import QUANTITIES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -97,7 +98,9 @@ def make_intervention(kind: str, name: str, units: list[int], steps, model, othe
     if kind == "mean":
         return Ablate(name, units, value="mean", reference=trace(model, other_text), steps=steps)
     if kind == "clamp":
-        return Clamp(name, units, [0.25 * (u + 1) for u in units], steps=steps)
+        bounds = clamp_range(name)  # a gate is clamped inside its range, the states anywhere
+        low, high = bounds if bounds is not None else (-1.0, 3.0)
+        return Clamp(name, units, [low + (high - low) * ((0.37 * (u + 1)) % 1) for u in units], steps=steps)
     if kind == "scale":
         return Scale(name, units, -1.5, steps=steps)
     return Patch(name, units, trace(model, other_text), steps=steps)
@@ -201,7 +204,7 @@ def _wider():
     ("interventions", "message"),
     [
         (lambda m: [Ablate("layers.5.cell", [0])], r"'layers\.5\.cell' names no layer of the model"),
-        (lambda m: [Ablate("layers.0.reset_gate", [0])], r"an LSTM layer has no 'reset_gate'"),
+        (lambda m: [Ablate("layers.0.reset_gate", [0])], r"unknown quantity 'reset_gate'; an LSTM layer has"),
         (lambda m: [Clamp("layers.0.cell", [8, 9], 1.0)], r"units \[8, 9\] of 'layers\.0\.cell': it has 8 units"),
         (lambda m: [Patch("layers.0.cell", [0], trace(m, "ab"))], r"patches step \d+, but its source has only 2"),
         (lambda m: [Patch("layers.0.cell", [0], trace(_wider(), TEXT))], r"has 12 units, the model's has 8"),

@@ -219,8 +219,22 @@ def test_cli_writes_json_figure_and_manifest(model_folder: Path, tmp_path: Path)
         (["--clamp", "layers.1:0=1", "--samples", "0"], 2, "argument --samples"),
         (["--clamp", "layers.1:99=1"], 1, "units [99] of 'layers.1.cell'"),
         (["--clamp", "layers.1:0=1", "--prompt", "é"], 1, "--prompt"),
+        # Issue 21: each of these ran (or crashed) before.
+        (["--clamp", "layers.0.forget_gate:0=5"], 2,
+         "argument --clamp: `value` of Clamp('layers.0.forget_gate'): 'forget_gate' is a sigmoid gate, which only "
+         "takes values in [0, 1]; got 5.0"),
+        (["--scale", "layers.0:0=1e300"], 2,
+         "argument --scale: `factor` of --scale layers.0:0 must be 0 or a finite number of magnitude 1e-06 to 1e+06"),
+        (["--clamp", "layers.1:0=1", "--samples", "200000"], 2,
+         "argument --samples/--length: 2 arms x 200000 sample pairs x 5 characters = 2000000 is above the limit of "
+         "1000000 characters sampled in all; pass --max-length 2000000 to allow it"),
+        (["--clamp", "layers.1.foo_gate:0=1"], 1,
+         "'layers.1.foo_gate': unknown quantity 'foo_gate'; an LSTM layer has ['input_gate', 'forget_gate', "),
+        (["--clamp", "layers.1:0-999999999=1"], 2,
+         "the range '0-999999999' in 'layers.1:0-999999999=1' names 1,000,000,000 units"),
+        (["--clamp", "layers.1:0-99=1"], 1, "units 8-99 of 'layers.1.cell': it has 8 units (0-7)"),
     ],
-)
+)  # fmt: skip
 def test_cli_errors(model_folder: Path, tmp_path: Path, flags: list[str], code: int, message: str) -> None:
     prompt = [] if "--prompt" in flags else ["--prompt", PROMPT]
     status, _, err = run_cli(
@@ -229,6 +243,14 @@ def test_cli_errors(model_folder: Path, tmp_path: Path, flags: list[str], code: 
     assert status == code, err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_max_length_lets_a_longer_run_through(model_folder: Path, tmp_path: Path) -> None:
+    flags = ["--clamp", "layers.1:0=1", "--samples", "3", "--length", "4", "--out", str(tmp_path / "o")]
+    code, _, err = run_cli(["steer", str(model_folder), "--prompt", PROMPT, *flags, "--max-length", "23"])
+    assert code == 2 and "2 arms x 3 sample pairs x 4 characters = 24 is above the limit of 23" in err
+    code, _, err = run_cli(["steer", str(model_folder), "--prompt", PROMPT, *flags, "--max-length", "24"])
+    assert code == 0, err
 
 
 def test_cli_refuses_a_folder_of_other_files(model_folder: Path, tmp_path: Path) -> None:

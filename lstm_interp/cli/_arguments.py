@@ -66,6 +66,29 @@ def read_text_file(parser: argparse.ArgumentParser, path: Path, argument: str, *
     return text
 
 
+# The most characters a command samples without --max-length: about a minute on a laptop CPU for a small model;
+# a typo such as --length 100000000000 would otherwise run for days (`sample` caps each sample, `steer` all of them).
+MAX_LENGTH = 1_000_000
+
+
+def check_sampled_length(
+    parser: argparse.ArgumentParser, argument: str, length: int, max_length: int, *, unit: str, shown: str = ""
+) -> None:
+    """Exit with status 2, before the model is opened, when a command would sample ``length`` characters, more than
+    ``max_length`` (its ``--max-length``, default :data:`MAX_LENGTH`).
+
+    Args:
+        argument: the flag(s) that set ``length`` (``"--length"``), named in the message.
+        unit: what ``max_length`` counts (``"characters per sample"``).
+        shown: how ``length`` came about (``"20 sample pairs × 300 characters × 2"``); ``length`` alone by default.
+    """
+    if length > max_length:
+        parser.error(
+            f"argument {argument}: {shown + ' = ' if shown else ''}{length} is above the limit of {max_length} "
+            f"{unit}; pass --max-length {length} to allow it"
+        )
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     value = int(text)
@@ -105,6 +128,9 @@ def temperature(text: str) -> float:
 
 
 UNIT_SPEC_FORM = "LAYER[.QUANTITY]:UNITS[=VALUE], such as 'layers.1:254' or 'layers.1.cell:254,255=2.5'"
+# The most units one spec may name. A range is checked against it before it is expanded (0-999999999 would fill
+# the memory); units beyond the layer's own size are refused, naming it, once the model is open.
+MAX_SPEC_UNITS = 1 << 16
 _UNIT_SPEC = re.compile(r"(?P<name>[A-Za-z_]\w*(?:\.\w+)+):(?P<units>[^=]+)(?:=(?P<value>.*))?")
 _UNIT_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 
@@ -147,6 +173,11 @@ def unit_spec(text: str) -> tuple[str, list[int], float | None]:
         first, last = int(bounds[1]), int(bounds[2] or bounds[1])
         if last < first:
             raise argparse.ArgumentTypeError(f"the range {part!r} in {text!r} ends before it starts")
+        if len(units) + last - first + 1 > MAX_SPEC_UNITS:
+            raise argparse.ArgumentTypeError(
+                f"the range {part.strip()!r} in {text!r} names {last - first + 1:,} units; a spec names at most "
+                f"{MAX_SPEC_UNITS:,} (no layer is wider), and a layer's units run from 0 to its hidden size - 1"
+            )
         units.extend(range(first, last + 1))
     if len(set(units)) != len(units):
         raise argparse.ArgumentTypeError(f"the units of {text!r} repeat a unit: {units}")
@@ -165,10 +196,18 @@ def unit_spec(text: str) -> tuple[str, list[int], float | None]:
 
 def intervention_name(layer_or_name: str, cell: str) -> str:
     """The trace name a :func:`unit_spec` name means for a network of ``cell``: ``layers.1`` becomes
-    ``layers.1.cell`` for an LSTM (``layers.1.hidden`` for a GRU or RNN); a name with its quantity stays as it is."""
-    # Imported here: this module is loaded by commands that never touch torch (demo --help).
-    from lstm_interp.tracing.quantities import QUANTITY_ORDER, state_quantity
+    ``layers.1.cell`` for an LSTM (``layers.1.hidden`` for a GRU or RNN); a name with its quantity stays as it is.
 
-    if layer_or_name.rsplit(".", 1)[-1] in QUANTITY_ORDER:
-        return layer_or_name
-    return f"{layer_or_name}.{state_quantity(cell)}"
+    Raises:
+        InterventionError: (a ``ValueError``) a name whose last part is neither a layer index nor a quantity of
+            ``cell`` (``layers.0.foo_gate``), listing the quantities the model has.
+    """
+    # Imported here: this module is loaded by commands that never touch torch (demo --help).
+    from lstm_interp.interventions.intervention_rules import check_quantity
+    from lstm_interp.tracing.quantities import state_quantity
+
+    last = layer_or_name.rsplit(".", 1)[-1]
+    if last.isdigit():  # a layer, layers.<i>: its state
+        return f"{layer_or_name}.{state_quantity(cell)}"
+    check_quantity(last, cell, repr(layer_or_name))
+    return layer_or_name

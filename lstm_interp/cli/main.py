@@ -118,6 +118,7 @@ UNKNOWN_CHAR_HINTS = {
     "trace": "Pass --skip-unknown to drop them.",
     "analyze": "Pass --skip-unknown to drop them.",
     "explore": "Pass --skip-unknown to drop them.",
+    "ablate": "Use only characters the model knows in TEXT_FILE: the loss is measured at every one.",
 }
 
 

@@ -6,9 +6,10 @@ Lightning ``.ckpt``, a Hub repo id); nothing here imports Lightning, so sampling
 The text is streamed to stdout (:meth:`~lstm_interp.CharLSTM.generate_stream`), flushed at every newline and every
 :data:`FLUSH_CHARS` characters, so a long run shows its text at once and never holds it all in memory. A sample of
 :data:`PROGRESS_MIN_LENGTH` characters or more also reports its progress on stderr at every 10%, as
-``sample: 10,000 / 100,000 characters (9,812/s)``. ``--length`` above :data:`MAX_LENGTH` (one million characters per
-sample) is refused with status 2 before the model is opened, unless ``--max-length`` raises the limit. A reader that
-closes the pipe (``| head``) ends the command quietly with status 141 (128 + SIGPIPE, as a shell reports it), and
+``sample: 10,000 / 100,000 characters (9,812/s)``. ``--length`` above
+:data:`~lstm_interp.cli._arguments.MAX_LENGTH` (one million characters per sample, the cap ``steer`` shares) is
+refused with status 2 before the model is opened, unless ``--max-length`` raises the limit. A reader that closes the
+pipe (``| head``) ends the command quietly with status 141 (128 + SIGPIPE, as a shell reports it), and
 Ctrl-C with status 130, neither with a traceback.
 """
 
@@ -22,8 +23,10 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from lstm_interp.cli._arguments import (
+    MAX_LENGTH,
     add_model_argument,
     check_model_argument,
+    check_sampled_length,
     non_negative_int,
     positive_int,
     temperature,
@@ -31,9 +34,6 @@ from lstm_interp.cli._arguments import (
 from lstm_interp.hub.load_pretrained import load_pretrained
 
 DEFAULT_PROMPT = "\n"
-# The longest sample (characters, per temperature) sampled without --max-length: about a minute on a laptop CPU for
-# a small model; a typo such as --length 100000000000 would otherwise run for days.
-MAX_LENGTH = 1_000_000
 # Samples at least this long report progress on stderr, at each tenth of the length.
 PROGRESS_MIN_LENGTH = 10_000
 PROGRESS_STEPS = 10
@@ -94,11 +94,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp sample") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     # Before the model is opened: a length that would run for hours is refused at once, not after a download.
-    if args.length > args.max_length:
-        parser.error(
-            f"argument --length: {args.length} is above the limit of {args.max_length} characters per sample; "
-            f"pass --max-length {args.length} to allow it"
-        )
+    check_sampled_length(parser, "--length", args.length, args.max_length, unit="characters per sample")
     check_model_argument(parser, args.model)
     try:
         return _sample(parser, args)

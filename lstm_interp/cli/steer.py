@@ -5,6 +5,11 @@ Parses the interventions (``--clamp``, ``--ablate``, ``--scale``, each ``LAYER[.
 ``DIR/steer.json`` (:meth:`~lstm_interp.experiments.SteerResult.to_dict`), ``DIR/steer.png``
 (:func:`~lstm_interp.plots.plot_steer`) and ``DIR/manifest.json``, the folder whole (built beside ``DIR`` and
 swapped into place). The interventions act on the sampled characters only unless ``--from-prompt`` is given.
+
+Before the model is opened it refuses, with status 2: more than ``--max-length`` characters sampled in all (2 arms x
+``--samples`` x ``--length``, default :data:`~lstm_interp.cli._arguments.MAX_LENGTH`, the cap ``sample`` has), a
+``--scale`` factor :func:`~lstm_interp.interventions.check_scale_factor` refuses, and a ``--clamp`` of a gate outside
+its range (:func:`~lstm_interp.interventions.check_clamp_value`).
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lstm_interp.cli._arguments import (
+    MAX_LENGTH,
     UNIT_SPEC_FORM,
     add_model_argument,
     check_model_argument,
+    check_sampled_length,
     intervention_name,
     positive_int,
     temperature,
@@ -59,6 +66,11 @@ def build_parser(prog: str = "lstm-interp steer") -> argparse.ArgumentParser:
     )
     parser.add_argument("--samples", type=positive_int, default=20, metavar="N", help="sample pairs (default 20)")
     parser.add_argument("--length", type=positive_int, default=300, metavar="N", help="characters per sample (300)")
+    parser.add_argument(
+        "--max-length", type=positive_int, default=MAX_LENGTH, metavar="N",
+        help=f"the most characters sampled in all, 2 x --samples x --length (default {MAX_LENGTH:,}); raise it for "
+        "a longer run",
+    )  # fmt: skip
     parser.add_argument("--temperature", type=temperature, default=1.0, metavar="T", help="softmax temperature (1)")
     parser.add_argument("--top-k", type=positive_int, default=None, metavar="K", help="sample among the K most likely")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="pair i is sampled with seed S + i (0)")
@@ -97,6 +109,12 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp steer") -> int:
                 parser.error(f"argument {flag}: {spec}={value:g} sets units to zero and takes no '=VALUE'")
     if args.prompt == "":
         parser.error("argument --prompt: must not be empty, got ''")
+    # Both arms of every pair are sampled: the cap of `sample`, on all the characters the run draws.
+    check_sampled_length(
+        parser, "--samples/--length", 2 * args.samples * args.length, args.max_length,
+        unit="characters sampled in all", shown=f"2 arms x {args.samples} sample pairs x {args.length} characters",
+    )  # fmt: skip
+    _check_values(parser, args)
     from lstm_interp.features import UnknownFeatureError, get_feature
 
     try:
@@ -105,6 +123,23 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp steer") -> int:
         parser.error(f"argument --features: {err}")
     check_model_argument(parser, args.model)
     return _steer(args, features)
+
+
+def _check_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with status 2 for a --scale factor or a --clamp value the interventions refuse (a factor of 1e300, a
+    forget gate clamped to 5), before the model is opened: the library's own rules, so the messages are its."""
+    from lstm_interp.interventions.intervention_rules import InterventionError, check_clamp_value, check_scale_factor
+
+    try:
+        for name, units, value in args.scale:
+            check_scale_factor(value, f"--scale {name}:{','.join(map(str, units))}")
+    except InterventionError as err:
+        parser.error(f"argument --scale: {err}")
+    try:
+        for name, _, value in args.clamp:
+            check_clamp_value(name, value)  # a name without its quantity is a layer's state, which has no range
+    except InterventionError as err:
+        parser.error(f"argument --clamp: {err}")
 
 
 def _steer(args: argparse.Namespace, features: list[str]) -> int:

@@ -23,9 +23,11 @@ import torch
 from lstm_interp.analysis.find_cells import find_cells
 from lstm_interp.features.registry import FEATURES, compute_feature, get_feature
 from lstm_interp.interventions import Ablate, run_with_interventions
+from lstm_interp.interventions.intervention_rules import check_quantity, unit_ranges
 from lstm_interp.models.char_lstm import CharLSTM
-from lstm_interp.tracing.quantities import QUANTITIES, state_quantity
+from lstm_interp.tracing.quantities import state_quantity
 from lstm_interp.tracing.trace import trace
+from lstm_interp.vocab import VocabularyError
 
 Log = Callable[[str], None]
 UnitLike = tuple[str | int, int]
@@ -144,7 +146,10 @@ def ablation_study(
 
     Raises:
         ValueError: units or layers the model lacks, no target position (or no other), an unknown feature,
-            ``value``/``quantity``/sizes out of range; all before any ablation runs.
+            ``value``/``quantity``/sizes out of range, a ``reference`` an :class:`~lstm_interp.interventions.Ablate`
+            refuses, text outside the vocabulary, every unit of the layers tested (no random unit is left to
+            compare with); all before any ablation runs.
+        TypeError: ``model``, ``units``, ``targets``, ``seed`` or ``log`` of the wrong type.
 
     Example::
 
@@ -152,27 +157,45 @@ def ablation_study(
         ... # doctest: +SKIP
         >>> print(study.to_markdown())  # doctest: +SKIP
     """
+    if not isinstance(model, CharLSTM):
+        raise TypeError(f"`model` must be a CharLSTM, got {type(model).__name__}")
+    if log is not None and not callable(log):
+        raise TypeError(f"`log` must be a callable taking a line (print, say) or None, got {type(log).__name__}")
     say = log or (lambda line: None)
     cfg = model.config
     quantity = quantity or state_quantity(cfg.cell)
-    if quantity not in QUANTITIES[cfg.cell]:
-        raise ValueError(f"`quantity` {quantity!r}: a {cfg.cell} layer has {list(QUANTITIES[cfg.cell])}")
+    check_quantity(quantity, cfg.cell, "`quantity`")
     if value not in ("zero", "mean"):
         raise ValueError(f"`value` must be 'zero' or 'mean', got {value!r}")
     for name, number, low in (("n_random", n_random, 1), ("k", k, 1), ("n_random_sets", n_random_sets, 1),
                               ("n_bootstrap", n_bootstrap, 10)):  # fmt: skip
         if isinstance(number, bool) or not isinstance(number, int) or number < low:
             raise ValueError(f"`{name}` must be an integer >= {low}, got {number!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"`seed` must be an integer, got {type(seed).__name__} {seed!r}")
     if not isinstance(text, str) or len(text) < 2:
         raise ValueError(f"`text` must be a string of at least 2 characters, got {text!r:.40}")
-    model._require_vocab().encode(text)  # characters outside the vocabulary fail here, before any run
-    tested = [_unit(layer, unit, cfg.num_layers, cfg.hidden_size) for layer, unit in units]
-    if not tested:
-        raise ValueError("`units` must name at least one (layer, unit)")
+    try:
+        model._require_vocab().encode(text)  # characters outside the vocabulary fail here, before any run
+    except VocabularyError as err:
+        # Every character's loss is measured, so none can be skipped: the way out is another text.
+        raise err.with_hint("Use only characters the model knows in `text`.") from None
+    tested = _units(units, cfg.num_layers, cfg.hidden_size)
     mask, described = _target_mask(targets, text)
     if together_feature is not None:
         get_feature(together_feature)
     reference_text = reference if reference is not None else text
+    layers = sorted({layer for layer, _ in tested})
+    # The intervention of the first unit, built now: a `reference` Ablate refuses fails before any run.
+    Ablate(f"{layers[0]}.{quantity}", [0], value=value, reference=reference_text if value == "mean" else reference)
+    if len(set(tested)) >= len(layers) * cfg.hidden_size:
+        raise ValueError(
+            f"`units` names every unit of {', '.join(layers)} ({len(tested)}), so no random unit of the same "
+            "layer(s) is left to compare with; leave some units out, or ablate them together with "
+            "`together_feature`"
+        )
+    if together_feature is not None and k > len(layers) * cfg.hidden_size:
+        raise ValueError(f"`k` ({k}) is more units than {', '.join(layers)} have ({len(layers) * cfg.hidden_size})")
 
     base = trace(model, text, names_filter="log_probs")
     ids = base.tokens[1:]
@@ -192,7 +215,6 @@ def ablation_study(
         return loss - base_loss
 
     rng = random.Random(seed)
-    layers = sorted({layer for layer, _ in tested})
     pool = [(layer, u) for layer in layers for u in range(cfg.hidden_size) if (layer, u) not in tested]
     chosen_random = rng.sample(pool, min(n_random, len(pool)))
     say(f"ablating {len(tested)} unit(s) and {len(chosen_random)} random units of {', '.join(layers)}")
@@ -234,13 +256,36 @@ def ablation_study(
     )
 
 
-def _unit(layer: str | int, unit: int, num_layers: int, hidden_size: int) -> tuple[str, int]:
-    name = f"layers.{layer}" if isinstance(layer, int) and not isinstance(layer, bool) else layer
-    if not isinstance(name, str) or name not in {f"layers.{i}" for i in range(num_layers)}:
-        raise ValueError(f"layer {layer!r} is not one of the model's: layers.0 .. layers.{num_layers - 1}")
-    if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit < hidden_size:
-        raise ValueError(f"unit {unit!r} of {name}: the layer has units 0 .. {hidden_size - 1}")
-    return name, unit
+def _units(units: object, num_layers: int, hidden_size: int) -> list[tuple[str, int]]:
+    """``units`` as ``(layers.<i>, unit)`` pairs, once each names a layer and a unit the model has."""
+    expected = "a list of (layer, unit) pairs, such as [('layers.1', 254)] or [(1, 254)]"
+    if isinstance(units, (str, bytes)) or not isinstance(units, Sequence):
+        raise TypeError(f"`units` must be {expected}, got {type(units).__name__} {units!r:.100}")
+    bad = [u for u in units if isinstance(u, (str, bytes)) or not isinstance(u, Sequence) or len(u) != 2]
+    if bad:
+        raise TypeError(f"`units` must be {expected}, got {bad[0]!r:.100}")
+    if not units:
+        raise ValueError("`units` must name at least one (layer, unit)")
+    layers = {f"layers.{i}" for i in range(num_layers)}
+    pairs: list[tuple[str, int]] = []
+    out_of_range: dict[str, list[object]] = {}
+    for layer, unit in units:
+        name = f"layers.{layer}" if isinstance(layer, int) and not isinstance(layer, bool) else layer
+        if not isinstance(name, str) or name not in layers:
+            raise ValueError(f"layer {layer!r} is not one of the model's: layers.0 .. layers.{num_layers - 1}")
+        if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit < hidden_size:
+            out_of_range.setdefault(name, []).append(unit)
+        pairs.append((name, unit))
+    for name, bad_units in out_of_range.items():
+        shown = (
+            unit_ranges(bad_units)  # type: ignore[arg-type]
+            if len(bad_units) > 10 and all(isinstance(u, int) for u in bad_units)
+            else ", ".join(map(repr, bad_units))
+        )
+        raise ValueError(
+            f"unit{'s' if len(bad_units) > 1 else ''} {shown} of {name}: the layer has units 0 .. {hidden_size - 1}"
+        )
+    return pairs
 
 
 def _target_mask(targets: str | Sequence[bool] | np.ndarray, text: str) -> tuple[np.ndarray, str]:
@@ -257,7 +302,11 @@ def _target_mask(targets: str | Sequence[bool] | np.ndarray, text: str) -> tuple
         mask = np.array([c in targets for c in text])
         described = "next character in " + repr(targets)
     else:
-        mask = np.asarray(targets, dtype=bool)
+        mask = np.asarray(targets) if isinstance(targets, (Sequence, np.ndarray)) else None
+        if mask is None or (mask.dtype != bool and mask.size):
+            what = f"an array of {mask.dtype}" if mask is not None else f"{type(targets).__name__} {targets!r:.40}"
+            raise TypeError(f"`targets` must be characters, 'feature:NAME' or a boolean mask over the text, got {what}")
+        mask = mask.astype(bool)
         if mask.shape != (len(text),):
             raise ValueError(f"a `targets` mask must have one entry per character ({len(text)}), got {mask.shape}")
         described = "the given mask"

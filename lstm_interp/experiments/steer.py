@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from lstm_interp.features import compute_feature, get_feature
-from lstm_interp.interventions.intervention import Ablate, Clamp, Intervention, Patch, Scale
+from lstm_interp.interventions.intervention import Ablate, Clamp, Intervention, Patch, Scale, intervention_list
+from lstm_interp.interventions.intervention_rules import clamp_range
 from lstm_interp.interventions.run_with_interventions import resolve
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing import trace
@@ -186,7 +188,7 @@ class SteerResult:
 def steer(
     model: CharLSTM,
     prompt: str,
-    interventions: Sequence[Intervention],
+    interventions: Sequence[Intervention] | Intervention,
     n_samples: int = 20,
     length: int = 300,
     *,
@@ -200,9 +202,9 @@ def steer(
     Args:
         model: the network.
         prompt: the text every sample starts from (non-empty, inside the vocabulary).
-        interventions: :class:`~lstm_interp.interventions.Clamp`, ``Ablate``, ``Scale`` or ``Patch`` objects, as
-            :meth:`~lstm_interp.CharLSTM.generate` takes them: their steps count from the prompt's first character,
-            so ``steps=slice(len(prompt), None)`` acts on the sampled text only.
+        interventions: :class:`~lstm_interp.interventions.Clamp`, ``Ablate``, ``Scale`` or ``Patch`` objects (one
+            alone is a list of one), as :meth:`~lstm_interp.CharLSTM.generate` takes them: their steps count from
+            the prompt's first character, so ``steps=slice(len(prompt), None)`` acts on the sampled text only.
         n_samples: sample pairs to draw.
         length: characters sampled per sample.
         temperature, top_k: as for :meth:`~lstm_interp.CharLSTM.generate`.
@@ -216,7 +218,8 @@ def steer(
         ValueError: ``n_samples`` or ``length`` below 1, an unknown feature (``UnknownFeatureError``), a prompt
             outside the vocabulary (``VocabularyError``) or empty; an intervention the model cannot take
             (``InterventionError``, naming it). All before anything is sampled.
-        TypeError: ``interventions`` is not a non-empty list of interventions.
+        TypeError: ``interventions`` is not a non-empty list of interventions; a ``prompt`` that is not a string,
+            ``features`` that are not a list of names, a ``seed`` that is not an integer.
     """
     if not isinstance(model, CharLSTM):
         raise TypeError(f"`model` must be a CharLSTM, got {type(model).__name__}")
@@ -225,19 +228,16 @@ def steer(
             raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"`seed` must be an integer, got {type(seed).__name__} {seed!r}")
-    if isinstance(interventions, (str, bytes)) or not isinstance(interventions, Sequence) or not interventions:
-        raise TypeError(f"`interventions` must be a non-empty list of Ablate/Clamp/Scale/Patch, got {interventions!r}")
-    bad = [type(iv).__name__ for iv in interventions if not isinstance(iv, Intervention)]
-    if bad:
-        raise TypeError(f"`interventions` must hold Ablate/Clamp/Scale/Patch objects, got {bad}")
-    if isinstance(features, str):
-        raise TypeError(f"`features` must be a list of feature names, got the string {features!r}")
+    interventions = intervention_list(interventions)
+    if not interventions:
+        raise TypeError("`interventions` must be a non-empty list of Ablate/Clamp/Scale/Patch, got an empty one")
+    if isinstance(features, str) or not isinstance(features, Sequence):
+        raise TypeError(f"`features` must be a list of feature names, got {type(features).__name__} {features!r}")
     chosen = [get_feature(name).name for name in dict.fromkeys(features)]
-    if not prompt:
-        raise ValueError("`prompt` must be non-empty (the model needs a first character), got ''")
-    model._require_vocab().encode(prompt)  # a character outside the vocabulary fails now, naming it
-    acting = _resolved(model, interventions)
-    # The first call checks temperature and top_k too; nothing has been sampled when it raises.
+    # generate's own checks of the prompt (a string, non-empty, in the vocabulary), temperature and top_k, at the
+    # call: a stream of no characters samples nothing.
+    model.generate_stream(prompt, 0, temperature=temperature, top_k=top_k)
+    acting = _resolved(model, interventions, len(prompt) + int(length))
     options = {"temperature": temperature, "top_k": top_k, "include_prompt": False}
     with_samples, without_samples = [], []
     for i in range(n_samples):
@@ -308,7 +308,7 @@ def _steps_text(steps: object) -> str:
     return f"{count} listed step{'s' if count != 1 else ''}"
 
 
-def _resolved(model: CharLSTM, interventions: Sequence[Intervention]) -> list[Intervention]:
+def _resolved(model: CharLSTM, interventions: Sequence[Intervention], length: int) -> list[Intervention]:
     """The interventions checked against the model, a mean ablation turned into the clamp to its reference mean.
 
     Checked here so that a bad one fails before any sampling; the clamp has the same effect, and spares tracing the
@@ -317,12 +317,19 @@ def _resolved(model: CharLSTM, interventions: Sequence[Intervention]) -> list[In
     cfg = model.config
     widths = {f"layers.{i}": dict.fromkeys(QUANTITIES[cfg.cell], cfg.hidden_size) for i in range(cfg.num_layers)}
     checked = resolve(
-        list(interventions), cfg.cell, widths, None, lambda ref, n: trace(model, ref, names_filter=n, on_unknown="skip")
-    )
+        list(interventions), cfg.cell, widths, length,
+        lambda ref, n: trace(model, ref, names_filter=n, on_unknown="skip"),
+    )  # fmt: skip
     return [
-        Clamp(iv.name, iv.units, iv._mean, steps=iv.steps) if isinstance(iv, Ablate) and iv.value == "mean" else iv
+        Clamp(iv.name, iv.units, _within(iv._mean, clamp_range(iv.name)), steps=iv.steps)  # type: ignore[arg-type]
+        if isinstance(iv, Ablate) and iv.value == "mean" else iv
         for iv in checked
-    ]
+    ]  # fmt: skip
+
+
+def _within(mean: Tensor, bounds: tuple[float, float] | None) -> Tensor:
+    """A gate's mean inside its range: float32 rounding may put the mean of values at 1 a hair above it."""
+    return mean if bounds is None else mean.clamp(*bounds)
 
 
 def _feature_mean(name: str, prompt: str, sample: str) -> float:

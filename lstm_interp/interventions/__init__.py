@@ -1,6 +1,25 @@
 """Causal interventions: ablate, clamp, scale or patch any unit of a recurrent network, exactly, while it runs."""
 
-from lstm_interp.interventions.intervention import Ablate, Clamp, Intervention, InterventionError, Patch, Scale
+from lstm_interp.interventions.intervention import Ablate, Clamp, Intervention, Patch, Scale
+from lstm_interp.interventions.intervention_rules import (
+    MAX_SCALE,
+    InterventionError,
+    check_clamp_value,
+    check_scale_factor,
+    clamp_range,
+)
 from lstm_interp.interventions.run_with_interventions import run_with_interventions
 
-__all__ = ["Ablate", "Clamp", "Intervention", "InterventionError", "Patch", "Scale", "run_with_interventions"]
+__all__ = [
+    "MAX_SCALE",
+    "Ablate",
+    "Clamp",
+    "Intervention",
+    "InterventionError",
+    "Patch",
+    "Scale",
+    "check_clamp_value",
+    "check_scale_factor",
+    "clamp_range",
+    "run_with_interventions",
+]

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from lstm_interp.interventions.intervened_layer import run_intervened_layer
-from lstm_interp.interventions.intervention import Ablate, Intervention, InterventionError, Patch
+from lstm_interp.interventions.intervention import Ablate, Intervention, InterventionError, Patch, intervention_list
+from lstm_interp.interventions.intervention_rules import check_finite_run, check_quantity, unit_ranges
 from lstm_interp.models.char_lstm import CharLSTM, LayerState, State
 from lstm_interp.tracing.layers import _gates, cell_type, traced_precision, zero_state
 from lstm_interp.tracing.module_trace import _initial_state, check_inputs, layer_prefixes, output_size, split_layers
@@ -35,6 +36,7 @@ from lstm_interp.tracing.trace import (
     start_state,
     trace,
 )
+from lstm_interp.tracing.trace_arguments import check_chunk_size, check_dtype
 from lstm_interp.vocab import OnUnknown
 
 
@@ -42,7 +44,7 @@ from lstm_interp.vocab import OnUnknown
 def run_with_interventions(
     model: CharLSTM | nn.RNNBase,
     inputs: str | Tensor,
-    interventions: Sequence[Intervention],
+    interventions: Sequence[Intervention] | Intervention | None,
     *,
     names_filter: NamesFilter = None,
     dtype: torch.dtype = torch.float32,
@@ -58,8 +60,8 @@ def run_with_interventions(
         model: a :class:`~lstm_interp.CharLSTM` (names ``layers.<i>.<quantity>``), or an ``nn.LSTM``/``nn.GRU``/
             ``nn.RNN`` (names as :func:`~lstm_interp.trace_rnn` gives them under ``name``).
         inputs: the text (or (T,) ids) for a CharLSTM; the (T, input_size) sequence for a module.
-        interventions: :class:`~.Ablate`, :class:`~.Clamp`, :class:`~.Scale`, :class:`~.Patch` objects; an empty
-            list gives the plain trace.
+        interventions: :class:`~.Ablate`, :class:`~.Clamp`, :class:`~.Scale`, :class:`~.Patch` objects (one alone
+            is read as a list of one); an empty list (or ``None``) gives the plain trace.
         names_filter, dtype, chunk_size, state, on_unknown: as for :func:`~lstm_interp.trace` (CharLSTM).
         name, hx: as for :func:`~lstm_interp.trace_rnn` (a module).
 
@@ -68,7 +70,10 @@ def run_with_interventions(
 
     Raises:
         InterventionError: (a ``ValueError``) for a name the model does not have, units out of range, a patch
-            source shorter than the steps it patches; raised before anything runs.
+            source shorter than the steps it patches, steps past the end of the text; raised before anything runs.
+            Raised too, naming the interventions, when they drive the network to inf or NaN while it runs (a
+            result would be all NaN).
+        TypeError: ``interventions`` is not a list of interventions.
         VocabularyError, ValueError: as :func:`~lstm_interp.trace` and :func:`~lstm_interp.trace_rnn` raise them.
 
     Example::
@@ -76,11 +81,9 @@ def run_with_interventions(
         >>> tr = run_with_interventions(model, text, [Ablate("layers.1.cell", [254])])  # doctest: +SKIP
         >>> nll = -tr["log_probs"][:-1].gather(1, tr.tokens[1:, None])  # doctest: +SKIP
     """
-    if not isinstance(interventions, Sequence) or not all(isinstance(iv, Intervention) for iv in interventions):
-        raise TypeError(
-            "`interventions` must be a list of Ablate/Clamp/Scale/Patch objects, got "
-            f"{[type(iv).__name__ for iv in interventions] if isinstance(interventions, Sequence) else interventions!r}"
-        )
+    interventions = intervention_list(interventions)
+    check_dtype(dtype)
+    check_chunk_size(chunk_size)
     if isinstance(model, CharLSTM):
         if not interventions:
             return trace(model, inputs, names_filter=names_filter, dtype=dtype, chunk_size=chunk_size, state=state,
@@ -108,21 +111,25 @@ def resolve(
     """
     resolved = []
     for iv in interventions:
+        where = f"{type(iv).__name__}({iv.name!r})"
         if iv.layer not in widths:
             raise InterventionError(f"{iv.name!r} names no layer of the model; its layers are {list(widths)}")
-        if iv.quantity not in QUANTITIES[cell]:
-            raise InterventionError(
-                f"{iv.name!r}: {'a' if cell == 'gru' else 'an'} {cell.upper()} layer has no {iv.quantity!r}; it has "
-                f"{list(QUANTITIES[cell])}"
-            )
+        check_quantity(iv.quantity, cell, repr(iv.name))
         width = widths[iv.layer][iv.quantity]
         if max(iv.units) >= width:
-            raise InterventionError(f"units {[u for u in iv.units if u >= width]} of {iv.name!r}: it has {width} units")
-        if isinstance(iv, Patch) and iv.source[iv.name].shape[1] != width:  # type: ignore[index]
+            bad = [u for u in iv.units if u >= width]
             raise InterventionError(
-                f"the Patch source's {iv.name!r} has {iv.source[iv.name].shape[1]} units, the model's has {width}: "  # type: ignore[index]
-                "a trace of another architecture"
+                f"units {unit_ranges(bad) if len(bad) > 10 else bad} of {iv.name!r}: it has {width} units "
+                f"(0-{width - 1})"
             )
+        for role, source in iv.source_traces():
+            if source[iv.name].shape[1] != width:
+                raise InterventionError(
+                    f"{iv.name!r} of {role} has {source[iv.name].shape[1]} units, the model's has {width}: "
+                    "a trace of another architecture"
+                )
+        if length is not None:
+            iv.check_run_length(length)
         if isinstance(iv, Patch) and length is not None:
             patched = iv.mask(0, length).nonzero().flatten()
             if len(patched) and int(patched.max()) >= iv.source.num_steps:  # type: ignore[union-attr]
@@ -132,9 +139,18 @@ def resolve(
                 )
         if isinstance(iv, Ablate) and iv.value == "mean":
             reference = iv.reference
-            ref = reference if isinstance(reference, Trace) else reference_trace(reference, iv.name)  # type: ignore[operator]
+            if isinstance(reference, Trace):
+                ref = reference
+            else:
+                try:
+                    ref = reference_trace(reference, iv.name)  # type: ignore[operator]
+                except (TypeError, ValueError) as err:  # an empty text, one of unknown characters only, ...
+                    raise InterventionError(
+                        f"the `reference` of {where}, value='mean' cannot be traced (characters outside the vocabulary "
+                        f"are skipped): {err}"
+                    ) from err
             if iv.name not in ref:
-                raise InterventionError(f"the reference trace of Ablate({iv.name!r}) has no {iv.name!r}")
+                raise InterventionError(f"the reference trace of {where} has no {iv.name!r}")
             iv = iv.with_mean(ref[iv.name][:, list(iv.units)].float().mean(0))
         resolved.append(iv)
     return resolved
@@ -150,8 +166,6 @@ def _run_char_lstm(
     state: State | None,
     on_unknown: OnUnknown,
 ) -> Trace:
-    if chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be >= 1, got {chunk_size!r}")
     cfg = model.config
     tokens, text_str = encode_text(model, text, on_unknown, verb="run")
     T = len(tokens)
@@ -180,8 +194,10 @@ def _run_char_lstm(
                 positions = torch.arange(rows.start, rows.stop)
                 for i, (layer, prefix) in enumerate(zip(net.layers, prefixes, strict=True)):
                     x, state[i] = _layer_chunk(layer, prefix, x, state[i], resolved, positions, keep, store, rows)
+                log_probs = torch.log_softmax(net.head(x), dim=-1) if "log_probs" in keep else x
+                check_finite_run([log_probs, *_tensors(state)], interventions, f"by step {rows.stop - 1}")
                 if "log_probs" in keep:
-                    store["log_probs"][rows] = torch.log_softmax(net.head(x), dim=-1).to("cpu", dtype)
+                    store["log_probs"][rows] = log_probs.to("cpu", dtype)
     finally:
         model.train(was_training)
     return Trace(store, text=text_str, tokens=tokens, cell=cfg.cell, num_layers=cfg.num_layers, final_state=state,
@@ -189,7 +205,7 @@ def _run_char_lstm(
 
 
 def intervened_forward(
-    model: CharLSTM, interventions: Sequence[Intervention], length: int
+    model: CharLSTM, interventions: Sequence[Intervention] | Intervention, length: int
 ) -> Callable[[Tensor, State | None, int], tuple[Tensor, State]]:
     """``forward(tokens (1, L), state, position) -> (log_probs (1, L, V), state)``: the model one piece at a time
     under ``interventions``, ``position`` being the step of ``tokens[0, 0]`` (for generation; checked now, for a run
@@ -197,8 +213,9 @@ def intervened_forward(
     cfg = model.config
     prefixes = [f"layers.{i}" for i in range(cfg.num_layers)]
     widths = {p: dict.fromkeys(QUANTITIES[cfg.cell], cfg.hidden_size) for p in prefixes}
+    interventions = intervention_list(interventions)
     resolved = resolve(
-        list(interventions), cfg.cell, widths, length,
+        interventions, cfg.cell, widths, length,
         lambda ref, n: trace(model, ref, names_filter=n, on_unknown="skip"),
     )  # fmt: skip
     net = _float32_copy(model)
@@ -214,9 +231,16 @@ def intervened_forward(
             x = net.embedding(ids)
             for i, (layer, prefix) in enumerate(zip(net.layers, prefixes, strict=True)):
                 x, state[i] = _layer_chunk(layer, prefix, x, state[i], resolved, positions, set(), {}, slice(0))
-            return torch.log_softmax(net.head(x), dim=-1)[None], state
+            log_probs = torch.log_softmax(net.head(x), dim=-1)
+            check_finite_run([log_probs, *_tensors(state)], interventions, f"by step {int(positions[-1])}")
+            return log_probs[None], state
 
     return forward
+
+
+def _tensors(state: State) -> list[Tensor]:
+    """Every tensor of a per-layer state (an LSTM layer's is a pair)."""
+    return [t for layer in state for t in (layer if isinstance(layer, tuple) else (layer,))]
 
 
 def _layer_chunk(
@@ -262,9 +286,7 @@ def _run_module(
     widths = {p: dict(width) for p in prefixes}
     from lstm_interp.tracing.module_trace import trace_rnn
 
-    resolved = resolve(
-        interventions, cell, widths, T, lambda ref, n: _module_reference(trace_rnn, rnn, ref, n, name)
-    )
+    resolved = resolve(interventions, cell, widths, T, lambda ref, n: _module_reference(trace_rnn, rnn, ref, n, name))
     names = select_names(names_filter, [f"{p}.{q}" for p in prefixes for q in QUANTITIES[cell]])
     keep = set(names)
     store = {n: torch.empty(T, widths[n.rsplit(".", 1)[0]][n.rsplit(".", 1)[1]], dtype=dtype) for n in names}
@@ -289,6 +311,7 @@ def _run_module(
                 outputs.append(hidden.flip(0) if d == 1 else hidden)
                 final.append(last)
             x = torch.cat(outputs, dim=1)
+    check_finite_run([x, *_tensors(final)], interventions, "in the run")
     return Trace(store, text=None, tokens=torch.arange(T), cell=cell, num_layers=len(prefixes), final_state=final,
                  layer_names=prefixes)  # fmt: skip
 

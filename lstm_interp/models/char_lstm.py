@@ -176,8 +176,10 @@ class CharLSTM(
 
         Raises:
             VocabularyError: if the prompt has characters outside the vocabulary.
-            ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1.
-            TypeError: a ``length``, ``temperature`` or ``top_k`` of the wrong type (the message names it).
+            ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1; an intervention
+                the model cannot take (``InterventionError``).
+            TypeError: a ``prompt``, ``length``, ``temperature``, ``top_k``, ``seed`` or ``interventions`` of the
+                wrong type (the message names it).
         """
         stream = self.generate_stream(
             prompt, length, temperature=temperature, top_k=top_k, seed=seed, interventions=interventions
@@ -221,8 +223,10 @@ class CharLSTM(
 
         Raises:
             VocabularyError: if the prompt has characters outside the vocabulary.
-            ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1.
-            TypeError: a ``length``, ``temperature`` or ``top_k`` of the wrong type (the message names it).
+            ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1; an intervention
+                the model cannot take (``InterventionError``).
+            TypeError: a ``prompt``, ``length``, ``temperature``, ``top_k``, ``seed`` or ``interventions`` of the
+                wrong type (the message names it).
 
         Example::
 
@@ -231,6 +235,8 @@ class CharLSTM(
             ...     print(char, end="", flush=True)  # the text appears as it is sampled
         """
         vocab = self._require_vocab()
+        if not isinstance(prompt, str):
+            raise TypeError(f"`prompt` must be a non-empty string, got {type(prompt).__name__} {prompt!r:.100}")
         if not prompt:
             raise ValueError("`prompt` must be non-empty (the model needs a first character), got ''")
         # Checked before any arithmetic, so that a string temperature says which parameter, not "'<' not supported".
@@ -246,14 +252,22 @@ class CharLSTM(
             raise ValueError(f"`temperature` must be a finite number >= 0, got {temperature!r}")
         if top_k is not None and top_k < 1:
             raise ValueError(f"`top_k` must be >= 1 or None, got {top_k!r}")
-        tokens = vocab.encode(prompt).to(self.device)[None]  # (1, T)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"`seed` must be an integer or None, got {type(seed).__name__} {seed!r}")
+        try:
+            tokens = vocab.encode(prompt).to(self.device)[None]  # (1, T)
+        except VocabularyError as err:
+            raise err.with_hint("Use only characters the model knows in `prompt`.") from None  # no on_unknown here
         generator = torch.Generator(device=self.device)
         forward: Callable[[Tensor, State | None, int], tuple[Tensor, State]] = self._forward_at
-        if interventions:
+        if interventions is not None:
             # Function-level import: interventions are a later stage than the network (as the hub is).
+            from lstm_interp.interventions.intervention import intervention_list
             from lstm_interp.interventions.run_with_interventions import intervened_forward
 
-            forward = intervened_forward(self, interventions, tokens.shape[1] + int(length))
+            acting = intervention_list(interventions)  # one intervention alone is a list of one
+            if acting:
+                forward = intervened_forward(self, acting, tokens.shape[1] + int(length))
         generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
         return self._sample_chars(tokens, int(length), temperature, top_k, generator, forward)
 

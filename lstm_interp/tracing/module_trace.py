@@ -22,6 +22,7 @@ from lstm_interp.tracing.layers import (
 )
 from lstm_interp.tracing.quantities import QUANTITIES
 from lstm_interp.tracing.trace import DEFAULT_CHUNK_SIZE, NamesFilter, Trace, select_names
+from lstm_interp.tracing.trace_arguments import check_chunk_size, check_dtype
 
 # What trace_rnn follows, for the messages of its refusals.
 SUPPORTED = (
@@ -154,9 +155,12 @@ def trace_rnn(
 
     Raises:
         ValueError: inputs or ``hx`` of the wrong shape, an empty sequence, or a ``names_filter`` that matches
-            nothing; each message names the module.
+            nothing; each message names the module. A ``dtype`` or ``chunk_size`` that :func:`~lstm_interp.trace`
+            refuses.
         TypeError: if ``rnn`` is not an ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN``.
     """
+    check_dtype(dtype)
+    check_chunk_size(chunk_size)
     T = check_inputs(rnn, inputs, name)
     cell = cell_type(rnn)
     prefixes = layer_prefixes(rnn, name)

@@ -24,6 +24,13 @@ from lstm_interp._io import atomic_path
 from lstm_interp.models.char_lstm import CharLSTM, State
 from lstm_interp.tracing.layers import run_layers, traced_precision, zero_state
 from lstm_interp.tracing.quantities import QUANTITIES, state_quantity
+from lstm_interp.tracing.trace_arguments import (
+    check_chunk_size,
+    check_dtype,
+    check_ids,
+    check_names_filter,
+    check_state,
+)
 from lstm_interp.vocab import OnUnknown
 
 NamesFilter = str | Sequence[str] | Callable[[str], bool] | None
@@ -306,6 +313,7 @@ def available_names(cell: str, num_layers: int) -> list[str]:
 def select_names(names_filter: NamesFilter, names: list[str]) -> list[str]:
     if names_filter is None:
         return names
+    check_names_filter(names_filter)
     if callable(names_filter):
         chosen = [n for n in names if names_filter(n)]
         if not chosen:
@@ -353,10 +361,8 @@ def trace(
     """
     if not isinstance(model, CharLSTM):
         raise TypeError(f"`model` must be a CharLSTM, got {type(model).__name__}")
-    if chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be >= 1, got {chunk_size!r}")
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
-        raise ValueError(f"`dtype` must be a floating dtype, got {dtype!r}")
+    check_chunk_size(chunk_size)
+    check_dtype(dtype)
     cfg = model.config
     tokens, text_str = encode_text(model, text, on_unknown)
     T = len(tokens)
@@ -431,7 +437,7 @@ def encode_text(
         # With on_unknown="skip" some characters have no step: the trace's text is the one that was traced.
         text_str: str | None = text if len(text) == len(tokens) else model._require_vocab().decode(tokens)
     else:
-        tokens = torch.as_tensor(text, dtype=torch.long).reshape(-1).cpu()
+        tokens = check_ids(text, model.config.vocab_size)
         text_str = model.vocab.decode(tokens) if model.vocab is not None else None
     if len(tokens) == 0:
         raise ValueError(f"cannot {verb} an empty text")
@@ -447,6 +453,7 @@ def start_state(model: CharLSTM, state: State | None, device: torch.device) -> S
     cfg = model.config
     if state is None:
         state = [zero_state(cfg.cell, cfg.hidden_size, device) for _ in range(cfg.num_layers)]
+    check_state(state, cfg.cell, cfg.num_layers, cfg.hidden_size)
     return [tuple(t.to(device, torch.float32) for t in s) if isinstance(s, tuple) else s.to(device) for s in state]
 
 
