@@ -428,7 +428,9 @@ def test_script_in_the_text_comes_back_as_text(server: Server) -> None:
         ("trace", {"text": "ab", "interventions": [{"op": "clamp", "name": "layers.0.cell", "units": [1]}]}, 400,
          "interventions[0]: `value` must be a finite number, got None"),
         ("trace", {"text": "ab", "interventions": [{"op": "clamp", "name": "layers.0.input_gate", "units": [1],
-                                                    "value": 3}]}, 400, "clamp it to 0..1, not 3"),
+                                                    "value": 3}]}, 400,
+         "interventions[0]: `value` of Clamp('layers.0.input_gate'): 'input_gate' is a sigmoid gate, which only takes "
+         "values in [0, 1]; got 3"),
         ("trace", {"text": "ab", "interventions": "ablate"}, 400, "`interventions` must be a list"),
         ("trace", {"text": "ab<", "interventions": [{"op": "ablate", "name": "layers.0.cell", "units": [1],
                                                      "span": [2, 3]}]}, 400, "holds only characters outside"),

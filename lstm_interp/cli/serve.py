@@ -1,14 +1,18 @@
 """``lstm-interp serve MODEL``: the live explorer, a local web page that traces what you type.
 
 MODEL is anything :func:`lstm_interp.load_pretrained` opens. Each ``--corpus FILE`` is indexed when the server
-starts, so that a span brushed on the page can be matched in it (LSTMVis's select & match). The server listens on
+starts, so that a span brushed on the page can be matched in it (LSTMVis's select & match); with ``--atlas DIR`` (a
+folder ``lstm-interp atlas`` wrote for this model) the page shows the atlas card of the unit it shows. It listens on
 127.0.0.1 by default: it runs a model on whatever it is sent, and is meant for one user on their own machine.
+Each request is bounded: by its estimated cost before it starts (``--max-request-cost``) and by a deadline once it
+runs (``--request-timeout``); see ``docs/explorer_api.md``. Ctrl+C and SIGTERM stop it without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import signal
 import socket
 import sys
 import threading
@@ -18,10 +22,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lstm_interp.cli._arguments import add_model_argument, check_model_argument, non_negative_int
+from lstm_interp.cli._arguments import add_model_argument, check_model_argument, non_negative_int, positive_float
 from lstm_interp.hub.load_pretrained import load_pretrained
 
 DEFAULT_PORT = 8000
+INTERRUPTED = 130  # the shell's status for a command ended by SIGINT (128 + 2)
 
 
 def port_number(text: str) -> int:
@@ -48,6 +53,10 @@ def build_parser(prog: str = "lstm-interp serve") -> argparse.ArgumentParser:
         "--threshold", type=float, nargs="+", default=[0.3], metavar="THETA",
         help="thresholds to index the corpora at, for matching (default 0.3, LSTMVis's); each costs one more index",
     )  # fmt: skip
+    parser.add_argument(
+        "--atlas", type=Path, default=None, metavar="DIR",
+        help="a unit atlas of this model (lstm-interp atlas MODEL CORPUS --out DIR): the page shows each unit's card",
+    )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     parser.add_argument(
         "--port", type=port_number, default=DEFAULT_PORT, metavar="N",
@@ -57,6 +66,20 @@ def build_parser(prog: str = "lstm-interp serve") -> argparse.ArgumentParser:
         "--allow-host", action="append", default=[], metavar="NAME",
         help="also accept requests whose Host header names NAME (a deliberate public bind's DNS name); by default "
         "only the bound address, plus localhost/127.0.0.1/[::1] when it is loopback",
+    )  # fmt: skip
+    parser.add_argument(
+        "--request-timeout", type=positive_float, default=10.0, metavar="SECONDS",
+        help="the longest a request's work may run once started; past it the request gets 504 and its work stops "
+        "(default 10)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--queue-timeout", type=positive_float, default=30.0, metavar="SECONDS",
+        help="the longest a request may wait behind others for the model; past it, 503 (default 30)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-request-cost", type=positive_float, default=None, metavar="UNITS",
+        help="refuse (413) a request whose estimated cost is over UNITS, about a millisecond of the reference "
+        "model's work each (default 500 per second of --request-timeout)",
     )  # fmt: skip
     parser.add_argument("--open", action="store_true", help="open the page in a web browser once serving")
     return parser
@@ -68,13 +91,46 @@ def _url(host: str, port: int) -> str:
 
 
 def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
-    """Run ``lstm-interp serve`` with ``argv`` (the arguments after ``serve``); returns the exit status on Ctrl+C."""
+    """Run ``lstm-interp serve`` with ``argv`` (the arguments after ``serve``) until stopped.
+
+    Returns:
+        0 when stopped by SIGTERM, quietly; :data:`INTERRUPTED` (130) on Ctrl+C, with one line; either way with no
+        traceback, whether the server was loading, indexing or serving, and after the normal exit's clean-up (the
+        temporary index folders are removed); 2 for bad arguments.
+    """
+    # SIGTERM's default action ends the process at once, skipping the clean-up: turn it into an exception, as
+    # Python does SIGINT (signal handlers can only be set on the main thread).
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+    try:
+        return _serve(argv, prog)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+        return INTERRUPTED
+    except _Terminated:
+        return 0
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived (see main)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _serve(argv: Sequence[str], prog: str) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     check_model_argument(parser, args.model)
     for path in args.corpus:  # streamed when indexed, so only checked here, before the model is loaded
         if not path.is_file():
             parser.error(f"argument --corpus: {str(path)!r} does not exist or is not a file")
+    if args.atlas is not None and not (args.atlas / "atlas.json").is_file():
+        parser.error(f"argument --atlas: {str(args.atlas)!r} holds no atlas.json; make one with lstm-interp atlas")
     try:
         import uvicorn
 
@@ -91,7 +147,9 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
         print(f"indexing {len(args.corpus)} corpus file(s) at threshold {thresholds}", file=sys.stderr, flush=True)
     try:
         app = create_app(model, corpus_files=args.corpus, thresholds=args.threshold, executor=worker,
-                         allowed_hosts=allowed_hosts(args.host, args.allow_host))  # fmt: skip
+                         allowed_hosts=allowed_hosts(args.host, args.allow_host),
+                         request_timeout_s=args.request_timeout, queue_timeout_s=args.queue_timeout,
+                         max_request_cost=args.max_request_cost, atlas=args.atlas)  # fmt: skip
     except ValueError as err:
         parser.error(str(err))
     # Bound here rather than by uvicorn, so that with --port 0 the port is known (and printed) before serving.
@@ -112,8 +170,12 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     if args.open:
         threading.Thread(target=_open_when_started, args=(server, url), daemon=True).start()
-    server.run(sockets=[sock])
-    worker.shutdown(wait=False, cancel_futures=True)
+    try:
+        # uvicorn catches SIGINT and SIGTERM to shut down gracefully, then raises the signal again once stopped, to
+        # the handlers it found: KeyboardInterrupt or _Terminated is raised here (see main).
+        server.run(sockets=[sock])
+    finally:
+        worker.shutdown(wait=False, cancel_futures=True)
     return 0
 
 
