@@ -271,8 +271,11 @@ def draw_figures(
         if group.saturation is not None:
             yield f"gate_saturation{suffix}", _bind(plot_gate_saturation, group.saturation)
         if "log_probs" in tr and chars is not None:
-            k = min(top_k, len(chars))
-            yield f"topk_predictions{suffix}", _bind(plot_topk_predictions, tr, chars, k=k, length=TOPK_STEPS)
+            topk: dict[str, Any] = {"k": min(top_k, len(chars)), "length": TOPK_STEPS}
+            if choice.follows_feature and choice.units:
+                # The blog's URL-cell figure: the chosen feature unit under the text, where its feature changes most.
+                topk |= {"unit": choice.units[0], "quantity": choice.quantity, "start": window.start}
+            yield f"topk_predictions{suffix}", _bind(plot_topk_predictions, tr, chars, **topk)
         layer = tr.layer_names[-1]
         ranked = most_variable_units(tr, quantity, HEATMAP_UNITS, layer=layer, stop=HEATMAP_STEPS, skip_flat=True)
         heatmap_units = [u.unit for u in ranked]

@@ -253,6 +253,26 @@ def test_cell_text_figure_opens_with_the_feature_units():
     assert all(t.startswith("layers.1") for t in titles[1:])  # then the most variable last-layer units
 
 
+def test_topk_figure_shows_the_chosen_feature_unit_under_the_text(tmp_path):
+    # The blog's URL-cell figure (issue 23): when the cell text follows a feature's unit, the top-k figure draws
+    # that unit's activation between the text and the guesses, over the same window.
+    tr = trace(pinned_model(switching=True), PINNED_PROBE)
+    rows = pinned_matches(tr, ["inside_quotes"])
+    quotes = compute_feature(get_feature("inside_quotes"), PINNED_PROBE)
+    chars = pinned_model(switching=True).vocab.chars
+    kinds = dict(draw_figures([Group("", tr, tr, None)], [], chars=chars, cells_to_plot=2, top_k=3, feature_rows=rows,
+                              feature_track=("inside_quotes", quotes)))  # fmt: skip
+    fig = kinds["topk_predictions"]()
+    assert fig.axes[0].get_title(loc="left").startswith(f"layers.0.cell unit {QUOTE} after each character")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[:5] == ["text", f"unit {QUOTE}", "#1", "#2", "#3"]
+    unit_row = fig.axes[0].images[0].get_array()[1, :, :3]  # (columns, RGB)
+    assert (unit_row[:, 0] > unit_row[:, 2] + 0.3).any() and (unit_row[:, 2] > unit_row[:, 0] + 0.3).any()
+    assert_picture(save_figure(fig, artifacts_dir(tmp_path) / "topk_with_unit.png"))
+    plain = dict(draw_figures([Group("", tr, tr, None)], [], chars=chars, cells_to_plot=2, top_k=3))
+    assert [t.get_text() for t in plain["topk_predictions"]().axes[0].get_yticklabels()][:2] == ["text", "#1"]
+
+
 # ------------------------------------------------------------------------------ flat bands (issue 20, part 5)
 PINNED_PROBE = pinned_text(600)
 
