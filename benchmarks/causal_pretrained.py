@@ -15,13 +15,10 @@ What it runs (each result also written as an experiment folder under ``--out``, 
 - **code, comment and brace cells** (``layers.0`` unit 1, ``inside_comment``; ``layers.1`` unit 237,
   ``brace_depth``): ablated on held-out Linux C, the change in loss at the ``/`` of ``*/`` and at ``}``, against
   100 random units of the same layer, and the top 5 units of each feature together.
-- **foldoc, URL cell** (``--url-unit``, the card's ``inside_url`` cell): ablated on held-out FOLDOC (the ``--chars``
-  characters of the test part with the most URL characters), the change in loss at the character that ends a URL
-  (the one after its last character: ``)`` in ``(http://...)}``) and at the characters inside URLs (each predicted
-  from inside the URL), against 100 random units of the same layer, and the top 5 ``inside_url`` units together.
+
+The foldoc model's URL cell has its own study, ``benchmarks/url_cell_study.py``.
 
     python benchmarks/causal_pretrained.py --chars 10000 --out runs/causal
-    python benchmarks/causal_pretrained.py --only foldoc --url-unit layers.1:123 --out runs/causal
 """
 
 from __future__ import annotations
@@ -37,7 +34,6 @@ import torch
 from lstm_interp import load_pretrained, trace
 from lstm_interp.experiments.ablation_study import ablation_study
 from lstm_interp.experiments.steer import steer
-from lstm_interp.features import compute_feature
 from lstm_interp.interventions import Ablate, Clamp
 from lstm_interp.plots.ablation_study import plot_ablation_study
 from lstm_interp.plots.steer import plot_steer
@@ -61,26 +57,6 @@ def heldout(name: str, chars: int, vocab: str, densest: str | None = None) -> st
     return test[best : best + chars]
 
 
-def url_targets(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """Masks over the predicted characters of ``text`` (position ``j`` is the prediction of ``text[j]``): the
-    character that ends a URL (the first after it; predicted from its last character), and the characters inside a
-    URL predicted from inside it (its first character is predicted from outside, so it is left out)."""
-    inside = compute_feature("inside_url", text).astype(bool)
-    before = np.concatenate([[False], inside[:-1]])
-    return before & ~inside, before & inside
-
-
-def heldout_urls(chars: int, vocab: str) -> str:
-    """``chars`` characters of FOLDOC's test part (the last 10 %) in the model's vocabulary, the window (on a
-    1,000-character grid) with the most characters inside URLs."""
-    text = (DATA / "foldoc.txt").read_text(encoding="utf-8")
-    test = "".join(c for c in text[int(len(text) * 0.9) :] if c in vocab)
-    counts = np.cumsum(compute_feature("inside_url", test))
-    starts = range(0, len(test) - chars, 1000)
-    best = max(starts, key=lambda i: counts[i + chars - 1] - (counts[i - 1] if i else 0))
-    return test[best : best + chars]
-
-
 def closing_quotes(text: str) -> np.ndarray:
     """True at each '"' that closes a quotation: one after an odd number of quotes."""
     mask, count = np.zeros(len(text), dtype=bool), 0
@@ -99,13 +75,10 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "causal")
-    parser.add_argument("--only", choices=["novel", "steer", "line", "code", "foldoc"], action="append")
-    parser.add_argument("--url-unit", default=None, metavar="LAYER:UNIT", help="the foldoc URL cell, e.g. layers.1:12")
+    parser.add_argument("--only", choices=["novel", "steer", "line", "code"], action="append")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     only = set(args.only or ["novel", "steer", "line", "code"])
-    if "foldoc" in only and args.url_unit is None:
-        parser.error("--only foldoc needs --url-unit LAYER:UNIT (the card's inside_url cell)")
     results: dict[str, dict] = {}
 
     novel = load_pretrained(REPO / "model_cards" / "novel")
@@ -163,23 +136,6 @@ def main() -> None:
                                     plot_ablation_study(study), model=code, texts={"text": source},
                                     arguments=vars(args) | {"units": f"{layer}:{unit}", "targets": described})
             results[f"code_{name}_ablation"] = study.to_dict()
-    if "foldoc" in only:
-        foldoc = load_pretrained(REPO / "model_cards" / "foldoc")
-        text = heldout_urls(args.chars, foldoc.vocab.chars)
-        layer, unit = args.url_unit.split(":")
-        ends, inside = url_targets(text)
-        print(f"foldoc: {len(text):,} held-out characters, {int(ends.sum())} URL ends, {int(inside.sum())} inside")
-        for targets, described, name in ((ends, "the character that ends a URL", "url_end"),
-                                         (inside, "characters inside a URL", "url_inside")):  # fmt: skip
-            study = ablation_study(foldoc, text, [(layer, int(unit))], targets, n_random=args.random,
-                                   together_feature="inside_url", k=5, n_random_sets=20, log=print)  # fmt: skip
-            study.targets = described
-            print(study.to_markdown())
-            write_experiment_folder(args.out / f"foldoc_{name}_ablation", "ablation", study.to_dict(),
-                                    plot_ablation_study(study), model=foldoc, texts={"text": text},
-                                    arguments=vars(args) | {"units": args.url_unit, "targets": described},
-                                    overwrite=True)  # fmt: skip
-            results[f"foldoc_{name}_ablation"] = study.to_dict()
     args.out.mkdir(parents=True, exist_ok=True)
     summary = args.out / f"summary_{'_'.join(sorted(only))}.json"
     summary.write_text(json.dumps(results, indent=1, default=str) + "\n")

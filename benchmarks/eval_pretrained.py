@@ -34,6 +34,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import platform
 import shutil
 import time
@@ -58,8 +59,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Karpathy, Johnson & Fei-Fei (2015): best LSTM test loss (Table 2) and 20-gram baseline (Section 4.3), nats/char.
 PAPER = {"novel": {"lstm": 1.077, "ngram20": 1.195}, "code": {"lstm": 0.84, "ngram20": 0.889}}
 # Our interpolated Kneser-Ney n-grams on the same 80/10/10 split (benchmarks/RESULTS.md, "n-gram baselines").
-OUR_NGRAM = {"novel": (8, 1.2649, 20, 1.2684), "code": (20, 1.2194, 20, 1.2194)}
-TARGET_NATS = {"novel": 1.20, "code": 1.00}  # foldoc's is set below: 5% under our 20-gram on its split
+OUR_NGRAM = {"novel": (8, 1.2649, 20, 1.2684), "code": (20, 1.2194, 20, 1.2194), "foldoc": (20, 1.2508, 20, 1.2508)}
+# foldoc (issue 23): at least 5% under our 20-gram on the same 80/10/10 split, 0.95 x 1.2508.
+TARGET_NATS = {"novel": 1.20, "code": 1.00, "foldoc": 1.1883}
 DATASETS = {
     "novel": {
         "name": "War and Peace (Leo Tolstoy, Maude translation, Project Gutenberg)",
@@ -272,7 +274,8 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, 2 cores shared by the two training runs (1 thread each), no GPU; torch {torch.__version__}"
+    # Each pretrained run trained on one intra-op thread (OMP_NUM_THREADS=1) while the other core did other work.
+    return f"{cpu}, {os.cpu_count()} cores, one training thread, the other core busy, no GPU; torch {torch.__version__}"
 
 
 def main() -> None:

@@ -131,7 +131,7 @@ def test_lightning_subcommand_help_exits_with_0() -> None:
 
 
 def test_bundled_configs_parse() -> None:
-    for name in ("tiny.yaml", "novel.yaml", "code.yaml"):
+    for name in ("tiny.yaml", "novel.yaml", "code.yaml", "foldoc.yaml"):
         code, out, err = _run(["fit", "--config", str(REPO_ROOT / "configs" / name), "--print_config"])
         assert code == 0, f"{name}: {err}"
         assert "hidden_size" in out

@@ -152,6 +152,13 @@ def test_inside_url(text, want):
     assert bits(inside_url(text)) == want
 
 
+def test_inside_url_has_the_cross_reference_control():
+    # On FOLDOC a URL sits inside "{Title (http://...)}": a unit that tracks braces scores well on URLs too, so a URL
+    # cell must beat inside_braces as well as no_space_run (issue 23).
+    assert get_feature("inside_url").controls == ("no_space_run", "inside_braces")
+    assert bits(compute_feature("inside_braces", "{a (http://b.c)} d")) == "111111111111111000"
+
+
 @pytest.mark.parametrize(
     ("text", "want"),
     [("hi, you2", "10001000"), ("don't x_1", "100010100"), ("été 12ab", "10001000"), ("  ", "00"), ("a", "1")],

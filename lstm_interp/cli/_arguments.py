@@ -16,7 +16,7 @@ from pathlib import Path
 
 MODEL_METAVAR = "MODEL"
 MODEL_HELP = (
-    "the model: a pretrained name (novel, war-and-peace, code, linux), a save_pretrained folder, "
+    "the model: a pretrained name (novel, war-and-peace, code, linux, foldoc), a save_pretrained folder, "
     "a Lightning .ckpt or an 'org/name' Hub repo id"
 )
 

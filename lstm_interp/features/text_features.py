@@ -204,6 +204,22 @@ def inside_parens(text: str) -> np.ndarray:
     return paren_depth(text) > 0
 
 
+def inside_braces(text: str) -> np.ndarray:
+    """Inside curly braces: :func:`brace_depth` above 0 (the ``{`` is inside, the closing ``}`` is not).
+
+    A control of ``inside_url``: FOLDOC writes a link as a cross-reference, ``{Home (http://a.org/)}``, and a wiki
+    as ``[http://a.org title]``, so a unit that tracks "inside a cross-reference" also scores well on URLs. On the
+    foldoc model the best ``inside_url`` unit by AUC alone (0.997) was such a unit: as red inside ``{luser}`` as
+    inside a URL.
+
+    Example::
+
+        >>> inside_braces("a {b {c}} d").astype(int).tolist()
+        [0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0]
+    """
+    return brace_depth(text) > 0
+
+
 def dialogue_line(text: str) -> np.ndarray:
     """On a line of dialogue: every character of a line (its ``\\n`` included) that a quotation touches.
 
@@ -254,7 +270,10 @@ def start_of_word(text: str) -> np.ndarray:
 
 # The controls a feature implies (see Feature.controls): a unit is a cell for the feature only if it tracks the
 # feature better than these.
-CONTROLS: dict[str, tuple[str, ...]] = {"inside_quotes": ("dialogue_line",), "inside_url": ("no_space_run",)}
+CONTROLS: dict[str, tuple[str, ...]] = {
+    "inside_quotes": ("dialogue_line",),
+    "inside_url": ("no_space_run", "inside_braces"),
+}
 
 for _fn, _kind in (
     (inside_quotes, "binary"),
@@ -267,6 +286,7 @@ for _fn, _kind in (
     (inside_url, "binary"),
     (start_of_word, "binary"),
     (inside_parens, "binary"),
+    (inside_braces, "binary"),
     (dialogue_line, "binary"),
     (no_space_run, "binary"),
 ):

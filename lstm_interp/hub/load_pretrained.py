@@ -11,7 +11,7 @@ an existing folder     written by ``save_pretrained``: ``config.json``, ``vocab.
 ``"org/name"``         a Hub repo id (exactly one slash), downloaded through huggingface_hub's cache
 =====================  =====================================================================================
 
-The two pretrained models are published on the Hugging Face Hub and also ship inside the wheel (the package
+The three pretrained models are published on the Hugging Face Hub and also ship inside the wheel (the package
 ``lstm_interp.pretrained``, the repository's ``model_cards/``), one folder each:
 
 =====================================  ============================================  ===========
@@ -19,6 +19,7 @@ short names                            Hub repo                                 
 =====================================  ============================================  ===========
 ``"novel"``, ``"war-and-peace"``       ``lstm-interp/char-lstm-war-and-peace``       ``novel/``
 ``"code"``, ``"linux"``                ``lstm-interp/char-lstm-linux-kernel``        ``code/``
+``"foldoc"``                           ``lstm-interp/char-lstm-foldoc``              ``foldoc/``
 =====================================  ============================================  ===========
 
 **The offline rule, for short names.** huggingface_hub retries a Hub it cannot connect to for about 20 s before
@@ -69,6 +70,7 @@ SourceKind = Literal["pretrained", "checkpoint", "folder", "repo"]
 PRETRAINED: dict[str, str] = {
     "novel": "lstm-interp/char-lstm-war-and-peace",
     "code": "lstm-interp/char-lstm-linux-kernel",
+    "foldoc": "lstm-interp/char-lstm-foldoc",  # FOLDOC, the Free On-line Dictionary of Computing: the URL cell
 }
 # Other names for the same models.
 ALIASES: dict[str, str] = {"war-and-peace": "novel", "linux": "code"}
