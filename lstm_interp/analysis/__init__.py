@@ -7,16 +7,26 @@
   ranked so that units that visibly switch come first (:func:`visible_effect`), and scored against the controls a
   feature implies (:class:`ControlScore`);
 - :func:`select_cells` / :class:`StateIndex`: LSTMVis's selection of the units on over a span, and the bit-packed
-  index of a whole corpus that finds the spans where such a selection is on together (:class:`Match`).
+  index of a whole corpus that finds the spans where such a selection is on together (:class:`Match`);
+- :func:`fit_probe` / :class:`Probe`: a sparse (elastic-net) probe of a feature from many units at once, how many
+  of its top units it needs, and its selectivity against a :func:`control_task`; :func:`probe_rows` reads a long
+  trace's units once, in bounded memory, for several probes;
+- :class:`UnitAtlas`: every unit of every layer from one streaming pass over a corpus (its top and bottom
+  contexts, kept by :class:`ContextHeap`; histogram, saturation and gate habits; features; output effects).
 """
 
 from lstm_interp.analysis.activation_stats import ActivationStats
+from lstm_interp.analysis.context_heap import ContextHeap
 from lstm_interp.analysis.control_scores import ControlScore
+from lstm_interp.analysis.control_task import control_task
 from lstm_interp.analysis.explain_unit import explain_unit
 from lstm_interp.analysis.find_cells import CellScore, CellTable, find_cells
 from lstm_interp.analysis.gate_saturation import GateSaturation, gate_saturation
+from lstm_interp.analysis.probe import Probe, fit_probe
+from lstm_interp.analysis.probe_rows import ProbeRows, probe_rows
 from lstm_interp.analysis.select_cells import select_cells
 from lstm_interp.analysis.state_index import Match, StateIndex
+from lstm_interp.analysis.unit_atlas import UnitAtlas
 from lstm_interp.analysis.visible_effect import MIN_EFFECT, visible_effect
 
 __all__ = [
@@ -24,13 +34,20 @@ __all__ = [
     "ActivationStats",
     "CellScore",
     "CellTable",
+    "ContextHeap",
     "ControlScore",
     "GateSaturation",
     "Match",
+    "Probe",
+    "ProbeRows",
     "StateIndex",
+    "UnitAtlas",
+    "control_task",
     "explain_unit",
     "find_cells",
+    "fit_probe",
     "gate_saturation",
+    "probe_rows",
     "select_cells",
     "visible_effect",
 ]

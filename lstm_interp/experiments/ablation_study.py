@@ -117,6 +117,7 @@ def ablation_study(
     together_feature: str | None = None,
     k: int = 5,
     n_random_sets: int = 20,
+    together_units: Sequence[UnitLike] | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
     log: Log | None = None,
@@ -137,6 +138,9 @@ def ablation_study(
         n_random: random units of the same layer(s) to compare with (fewer if the layers have fewer others).
         together_feature: also ablate together the top ``k`` units (by :func:`~lstm_interp.find_cells` on
             ``text``, same quantity) of this feature, against ``n_random_sets`` random sets of ``k`` units.
+        together_units: ablate these ``(layer, unit)`` pairs together instead (a probe's top units, say), against
+            ``n_random_sets`` random sets of as many units of their layers; ``together_feature``, if given, only
+            names them in the result.
         n_bootstrap: bootstrap resamples of the target positions.
         seed: for the random units and the bootstrap.
         log: called with progress lines (``print``, say).
@@ -148,7 +152,7 @@ def ablation_study(
         ValueError: units or layers the model lacks, no target position (or no other), an unknown feature,
             ``value``/``quantity``/sizes out of range, a ``reference`` an :class:`~lstm_interp.interventions.Ablate`
             refuses, text outside the vocabulary, every unit of the layers tested (no random unit is left to
-            compare with); all before any ablation runs.
+            compare with), ``together_units`` the model lacks or naming a unit twice; all before any ablation runs.
         TypeError: ``model``, ``units``, ``targets``, ``seed`` or ``log`` of the wrong type.
 
     Example::
@@ -184,6 +188,9 @@ def ablation_study(
     mask, described = _target_mask(targets, text)
     if together_feature is not None:
         get_feature(together_feature)
+    explicit = None if together_units is None else _units(together_units, cfg.num_layers, cfg.hidden_size)
+    if explicit is not None and len(set(explicit)) != len(explicit):
+        raise ValueError(f"`together_units` names a unit twice: {explicit}")
     reference_text = reference if reference is not None else text
     layers = sorted({layer for layer, _ in tested})
     # The intervention of the first unit, built now: a `reference` Ablate refuses fails before any run.
@@ -227,12 +234,17 @@ def ablation_study(
     ]
     together = None
     set_deltas: list[float] = []
-    if together_feature is not None:
-        full = trace(model, text, names_filter=[f"{layer}.{quantity}" for layer in layers])
-        table = find_cells(full, together_feature, quantity, top=k, layers=layers)
-        top = [(row.layer, row.unit) for row in table.rows]
-        say(f"ablating the top {len(top)} units of {together_feature} together, and {n_random_sets} random sets")
-        sets = [rng.sample([(layer, u) for layer in layers for u in range(cfg.hidden_size)], len(top))
+    if together_feature is not None or explicit is not None:
+        set_layers = layers
+        if explicit is not None:  # given units, against random sets drawn from their own layers
+            top, set_layers = explicit, sorted({layer for layer, _ in explicit})
+        else:
+            full = trace(model, text, names_filter=[f"{layer}.{quantity}" for layer in layers])
+            table = find_cells(full, together_feature, quantity, top=k, layers=layers)
+            top = [(row.layer, row.unit) for row in table.rows]
+        what = together_feature if explicit is None else "the given units"
+        say(f"ablating the top {len(top)} units of {what} together, and {n_random_sets} random sets")
+        sets = [rng.sample([(layer, u) for layer in set_layers for u in range(cfg.hidden_size)], len(top))
                 for _ in range(n_random_sets)]  # fmt: skip
         set_matrix = np.stack([deltas(s) for s in sets])
         together = _effect(top, deltas(top), set_matrix, target, other, weights)

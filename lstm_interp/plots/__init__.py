@@ -11,6 +11,7 @@ from lstm_interp.plots.cell_text import plot_cell_text
 from lstm_interp.plots.class_loss import plot_class_loss
 from lstm_interp.plots.error_breakdown import plot_error_breakdown
 from lstm_interp.plots.gate_saturation import plot_gate_saturation
+from lstm_interp.plots.probe_curve import plot_probe_curve
 from lstm_interp.plots.saturation_history import plot_saturation_history
 from lstm_interp.plots.save import save_figure
 from lstm_interp.plots.series import plot_series
@@ -25,6 +26,7 @@ __all__ = [
     "plot_class_loss",
     "plot_error_breakdown",
     "plot_gate_saturation",
+    "plot_probe_curve",
     "plot_saturation_history",
     "plot_series",
     "plot_steer",

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lstm_interp.tracing import display_values
+from lstm_interp.tracing.quantities import display_codes
+
+__all__ = ["Blob", "b128decode", "b128encode", "deflate", "display_codes", "pack", "top_predictions", "unpack"]
 
 # A deflated blob is kept only when it saves at least this fraction; incompressible data stays raw so that the
 # page need not inflate it.
@@ -44,16 +46,6 @@ class Blob(NamedTuple):
     deflated: bool
     raw_size: int
     size: int  # bytes that ``text`` stands for (deflated or not): what the page decodes it to
-
-
-def display_codes(values: Tensor, quantity: str) -> Tensor:
-    """(T, H) activations -> (H, T) uint8 codes, 0 = -1 and 255 = +1 on the report's diverging scale.
-
-    The mapping onto -1..+1 is the one every view uses (:func:`~lstm_interp.tracing.display_values`); NaN shows as 0.
-    """
-    x = torch.nan_to_num(display_values(values.detach().cpu(), quantity), nan=0.0)
-    codes = ((x + 1) * 127.5).round().to(torch.uint8)
-    return codes.T.contiguous()
 
 
 def top_predictions(log_probs: Tensor, k: int) -> tuple[bytes, bytes]:

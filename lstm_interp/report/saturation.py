@@ -21,13 +21,10 @@ from dataclasses import dataclass
 import torch
 
 from lstm_interp.tracing import QUANTITY_KINDS, QUANTITY_ORDER, Trace
-from lstm_interp.tracing.most_variable_units import flat_units
+from lstm_interp.tracing.most_variable_units import PINNED_LEVEL, flat_units, pinned_units
 from lstm_interp.tracing.quantities import display_values
 
 __all__ = ["PINNED_LEVEL", "LayerState", "Saturation", "effect_text", "pinned_mask", "shown_name", "state_saturation"]
-
-PINNED_LEVEL = 0.9
-"""The displayed magnitude from which a flat unit counts as pinned at +-1 (``tanh(c) = 0.9`` is ``|c| = 1.5``)."""
 
 # How the notes name a state: "layers.1 cells saturated: sd of c = 90".
 _PLURAL = {"cell": "cells", "hidden": "hidden states"}
@@ -60,10 +57,7 @@ def pinned_mask(
 ) -> torch.Tensor:
     """(H,) bool: which units of ``layer`` draw ``quantity`` as a flat band of deep red or blue over ``window``:
     flat, at a median of magnitude :data:`PINNED_LEVEL` or more (see the module); with ``unit``, (1,): that unit."""
-    shown = _displayed(trace, layer, quantity, window, unit)
-    if len(shown) == 0:
-        return torch.zeros(shown.shape[1], dtype=torch.bool)
-    return flat_units(shown) & (shown.median(dim=0).values.abs() >= PINNED_LEVEL)
+    return pinned_units(_displayed(trace, layer, quantity, window, unit))
 
 
 @dataclass(frozen=True)

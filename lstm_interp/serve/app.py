@@ -2,8 +2,9 @@
 
 Routes (the work of each is :class:`~lstm_interp.serve.explorer.Explorer`'s):
 
-- ``GET /``, ``GET /page.js`` and ``GET /colours.js``: the bundled page and its scripts (the colour scale is the
-  static report's own ``colours.js``); no other file is served;
+- ``GET /``, ``GET /page.js``, ``GET /colours.js``, ``GET /atlas_card.js`` and ``GET /atlas.css``: the bundled page,
+  its scripts and the atlas card's style (the colour scale and the card are the static report's and the unit atlas's
+  own files); no other file is served;
 - ``GET /api/info``: the model's layers, quantities, hidden size, vocabulary, features, the corpus lengths and the
   thresholds they are indexed at;
 - ``GET /api/initial``: what the page opens on (:mod:`~lstm_interp.serve.opening`): a passage of the first corpus
@@ -23,10 +24,15 @@ Routes (the work of each is :class:`~lstm_interp.serve.explorer.Explorer`'s):
   (:meth:`~lstm_interp.analysis.StateIndex.select`);
 - ``POST /api/match`` ``{"cells", "top", "threshold"?, "context"?}``: the corpus spans where those cells are on
   together, from the :class:`~lstm_interp.analysis.StateIndex` of each corpus at that threshold, each with its
-  passage and the on/off pattern of the selected cells over it.
+  passage and the on/off pattern of the selected cells over it;
+- ``GET /api/atlas/{layer}/{unit}``: with an atlas (``--atlas DIR``, :class:`~lstm_interp.analysis.UnitAtlas`), the
+  unit's card and what the card's script reads of the atlas's meta; 404 without one.
 
-Errors are JSON ``{"error": message}`` with status 400 (a bad value, named) or 413 (a body or text over the limit).
-Every route, field, default and limit is in ``docs/explorer_api.md``.
+Errors are JSON ``{"error": message}`` with status 400 (a bad value, named), 413 (a body, a text or a request's
+estimated cost over its limit, :mod:`~lstm_interp.serve.cost`), 422 (interventions that make the predictions NaN or
+infinite), 503 (waited too long for the model's thread) or 504 (ran past its deadline,
+:mod:`~lstm_interp.serve.deadline`). A client that disconnects cancels its request's work. Every route, field,
+default and limit is in ``docs/explorer_api.md``.
 The server never writes text into HTML: the page builds its DOM with ``textContent`` only.
 """
 
@@ -36,6 +42,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -46,13 +53,20 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from lstm_interp.analysis.select_cells import check_threshold
+from lstm_interp.analysis.unit_atlas import UnitAtlas
 from lstm_interp.models.char_lstm import CharLSTM
-from lstm_interp.serve.explorer import ApiError, Explorer
+from lstm_interp.report.atlas_pages import page_meta
+from lstm_interp.serve import cost
+from lstm_interp.serve.api_error import ApiError
+from lstm_interp.serve.deadline import ClientGone, WorkQueue
+from lstm_interp.serve.explorer import Explorer, Job
+from lstm_interp.serve.index_folders import remove_stale_index_folders
+from lstm_interp.serve.json_safety import check_unicode, json_response
 from lstm_interp.serve.opening import initial_state
 from lstm_interp.tracing.quantities import state_quantity
 
@@ -65,23 +79,31 @@ CSP = (
 # The names a browser can reach a loopback-bound server by (IPv6 literals keep their brackets in a Host header).
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+# nginx's "client closed request": what a request whose client left gets, if anything reads it (no one does).
+CLIENT_GONE = 499
+# What GET /api/info says of the atlas.
+_ATLAS_INFO = ("layers", "quantity", "kind", "k", "window", "steps", "corpus")
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _api(handler: Endpoint) -> Endpoint:
-    """``handler`` with ApiError, ValueError and KeyError turned into a JSON error (a traceback helps no one)."""
+    """``handler`` with ApiError, ValueError and KeyError turned into a JSON error (a traceback helps no one), and a
+    client that left, mid-body or while its work ran, answered with nothing logged (there is no one to tell)."""
 
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
         except ApiError as err:
-            return JSONResponse({"error": err.message}, status_code=err.status)
+            headers = {"Retry-After": "1"} if err.status == 503 else None
+            return json_response(err.to_json(), err.status, headers)
         except (ValueError, KeyError) as err:
-            # The library's checks (select_cells, StateIndex.match) name the bad value in their messages.
+            # The library's checks (select_cells, StateIndex.match, an intervention's range) name the bad value.
             message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            return JSONResponse({"error": str(message)}, status_code=400)
+            return json_response({"error": str(message)}, 400)
+        except (ClientDisconnect, ClientGone):
+            return Response(status_code=CLIENT_GONE)
 
     return wrapped
 
@@ -157,6 +179,10 @@ def create_app(
     max_text_chars: int = 5_000,
     executor: Executor | None = None,
     allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
+    request_timeout_s: float = 10.0,
+    queue_timeout_s: float = 30.0,
+    max_request_cost: float | None = None,
+    atlas: UnitAtlas | str | os.PathLike | None = None,
 ) -> Starlette:
     """The live explorer over ``model``: the page at ``/`` and the JSON API of the module docstring.
 
@@ -180,12 +206,29 @@ def create_app(
             others get 400), which stops DNS rebinding: a page of ``evil.example`` whose name is made to point at
             127.0.0.1 still sends ``Host: evil.example``. Default: the loopback names. ``lstm-interp serve`` passes
             the address it is bound to, plus its ``--allow-host`` names.
+        request_timeout_s: the longest a request's work may run, from when it starts on the model's thread; past
+            it the request gets 504 and its work stops at its next check (:mod:`~lstm_interp.serve.deadline`).
+        queue_timeout_s: the longest a request may wait for the model's thread (behind other requests); past it,
+            503 and its work never starts. Kept apart from ``request_timeout_s`` so that a request queued behind a
+            long one is not failed for the wait.
+        max_request_cost: the largest estimated cost (:mod:`~lstm_interp.serve.cost`, units of about a millisecond
+            of the reference model's work) a request may have; larger: 413 before it is queued. Default:
+            ``COST_PER_TIMEOUT_S`` (500) per second of ``request_timeout_s``, half the deadline.
+        atlas: a :class:`~lstm_interp.analysis.UnitAtlas` of ``model``, or the folder ``lstm-interp atlas`` wrote:
+            ``GET /api/atlas/{layer}/{unit}`` then serves each unit's card, and the page shows the card of the unit
+            it shows. It must have been made of this model (config and weights, by sha256).
+
+    On start, the index folders that servers killed before they could remove them left in the temporary folder are
+    removed (:func:`~lstm_interp.serve.index_folders.remove_stale_index_folders`; only folders with our marker whose
+    process is gone).
 
     Raises:
         TypeError: ``model`` is not a CharLSTM, or ``corpus_texts`` is one ``str``.
         FileNotFoundError: a corpus file is missing.
-        ValueError: no ``allowed_hosts``, a limit below 1, no or repeated thresholds or one that is not finite, or a
-            corpus the index cannot be built from (empty, not UTF-8, or no known character).
+        ValueError: no ``allowed_hosts``, a limit below 1, a time limit or cost limit that is not a positive finite
+            number, no or repeated thresholds or one that is not finite, a corpus the index cannot be built from
+            (empty, not UTF-8, or no known character), or an atlas of another model (or not finished).
+        FileNotFoundError: an atlas folder without ``atlas.json``.
 
     Example::
 
@@ -198,6 +241,13 @@ def create_app(
     for label, value in (("max_body_bytes", max_body_bytes), ("max_text_chars", max_text_chars)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{label}` must be a positive integer, got {value!r}")
+    if max_request_cost is None:
+        max_request_cost = cost.COST_PER_TIMEOUT_S * request_timeout_s if _positive(request_timeout_s) else 0.0
+    limits = {"request_timeout_s": request_timeout_s, "queue_timeout_s": queue_timeout_s,
+              "max_request_cost": max_request_cost}  # fmt: skip
+    for label, value in limits.items():
+        if not _positive(value):
+            raise ValueError(f"`{label}` must be a positive finite number, got {value!r}")
     if isinstance(corpus_texts, str):
         raise TypeError("`corpus_texts` must be a sequence of texts, got one str (wrap it in a list)")
     hosts = [] if isinstance(allowed_hosts, str) else list(allowed_hosts)
@@ -209,6 +259,8 @@ def create_app(
     if len(set(thresholds)) != len(thresholds):
         raise ValueError(f"`thresholds` must be one or more distinct numbers, got {thresholds!r}")
     files = [Path(f) for f in corpus_files]
+    cards = _atlas(atlas, model)
+    remove_stale_index_folders()
     # Every request's work runs on this one thread, in turn (see `executor` above).
     worker = executor if executor is not None else ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-interp")
     explorer = worker.submit(Explorer, model, [*corpus_texts, *files], thresholds, max_text_chars).result()
@@ -216,10 +268,13 @@ def create_app(
     # once (with the 2x512 models and a corpus it takes a few seconds on 2 cores; the page waits for it, not the
     # start-up).
     opening = worker.submit(initial_state, explorer)
+    queue = WorkQueue(worker, request_timeout_s, queue_timeout_s)
     assets = {
         "/": (_bundled("lstm_interp.serve", "page.html"), "text/html"),
         "/page.js": (_bundled("lstm_interp.serve", "page.js"), "text/javascript"),
         "/colours.js": (_bundled("lstm_interp.report", "colours.js"), "text/javascript"),
+        "/atlas_card.js": (_bundled("lstm_interp.report", "atlas_card.js"), "text/javascript"),
+        "/atlas.css": (_bundled("lstm_interp.report", "atlas.css"), "text/css"),
     }
 
     async def asset(request: Request) -> Response:
@@ -227,21 +282,44 @@ def create_app(
         return Response(body, media_type=f"{media}; charset=utf-8", headers=_SECURITY_HEADERS)
 
     async def info(request: Request) -> Response:
-        return JSONResponse(explorer.info() | {"max_body_bytes": max_body_bytes})
+        budget = limits | {"request_costs": cost.FORMULAS, "work": queue.stats.to_dict()}
+        described = None if cards is None else {key: cards.meta.get(key) for key in _ATLAS_INFO}
+        return json_response(explorer.info() | {"max_body_bytes": max_body_bytes, "atlas": described} | budget)
+
+    @_api
+    async def atlas_card(request: Request) -> Response:
+        if cards is None:
+            raise ApiError(404, "this server has no unit atlas: start it with --atlas DIR (made by lstm-interp atlas)")
+        layer, unit = request.path_params["layer"], request.path_params["unit"]
+        if not unit.isdigit():
+            raise ApiError(400, f"the unit must be an integer 0 .. {cards.hidden_size - 1}, got {unit!r}")
+        # A dictionary lookup: no model work, so it is answered on the event loop, even while the model is busy.
+        return json_response({"card": cards.card(layer, int(unit)), "meta": page_meta(cards.meta)})
 
     async def initial(request: Request) -> Response:
         try:
-            return JSONResponse(await asyncio.wrap_future(opening))
+            return json_response(await asyncio.wrap_future(opening))
         except Exception as err:  # the server's own failure, not the request's: say what failed, keep serving
             message = f"the opening passage could not be worked out: {type(err).__name__}: {err}"
-            return JSONResponse({"error": message}, status_code=500)
+            return json_response({"error": message}, 500)
 
-    def post(work: Callable[[dict[str, Any]], dict[str, Any]]) -> Endpoint:
+    def post(route: str, plan: Callable[[dict[str, Any]], Job]) -> Endpoint:
         @_api
         async def endpoint(request: Request) -> Response:
             check_cross_site(request)
-            data = await read_json(request, max_body_bytes)
-            return JSONResponse(await asyncio.get_running_loop().run_in_executor(worker, work, data))
+            try:
+                data = await read_json(request, max_body_bytes)
+            except ClientDisconnect:  # left mid-body: answered with nothing logged (_api)
+                queue.stats.count("gone")
+                raise
+            check_unicode(data)
+            # Checked and costed here, on the event loop (no model work): a bad or too costly request is refused at
+            # once, even while the model's thread is busy.
+            job = plan(data)
+            if job.cost.units > max_request_cost:
+                queue.stats.count("refused")
+            cost.check_cost(route, job.cost, max_request_cost)
+            return json_response(await queue.run(request, job.work))
 
         return endpoint
 
@@ -249,10 +327,11 @@ def create_app(
     routes += [
         Route("/api/info", info, methods=["GET"]),
         Route("/api/initial", initial, methods=["GET"]),
-        Route("/api/trace", post(explorer.trace_response), methods=["POST"]),
-        Route("/api/features", post(explorer.features_response), methods=["POST"]),
-        Route("/api/select", post(explorer.select_response), methods=["POST"]),
-        Route("/api/match", post(explorer.match_response), methods=["POST"]),
+        Route("/api/atlas/{layer}/{unit}", atlas_card, methods=["GET"]),
+        Route("/api/trace", post("/api/trace", explorer.trace_job), methods=["POST"]),
+        Route("/api/features", post("/api/features", explorer.features_job), methods=["POST"]),
+        Route("/api/select", post("/api/select", explorer.select_job), methods=["POST"]),
+        Route("/api/match", post("/api/match", explorer.match_job), methods=["POST"]),
     ]
 
     @contextlib.asynccontextmanager
@@ -265,4 +344,24 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[trusted])
     # Kept on the app so that the temporary index folders live exactly as long as it does.
     app.state.explorer = explorer
+    app.state.work = queue.stats  # what became of each request's work (also GET /api/info's "work")
     return app
+
+
+def _atlas(atlas: UnitAtlas | str | os.PathLike | None, model: CharLSTM) -> UnitAtlas | None:
+    """The atlas, loaded from its folder if given one, checked to be finished and of ``model``."""
+    if atlas is None:
+        return None
+    loaded = atlas if isinstance(atlas, UnitAtlas) else UnitAtlas.load(atlas)
+    loaded.cards()  # an unfinished atlas fails here
+    if not loaded.matches(model):
+        where = "the atlas" if isinstance(atlas, UnitAtlas) else f"the atlas in {str(atlas)!r}"
+        raise ValueError(
+            f"{where} was made of another model (its config or weights sha256 differ from the served model's); "
+            "make one of this model: lstm-interp atlas MODEL CORPUS --out DIR"
+        )
+    return loaded
+
+
+def _positive(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value) and value > 0

@@ -1,6 +1,8 @@
 // The live explorer's page: trace what is typed, colour each character by one unit, list the units that track the
 // registered features, intervene on a unit, and select & match a span (LSTMVis's rules) of the text or a corpus.
-// Every text (typed, traced, or from a corpus) enters the DOM through textContent only, never as markup.
+// With a unit atlas (lstm-interp serve --atlas DIR), the shown unit's atlas card is drawn under the text
+// (lstm_interp/report/atlas_card.js, the atlas pages' own renderer). Every text (typed, traced, from a corpus or an
+// atlas) enters the DOM through textContent only, never as markup.
 (() => {
   "use strict";
 
@@ -17,8 +19,8 @@
   const featureBox = $("features"), featureStatus = $("features-status"), chips = $("interventions");
   const opened = $("opened");
   const state = { info: null, initial: null, result: null, codes: null, column: [], seq: 0, featureSeq: 0, timer: 0,
-    featureTimer: 0, interventions: [], lastRenderMs: 0, lastTraceMs: 0 };
-  window.lstmExplorer = { renders: 0, traces: 0, state };
+    featureTimer: 0, interventions: [], lastRenderMs: 0, lastTraceMs: 0, atlasKey: null, atlasSeq: 0 };
+  window.lstmExplorer = { renders: 0, traces: 0, atlasCards: 0, state };
   document.body.dataset.renders = "0";
 
   function setStatus(el, message, isError) {
@@ -109,6 +111,38 @@
     window.lstmExplorer.renders += 1;
     document.body.dataset.renders = String(window.lstmExplorer.renders);
     markCurrentUnit();
+    atlasCardNow();
+  }
+
+  // ---------------------------------------------------------------------------------------- the atlas card
+  // The shown unit's card, fetched when the unit or layer changes (GET /api/atlas/{layer}/{unit}: no model work).
+  async function atlasCardNow() {
+    if (!state.info || !state.info.atlas) return;
+    const layer = layerSel.value, u = unit(), key = `${layer}:${u}`;
+    if (key === state.atlasKey) return;
+    state.atlasKey = key;
+    const seq = ++state.atlasSeq;
+    const box = $("atlas-card"), status = $("atlas-status");
+    $("atlas-title").textContent = `Atlas card of ${key}`;
+    if (!state.info.atlas.layers.includes(layer)) {
+      box.replaceChildren();
+      setStatus(status, `the atlas describes ${state.info.atlas.layers.join(", ")}, not ${layer}`);
+      return;
+    }
+    try {
+      const response = await fetch(`/api/atlas/${encodeURIComponent(layer)}/${u}`);
+      const data = await response.json();
+      if (!response.ok) throw new Error(data.error || `atlas: HTTP ${response.status}`);
+      if (seq !== state.atlasSeq) return; // another unit was chosen meanwhile
+      box.replaceChildren(globalThis.lstmInterpAtlasCard.render(data.card, data.meta, { compact: true }));
+      const corpus = state.info.atlas.steps.toLocaleString("en");
+      setStatus(status, `over the atlas's corpus (${corpus} characters), of ${data.card.quantity}; ` +
+        "the highest and lowest passages, coloured by this unit");
+      window.lstmExplorer.atlasCards += 1;
+      document.body.dataset.atlasCard = key;
+    } catch (err) {
+      if (seq === state.atlasSeq) setStatus(status, String(err.message || err), true);
+    }
   }
 
   function lossText(result) {
@@ -454,6 +488,7 @@
     setStatus(status, `${state.info.cell}, ${state.info.layers.length} layer(s) of ${state.info.hidden_size} · ${corpora}`);
     legend();
     showInterventions();
+    $("atlas-section").hidden = !state.info.atlas;
     input.addEventListener("input", scheduleTrace);
     layerSel.addEventListener("change", traceNow);
     quantitySel.addEventListener("change", () => { legend(); traceNow(); });

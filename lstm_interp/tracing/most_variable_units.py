@@ -41,6 +41,19 @@ def flat_units(shown: torch.Tensor) -> torch.Tensor:
     return (std < FLAT_STD) | (near_median.float().mean(dim=0) >= FLAT_SHARE)
 
 
+# A flat unit whose shown value sits at a median of this magnitude or more draws as a solid deep red or blue band:
+# it is *pinned* at +-1 (tanh(c) = 0.9 is |c| = 1.5). The streaming atlas counts the steps a unit spends there.
+PINNED_LEVEL = 0.9
+
+
+def pinned_units(shown: torch.Tensor) -> torch.Tensor:
+    """(H,) bool: which columns of the (T, H) shown values are pinned near +-1: flat (:func:`flat_units`) at a
+    median of magnitude :data:`PINNED_LEVEL` or more. A flat unit near white (an untrained model's) is not pinned."""
+    if len(shown) == 0:
+        return torch.zeros(shown.shape[1], dtype=torch.bool)
+    return flat_units(shown) & (shown.median(dim=0).values.abs() >= PINNED_LEVEL)
+
+
 def most_variable_units(
     trace: Trace,
     quantity: str | None = None,

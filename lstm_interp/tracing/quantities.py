@@ -100,8 +100,19 @@ def display_values(values: Tensor, quantity: str) -> Tensor:
     """
     kind = quantity_kind(quantity)
     x = values.detach().to(torch.float32)
+    if kind == "unbounded":
+        return torch.tanh(x)  # within [-1, 1] already: tanh(+-inf) = +-1, and NaN stays NaN
     if kind == "gate":
-        x = 2 * x - 1
-    elif kind == "unbounded":
-        x = torch.where(torch.isfinite(x), torch.tanh(x), x)
+        return x.mul(2).sub_(1).clamp_(-1, 1)
     return x.clamp(-1, 1)
+
+
+def display_codes(values: Tensor, quantity: str) -> Tensor:
+    """(T, H) activations -> (H, T) uint8 codes, 0 = -1 and 255 = +1 on the pictures' diverging scale.
+
+    The display value (:func:`display_values`) quantised to one byte, ``code / 127.5 - 1``: what the HTML report,
+    the live explorer and the unit atlas send, and what ``colours.js`` turns into colours. NaN shows as 0.
+    """
+    x = torch.nan_to_num(display_values(values.detach().cpu(), quantity), nan=0.0)
+    codes = ((x + 1) * 127.5).round().to(torch.uint8)
+    return codes.T.contiguous()
