@@ -613,3 +613,52 @@ def test_the_heap_uses_order_preserving_keys() -> None:
     x = torch.tensor([-np.inf, -2.5, -0.0, 0.0, 1e-30, 3.0, np.inf], dtype=torch.float32)
     keys = heap_module._order_bits(x)
     assert torch.equal(torch.argsort(keys), torch.arange(len(x)))
+
+
+def test_ablation_effects_of_chosen_units_equal_those_of_every_unit():
+    """``units=`` runs only the chosen units, with the numbers the whole layer's pass gives them."""
+    from lstm_interp.analysis.output_effects import ablation_effects
+
+    model = tiny_char_lstm(weight_scale=3.0)
+    ids = torch.as_tensor(model.vocab.encode(quote_corpus(20, seed=2)[:300]))
+    every = ablation_effects(model, ids, ["layers.1"])
+    chosen = ablation_effects(model, ids, ["layers.1"], units=[5, 2])
+    assert list(chosen) == [("layers.1", 5), ("layers.1", 2)]
+    for key, value in chosen.items():
+        assert value == every[key]
+    with pytest.raises(ValueError, match=r"`units` must be unit numbers in 0\.\.7, got \[8, -1\]"):
+        ablation_effects(model, ids, ["layers.1"], units=[1, 8, -1])
+
+
+def test_plot_unit_contexts_draws_each_card_s_contexts_on_the_red_blue_scale(tmp_path: Path):
+    """The hard-to-tell slide: one panel per card, each context's row coloured from its codes (+1 blue, -1 red),
+    the peak outlined, and the heading saying what the unit does to the loss."""
+    from matplotlib.patches import Rectangle
+
+    from lstm_interp.plots import plot_unit_contexts, save_figure
+
+    model, text = tiny_char_lstm(weight_scale=3.0), quote_corpus(200, seed=1)
+    atlas = UnitAtlas.build(model, text, layers=["layers.1"], **SMALL)
+    cards = [atlas.card("layers.1", 0), atlas.card("layers.1", 3)]
+    fig = plot_unit_contexts(cards, n=2)
+    panels = fig.axes[:-1]  # the last axes is the colour bar
+    assert len(panels) == 2
+    for ax, card in zip(panels, cards, strict=True):
+        assert ax.get_title(loc="left").startswith(f"layers.1 unit {card['unit']}")
+        assert "zeroed: loss" in ax.get_title(loc="left")
+        grid = ax.get_images()[0].get_array()  # (rows, columns, 4)
+        contexts = card["top"][:2] + card["bottom"][:2]
+        assert grid.shape[0] == len(contexts)
+        for row, context in enumerate(contexts):
+            red, _, blue = grid[row, context["peak"], :3]
+            if context["shown"] > 0.2:
+                assert blue > red
+            if context["shown"] < -0.2:
+                assert red > blue
+        peaks = [p.get_x() for p in ax.patches if isinstance(p, Rectangle)]
+        assert peaks == [c["peak"] for c in contexts]
+    save_figure(fig, tmp_path / "contexts.png")
+    with pytest.raises(ValueError, match="non-empty list of unit atlas cards"):
+        plot_unit_contexts([])
+    with pytest.raises(ValueError, match="`n`"):
+        plot_unit_contexts(cards, n=0)

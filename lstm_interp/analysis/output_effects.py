@@ -74,6 +74,7 @@ def ablation_effects(
     ids: Tensor,
     layers: Sequence[str],
     *,
+    units: Sequence[int] | None = None,
     top: int = 5,
     min_count: int = MIN_CHAR_COUNT,
     log: Log | None = None,
@@ -83,7 +84,8 @@ def ablation_effects(
     Args:
         model: the network.
         ids: (M,) the sample's character ids, ``M >= 2``.
-        layers: the layers whose every unit is ablated (``"layers.1"``, ...).
+        layers: the layers whose units are ablated (``"layers.1"``, ...).
+        units: the units of each layer to ablate, in turn (default every unit): a few chosen units cost a few runs.
         top: characters listed as most hurt and most helped.
         min_count: least occurrences of a next character in the sample for it to be listed.
         log: called with a progress line every 64 units.
@@ -92,7 +94,7 @@ def ablation_effects(
         ``(layer, unit)`` -> ``{"delta_loss": mean nats, "hurt": [{"char", "delta", "count"}], "helped": [...]}``.
 
     Raises:
-        ValueError: fewer than 2 characters, or an unknown layer.
+        ValueError: fewer than 2 characters, an unknown layer, or a unit outside the layers.
     """
     ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
     if len(ids) < 2:
@@ -101,6 +103,11 @@ def ablation_effects(
     unknown = [layer for layer in layers if layer not in known]
     if unknown:
         raise ValueError(f"unknown layers {unknown}; the model's layers are {known}")
+    size = model.config.hidden_size
+    chosen = list(range(size)) if units is None else list(units)
+    outside = [u for u in chosen if isinstance(u, bool) or not isinstance(u, int) or not 0 <= u < size]
+    if outside:
+        raise ValueError(f"`units` must be unit numbers in 0..{size - 1}, got {outside}")
     chars = model._require_vocab().chars
     quantity = state_quantity(model.config.cell)
     nexts = ids[1:]
@@ -109,9 +116,9 @@ def ablation_effects(
     listed = counts >= min_count
     say = log or (lambda line: None)
     results: dict[tuple[str, int], dict[str, Any]] = {}
-    done, total = 0, len(layers) * model.config.hidden_size
+    done, total = 0, len(layers) * len(chosen)
     for layer in layers:
-        for unit in range(model.config.hidden_size):
+        for unit in chosen:
             ablated = run_with_interventions(
                 model, ids, [Ablate(f"{layer}.{quantity}", [unit])], names_filter="log_probs"
             )

@@ -17,6 +17,7 @@ from lstm_interp.plots.save import save_figure
 from lstm_interp.plots.series import plot_series
 from lstm_interp.plots.steer import plot_steer
 from lstm_interp.plots.topk_predictions import plot_topk_predictions
+from lstm_interp.plots.unit_contexts import plot_unit_contexts
 
 __all__ = [
     "plot_ablation_study",
@@ -31,5 +32,6 @@ __all__ = [
     "plot_series",
     "plot_steer",
     "plot_topk_predictions",
+    "plot_unit_contexts",
     "save_figure",
 ]
