@@ -3,7 +3,7 @@ table of best single unit against probe for every registered feature that varies
 
 Usage::
 
-    python benchmarks/bench_probe.py [--chars 100000] [--table-rows 20000] [--part fit solvers table]
+    python benchmarks/bench_probe.py [--chars 100000] [--part fit solvers]
 
 Everything runs on one core: one torch thread, and BLAS limited to one thread (``threadpoolctl``, which
 scikit-learn brings).
@@ -18,9 +18,9 @@ scikit-learn brings).
   steps, by ``LogisticRegression(solver="saga", tol=1e-3, max_iter=100)`` and by
   ``SGDClassifier(penalty="elasticnet", tol=1e-3, max_iter=100)``: time, epochs, the objective reached, non-zero
   weights, held-out AUC.
-- **table:** ``--chars`` characters of the held-out part of each pretrained model's corpus (War and Peace for
-  ``novel``, the Linux kernel sources for ``code``), probes at ``max_rows=--table-rows`` (20,000: every 8th
-  position of 100,000) for every registered feature that varies in both the training part and the held-out tail.
+
+The table of single units against probes for every feature of each pretrained model is
+``benchmarks/card_units.py`` (it puts it into the model cards).
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from lstm_interp.features import FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
 WAR_AND_PEACE = REPO / "lstm_interp" / "assets" / "war_and_peace.txt.xz"
-LINUX = REPO.parent / "shared" / "data" / "linux_kernel.txt"
 
 
 def heldout_text(raw: str, chars: int, vocab: str) -> str:
@@ -114,26 +113,6 @@ def part_solvers(tr, chars: int) -> None:  # type: ignore[no-untyped-def]
               f"{int((w != 0).sum()):7d} {auc:7.4f}")  # fmt: skip
 
 
-def part_table(name: str, text: str, table_rows: int) -> None:
-    model = load_pretrained(name)
-    tr, seconds = timed(lambda: trace(model, text, names_filter="layers.*.cell"))
-    print(f"\n## {name}: {len(text):,} characters of the held-out part (traced in {seconds:.0f} s); "
-          f"max_rows {table_rows:,}")  # fmt: skip
-    print("| feature | metric | probe | units | units needed | best single (unit) | control | selectivity | fit s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    rows = probe_rows(tr, "cell", max_rows=table_rows, with_text=True)
-    for feature in FEATURES:
-        try:
-            probe, seconds = timed(lambda: fit_probe(rows, feature))  # noqa: B023
-        except ValueError as err:  # constant on the text, or on one part of it
-            print(f"| {feature} | skipped: {str(err)[:90]} |")
-            continue
-        layer, unit = probe.best_unit
-        print(f"| {feature} | {probe.metric} | {probe.score:.3f} | {len(probe.units)} | {probe.units_needed} | "
-              f"{probe.best_single:.3f} ({layer}:{unit}) | {probe.control_score:.3f} | {probe.selectivity:+.3f} | "
-              f"{seconds:.1f} |")  # fmt: skip
-
-
 def main() -> None:
     with threadpool_limits(1):  # numpy's and scikit-learn's BLAS: the measurements are of one core
         run()
@@ -142,8 +121,7 @@ def main() -> None:
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chars", type=int, default=100_000)
-    parser.add_argument("--table-rows", type=int, default=20_000)
-    parser.add_argument("--part", nargs="+", choices=["fit", "solvers", "table"], default=["fit", "solvers", "table"])
+    parser.add_argument("--part", nargs="+", choices=["fit", "solvers"], default=["fit", "solvers"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, scikit-learn "
@@ -152,20 +130,12 @@ def run() -> None:
     novel = load_pretrained("novel")
     with lzma.open(WAR_AND_PEACE, "rt", encoding="utf-8") as file:
         novel_text = heldout_text(file.read(), args.chars, novel.vocab.chars)
-    tr = None
-    if {"fit", "solvers"} & set(args.part):
-        tr, seconds = timed(lambda: trace(novel, novel_text, names_filter="layers.*.cell"))
-        print(f"trace: novel, {len(novel_text):,} characters, cell states of 2 layers: {seconds:.1f} s")
+    tr, seconds = timed(lambda: trace(novel, novel_text, names_filter="layers.*.cell"))
+    print(f"trace: novel, {len(novel_text):,} characters, cell states of 2 layers: {seconds:.1f} s")
     if "fit" in args.part:
         part_fit(tr, len(novel_text))
     if "solvers" in args.part:
         part_solvers(tr, len(novel_text))
-    del tr
-    if "table" in args.part:
-        part_table("novel", novel_text, args.table_rows)
-        code = load_pretrained("code")
-        part_table("code", heldout_text(LINUX.read_text(encoding="utf-8"), args.chars, code.vocab.chars),
-                   args.table_rows)  # fmt: skip
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

@@ -356,3 +356,10 @@ def test_unknown_characters_hint_at_the_flag_of_the_command(trained: dict[str, P
     assert code == 1 and "Pass --skip-unknown to drop them" in err and "on_unknown" not in err
     code, _, err = _run(["sample", str(trained["model"]), "--prompt", "\u00e9", "--length", "3"])
     assert code == 1 and "--prompt" in err and "on_unknown" not in err
+    text = tmp_path / "accent.txt"
+    text.write_text("abc abc \u00e9 " * 20, encoding="utf-8")
+    code, _, err = _run(["atlas", str(trained["model"]), str(text), "--out", str(tmp_path / "atlas")])
+    assert code == 1 and "Pass --skip-unknown to drop them" in err and "on_unknown" not in err
+    code, _, err = _run(["probe", str(trained["model"]), str(text), "--features", "start_of_word", "--out",
+                         str(tmp_path / "probe")])  # fmt: skip
+    assert code == 1 and "characters the model knows in TEXT_FILE" in err and "on_unknown" not in err

@@ -254,6 +254,41 @@ def test_a_request_queued_behind_slow_ones_is_not_failed_for_the_wait(tight: Ser
     assert after["dropped"] == before["dropped"]  # nothing was given up for its wait in the queue
 
 
+def test_a_request_that_waits_past_the_queue_limit_gets_503_and_never_runs(tmp_path: Path) -> None:
+    """A server whose requests may wait 0.3 s for the model's thread: a cheap request queued behind a trace that runs
+    for seconds is dropped unstarted with 503, "busy" and Retry-After; the trace itself is served."""
+    options = {"request_timeout_s": 300.0, "queue_timeout_s": 0.3, "max_request_cost": 1e12,
+               "max_text_chars": 20_000, "max_body_bytes": 200_000}  # fmt: skip
+    process, server = _start(tmp_path, options)
+    try:
+        # The model's thread may still be busy from the start (the corpus index, the first torch call): wait for a
+        # cheap request to be served before timing the queue.
+        give_up = time.monotonic() + WAIT_S
+        while request(f"{server.url}/api/match", CHEAP)[0] != 200:
+            assert time.monotonic() < give_up, "the server never served a cheap request"
+            time.sleep(0.2)
+        before = work(server)
+        answers: dict[str, tuple[int, Any]] = {}
+        slow = threading.Thread(target=lambda: answers.__setitem__("slow", request(f"{server.url}/api/trace",
+                                                                                   slow_trace(20_000))))  # fmt: skip
+        slow.start()
+        wait_for(server, lambda w: w["started"] > before["started"], "start the slow trace")
+        req = urllib.request.Request(f"{server.url}/api/match", data=json.dumps(CHEAP).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(req, timeout=WAIT_S)
+        assert caught.value.code == 503
+        assert caught.value.headers["Retry-After"] == "1"
+        assert "busy" in json.loads(caught.value.read())["error"]
+        slow.join(WAIT_S)
+        assert answers["slow"][0] == 200, answers["slow"]
+        after = work(server)
+        assert after["dropped"].get("queue", 0) == before["dropped"].get("queue", 0) + 1
+        assert after["finished"] == before["finished"] + 1  # the slow trace; the dropped match never ran
+    finally:
+        _stop(process)
+
+
 def test_a_client_that_disconnects_cancels_its_work(roomy: Server) -> None:
     before = work(roomy)
     body = json.dumps(slow_trace(6_000)).encode()  # 9,240 cost units: under roomy's limit, and seconds of work

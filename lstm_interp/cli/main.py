@@ -121,6 +121,8 @@ UNKNOWN_CHAR_HINTS = {
     "analyze": "Pass --skip-unknown to drop them.",
     "explore": "Pass --skip-unknown to drop them.",
     "ablate": "Use only characters the model knows in TEXT_FILE: the loss is measured at every one.",
+    "atlas": "Pass --skip-unknown to drop them.",
+    "probe": "Use only characters the model knows in TEXT_FILE: the features are computed on the text as it is.",
 }
 
 

@@ -29,7 +29,13 @@ a ``flat`` tag. When the page must open on one anyway and that unit is pinned at
 
 This module writes the page; :mod:`~lstm_interp.report.page_meta` builds the metadata it embeds (probes, features,
 input series), :mod:`~lstm_interp.report.page_budget` chooses the units that fit, and ``colours.js`` (the colour
-scale, shared with the live explorer), ``report.js``, ``report.css`` and ``template.html`` are inlined into it.
+scale, shared with the live explorer), ``predict_rows.js`` (the "read and predict" rows, shared too), ``report.js``,
+``report.css`` and ``template.html`` are inlined into it.
+
+Read and predict. Under the text, a section draws the closing figure of Karpathy's blog over a window of the probe
+(its first 120 characters, or from the line of the character last clicked): the characters, the shown unit's colour
+under each, and the model's top-k guesses for the next character, best first, shaded green by probability, bold where
+the guess is what came next. It follows the chosen unit and quantity; a page without predictions says so there.
 """
 
 from __future__ import annotations
@@ -91,9 +97,11 @@ def write_html_report(
         traces: one :class:`Trace` or a list, one per probe text; each may hold any subset of its names.
         path: the ``.html`` file to write (atomically; parent folders are created).
         chars: the vocabulary (``model.vocab.chars``): column ``i`` of ``log_probs`` is ``chars[i]``. Without it
-            the tooltips show no predictions. It also spells out traces that have tokens but no text.
+            the tooltips and the read-and-predict rows show no predictions. It also spells out traces that have
+            tokens but no text.
         title: the page title (shown as text, never as markup).
-        top_k: predictions per character in the tooltip (capped at the vocabulary size).
+        top_k: predictions per character in the tooltip and the read-and-predict rows (capped at the vocabulary
+            size).
         top_units: length of the list of most variable units for each layer and quantity.
         feature_matches: units that an analysis matched to a feature, e.g.
             ``{"inside quotes": [{"layer": "layers.1", "unit": 37, "score": 0.97, "sign": 1}]}``; each entry may also
@@ -196,6 +204,8 @@ def write_html_report(
         # The colour scale is its own script, run before report.js, so that the live explorer loads the very same
         # file (lstm_interp/report/colours.js) instead of keeping a copy of the paper's convention.
         "COLOURS": _asset("colours.js"),
+        # The "read and predict" rows (the blog's figure), drawn by the renderer the live explorer loads too.
+        "PREDICT": _asset("predict_rows.js"),
         "JS": _asset("report.js"),
     }
     keep: dict[str, list[int]] | None = None  # the units each layer embeds; None: every unit

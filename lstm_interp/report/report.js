@@ -11,7 +11,8 @@
     probe: el("probe"), layer: el("layer"), quantity: el("quantity"), unit: el("unit"), slider: el("unit-slider"),
     prev: el("prev"), next: el("next"), count: el("unit-count"), text: el("text"), status: el("status"),
     tooltip: el("tooltip"), top: el("top-units"), topCaption: el("top-caption"), features: el("features"),
-    limit: el("limit-note"), note: el("open-note"),
+    limit: el("limit-note"), note: el("open-note"), predict: el("predict"), predictBody: el("predict-body"),
+    predictCaption: el("predict-caption"),
   };
 
   // The diverging red-white-blue scale (-1 red, 0 white, +1 blue), one CSS colour per code byte: defined once in
@@ -28,16 +29,22 @@
       caption: (q) => `${q}: −1..+1` },
   };
 
-  const state = { probe: 0, layer: 0, quantity: 0, unit: 0 };
-  // decode(id) and painted() let tests read what the page decoded and shows; decodes records each blob's time.
+  // readAt: the position last clicked, whose line the read-and-predict rows show (-1: the probe's start).
+  const state = { probe: 0, layer: 0, quantity: 0, unit: 0, readAt: -1 };
+  // decode(id) and painted() let tests read what the page decoded and shows; decodes records each blob's time;
+  // predictRenders counts the read-and-predict rows drawn.
   const api = (window.lstmReport = {
-    state, renders: 0, timings: [], decodes: [], select,
+    state, renders: 0, predictRenders: 0, timings: [], decodes: [], select,
     decode: (id) => decodeBlob(id).then((bytes) => Array.from(bytes)),
     painted: () => Array.from(shown || []),
   });
   const blobs = new Map(); // blob id -> Promise<Uint8Array>; a few recent ones kept, as each can be megabytes
   const MAX_CACHED = 8;
   const BLOCK_CHARS = 400;
+  // The read-and-predict window: this many characters from the start of the clicked line (or of the probe), in
+  // blocks of PREDICT_PER_LINE columns, as plot_topk_predictions draws its PNG.
+  const PREDICT_CHARS = 120;
+  const PREDICT_PER_LINE = 60;
   let spans = [], chars = [], shown = null, predictions = null, generation = 0, hovered = null;
 
   // Base-128 text (lstm_interp/report/_encode.py, b128encode): an ASCII character is 7 bits, most significant
@@ -188,11 +195,14 @@
     ui.text.replaceChildren(frag);
     shown = new Int16Array(chars.length).fill(-1);
     predictions = null;
+    state.readAt = -1;
     hideTooltip();
     const p = probe().predictions, which = state.probe;
     if (p) {
       Promise.all([decodeBlob(p.ids), decodeBlob(p.probs)]).then(([ids, probs]) => {
-        if (state.probe === which) predictions = { k: p.k, ids: new Uint16Array(ids.buffer, 0, ids.length / 2), probs };
+        if (state.probe !== which) return;
+        predictions = { k: p.k, ids: new Uint16Array(ids.buffer, 0, ids.length / 2), probs };
+        renderPredict();
       }).catch(fail);
     }
   }
@@ -293,6 +303,7 @@
     ui.status.textContent = `${label} · unit ${unit} — mean ${f(mean * scale + shift)} · sd ${f(sd * scale)} · ` +
       `range ${f(kind.value(lo))}..${f(kind.value(hi))} · ${T.toLocaleString()} chars recoloured in ${loopMs.toFixed(1)} ms`;
     if (hovered) showTooltip(hovered);
+    renderPredict();
     api.renders++;
     document.body.dataset.renders = String(api.renders);
   }
@@ -425,6 +436,60 @@
     tt.style.top = `${Math.max(4, top)}px`;
   }
 
+  // ------------------------------------------------------------------------------------ read and predict
+  // The blog's figure under the text (predict_rows.js): the characters of a window, the shown unit's colour under
+  // each, and the model's top-k guesses for the next character. Drawn only while the section is open, again on
+  // every recolour (unit, quantity, layer, probe) and when the reader clicks a character.
+
+  /** [start, end) of the window: PREDICT_CHARS from the start of the clicked character's line, or of the probe. */
+  function predictWindow() {
+    const T = chars.length, at = state.readAt;
+    if (at < 0 || at >= T) return [0, Math.min(T, PREDICT_CHARS)];
+    let start = at;
+    while (start > 0 && chars[start - 1] !== "\n") start--;
+    if (at - start >= PREDICT_CHARS - 10) start = at - 30; // a long line: from a little before the click
+    return [start, Math.min(T, start + PREDICT_CHARS)];
+  }
+
+  function predictNote(text) {
+    const note = document.createElement("p");
+    note.className = "predict-note";
+    note.textContent = text;
+    ui.predictBody.replaceChildren(note);
+    ui.predictCaption.textContent = "";
+  }
+
+  function renderPredict() {
+    if (!ui.predict.open) return;
+    const p = probe().predictions;
+    if (probe().series || probe().tokens) {
+      predictNote("Read and predict draws one column per character: this probe's steps are not characters.");
+    } else if (!p) {
+      predictNote("This report holds no predictions, so there are no guesses to show: write it with " +
+        "chars=model.vocab.chars from a trace that kept log_probs.");
+    } else if (!predictions) {
+      predictNote("decoding the predictions…"); // drawn again once they are decoded
+    } else {
+      const [start, end] = predictWindow(), k = predictions.k, q = quantity(), kind = KINDS[q.kind];
+      const where = Array.from({ length: end - start }, (_, j) => start + j);
+      const top = where.map((i) => Array.from({ length: k }, (_, r) =>
+        [meta.vocab[predictions.ids[i * k + r]], predictions.probs[i * k + r] / 255]));
+      const name = `${layer().name} #${state.unit} ${kind.label(q.name)}`;
+      ui.predictBody.replaceChildren(globalThis.lstmInterpPredictRows.render({
+        chars: where.map((i) => chars[i]), codes: where.map((i) => shown[i]), top,
+        next: where.map((i) => (i + 1 < chars.length ? chars[i + 1] : null)), k, unitLabel: `unit ${state.unit}`,
+        describe: (j) => `${name} = ${kind.value(shown[start + j]).toFixed(3)} after position ${start + j}`,
+        offset: start, perLine: PREDICT_PER_LINE, mark: state.readAt,
+        note: `unit row: ${name}, ${kind.lo} red · ${kind.mid} white · ${kind.hi} blue`,
+      }));
+      const T = chars.length.toLocaleString();
+      ui.predictCaption.textContent = `characters ${start}–${end - 1} of ${T} · ` + (state.readAt < 0
+        ? "click a character of the text to read from its line" : `from the line of position ${state.readAt}`);
+    }
+    api.predictRenders++;
+    document.body.dataset.predictRenders = String(api.predictRenders);
+  }
+
   function hideTooltip() {
     hovered?.classList.remove("hover");
     hovered = null;
@@ -450,6 +515,12 @@
     ui.next.addEventListener("click", () => setUnit(state.unit + 1, +1));
     ui.text.addEventListener("mouseover", (e) => { if (e.target._i !== undefined) showTooltip(e.target); });
     ui.text.addEventListener("mouseleave", hideTooltip);
+    ui.text.addEventListener("click", (e) => {
+      if (e.target._i === undefined) return;
+      state.readAt = e.target._i;
+      renderPredict();
+    });
+    ui.predict.addEventListener("toggle", renderPredict);
     ui.text.addEventListener("scroll", hideTooltip, { passive: true });
     ui.top.addEventListener("click", (e) => {
       const li = e.target.closest("li");

@@ -2,9 +2,9 @@
 
 Routes (the work of each is :class:`~lstm_interp.serve.explorer.Explorer`'s):
 
-- ``GET /``, ``GET /page.js``, ``GET /colours.js``, ``GET /atlas_card.js`` and ``GET /atlas.css``: the bundled page,
-  its scripts and the atlas card's style (the colour scale and the card are the static report's and the unit atlas's
-  own files); no other file is served;
+- ``GET /``, ``GET /page.js``, ``GET /colours.js``, ``GET /predict_rows.js``, ``GET /atlas_card.js`` and
+  ``GET /atlas.css``: the bundled page, its scripts and the atlas card's style (the colour scale, the read-and-predict
+  rows and the card are the static report's and the unit atlas's own files); no other file is served;
 - ``GET /api/info``: the model's layers, quantities, hidden size, vocabulary, features, the corpus lengths and the
   thresholds they are indexed at;
 - ``GET /api/initial``: what the page opens on (:mod:`~lstm_interp.serve.opening`): a passage of the first corpus
@@ -273,6 +273,7 @@ def create_app(
         "/": (_bundled("lstm_interp.serve", "page.html"), "text/html"),
         "/page.js": (_bundled("lstm_interp.serve", "page.js"), "text/javascript"),
         "/colours.js": (_bundled("lstm_interp.report", "colours.js"), "text/javascript"),
+        "/predict_rows.js": (_bundled("lstm_interp.report", "predict_rows.js"), "text/javascript"),
         "/atlas_card.js": (_bundled("lstm_interp.report", "atlas_card.js"), "text/javascript"),
         "/atlas.css": (_bundled("lstm_interp.report", "atlas.css"), "text/css"),
     }

@@ -1,8 +1,10 @@
 // The live explorer's page: trace what is typed, colour each character by one unit, list the units that track the
 // registered features, intervene on a unit, and select & match a span (LSTMVis's rules) of the text or a corpus.
 // With a unit atlas (lstm-interp serve --atlas DIR), the shown unit's atlas card is drawn under the text
-// (lstm_interp/report/atlas_card.js, the atlas pages' own renderer). Every text (typed, traced, from a corpus or an
-// atlas) enters the DOM through textContent only, never as markup.
+// (lstm_interp/report/atlas_card.js, the atlas pages' own renderer). Under the text, "read and predict" draws the
+// blog's figure over the typed text: the shown unit's colour and the model's top-5 next-character guesses under each
+// character (lstm_interp/report/predict_rows.js, the HTML report's own renderer). Every text (typed, traced, from a
+// corpus or an atlas) enters the DOM through textContent only, never as markup.
 (() => {
   "use strict";
 
@@ -11,6 +13,9 @@
   const DEBOUNCE_MS = 150;
   // The feature list waits for a pause in typing: on a few cores its work would otherwise delay the next trace.
   const FEATURES_AFTER_MS = 500;
+  // Read and predict covers the first PREDICT_CHARS characters of the text, PREDICT_PER_LINE columns to a block.
+  const PREDICT_CHARS = 200;
+  const PREDICT_PER_LINE = 50;
 
   const $ = (id) => document.getElementById(id);
   const input = $("input"), textBox = $("text"), status = $("status"), tip = $("tip");
@@ -20,7 +25,7 @@
   const opened = $("opened");
   const state = { info: null, initial: null, result: null, codes: null, column: [], seq: 0, featureSeq: 0, timer: 0,
     featureTimer: 0, interventions: [], lastRenderMs: 0, lastTraceMs: 0, atlasKey: null, atlasSeq: 0 };
-  window.lstmExplorer = { renders: 0, traces: 0, atlasCards: 0, state };
+  window.lstmExplorer = { renders: 0, traces: 0, atlasCards: 0, predictRenders: 0, state };
   document.body.dataset.renders = "0";
 
   function setStatus(el, message, isError) {
@@ -111,7 +116,48 @@
     window.lstmExplorer.renders += 1;
     document.body.dataset.renders = String(window.lstmExplorer.renders);
     markCurrentUnit();
+    renderPredict();
     atlasCardNow();
+  }
+
+  // ---------------------------------------------------------------------------------------- read and predict
+  // The blog's figure over the typed text (its first PREDICT_CHARS characters): under each character the shown
+  // unit's colour and the top-5 guesses for the next character the model reads. A character outside the vocabulary
+  // is struck through, with no value and no guesses: the model skips it, so what "came next" is the next known one.
+  function renderPredict() {
+    const box = $("predict"), caption = $("predict-caption"), { result, codes } = state;
+    if (!result) {
+      box.replaceChildren();
+      caption.textContent = "";
+      return;
+    }
+    const n = Math.min(result.chars.length, PREDICT_CHARS), T = result.steps, u = unit(), column = state.column;
+    const next = new Array(n).fill(null);
+    let following = null; // the next known character after position i, over the whole text
+    for (let i = result.chars.length - 1; i >= 0; i--) {
+      if (i < n) next[i] = following;
+      if (column[i] >= 0) following = result.chars[i];
+    }
+    const where = Array.from({ length: n }, (_, i) => i);
+    const label = `${result.layer}.${result.quantity}[${u}]`;
+    box.replaceChildren(globalThis.lstmInterpPredictRows.render({
+      chars: result.chars.slice(0, n),
+      codes: where.map((i) => (column[i] < 0 ? -1 : codes[u * T + column[i]])),
+      top: where.map((i) => (column[i] < 0 ? null : result.top[column[i]])),
+      next, k: Math.max(0, ...result.top.map((row) => row.length)), unitLabel: `unit ${u}`,
+      describe: (i) => describe(codes[u * T + column[i]], label),
+      unknown: new Set(where.filter((i) => column[i] < 0)), perLine: PREDICT_PER_LINE,
+      note: `unit row: ${label}, ` + (state.info.kinds[result.quantity] === "gate"
+        ? "0 red · 0.5 white · 1 blue" : "−1 red · 0 white · +1 blue"),
+    }));
+    const cut = result.chars.length > n
+      ? `the first ${n} of the text's ${result.chars.length.toLocaleString("en")} characters`
+      : `all ${n} characters`;
+    const acting = result.interventions ? ` · guesses under the ${result.interventions} intervention(s)` : "";
+    caption.textContent = `the shown unit and the model's top-5 guesses for the next character, under each ` +
+      `character · ${cut}${acting}`;
+    window.lstmExplorer.predictRenders += 1;
+    document.body.dataset.predictRenders = String(window.lstmExplorer.predictRenders);
   }
 
   // ---------------------------------------------------------------------------------------- the atlas card
@@ -161,6 +207,7 @@
       state.result = null;
       textBox.replaceChildren();
       featureBox.replaceChildren();
+      renderPredict();
       setStatus(status, "type a text to trace");
       return;
     }
