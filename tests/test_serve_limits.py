@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import selectors
 import signal
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import TINY_VOCAB, tiny_char_lstm
+from test_serve import _first_line, _stop
 
 from lstm_interp.interventions import Clamp, Scale, run_with_interventions
 from lstm_interp.serve.explorer import SEGMENT_STEPS, Explorer
@@ -72,25 +72,6 @@ class Server:
     url: str
     port: int
     stderr: Path
-
-
-def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise TimeoutError(f"the server printed nothing within {timeout} s")
-    return process.stdout.readline().strip()
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def request(url: str, body: Any = None, *, raw: bytes | None = None) -> tuple[int, Any]:

@@ -83,34 +83,68 @@ def _pieces(source: str | list[Path]) -> Iterator[tuple[str, str]]:
                     break
 
 
+class KnownText:
+    """A corpus's pieces kept to a vocabulary, in order: the characters outside it dropped and counted, the first
+    place of each noted (file and character offset), and the kept text's length and sha256.
+
+    One reader for every pass that streams a corpus (the state index's ``tokens.bin``, the unit atlas's scan), so
+    the rules and the error are the same everywhere.
+    """
+
+    def __init__(self, vocab: CharVocab) -> None:
+        self.vocab = vocab
+        self.digest = hashlib.sha256()
+        self.length = 0
+        self.skipped: Counter[str] = Counter()
+        self.first: dict[str, dict[str, int]] = {}  # where -> character -> offset of its first occurrence
+        self._read: dict[str, int] = {}  # characters read so far per file
+
+    def pieces(self, source: str | list[Path]) -> Iterator[tuple[str, str]]:
+        """``(where, kept text)`` for each piece of ``source`` (:func:`_pieces`), counting as it goes."""
+        for where, piece in _pieces(source):
+            read = self._read.get(where, 0)
+            self._read[where] = read + len(piece)
+            unknown = self.vocab.unknown_chars(piece)
+            if unknown:
+                self.skipped.update(c for c in piece if c not in self.vocab)
+                for char, at in unknown.items():
+                    self.first.setdefault(where, {}).setdefault(char, read + at)
+                piece = "".join(c for c in piece if c in self.vocab)
+            self.digest.update(piece.encode("utf-8", "surrogatepass"))
+            self.length += len(piece)
+            yield where, piece
+
+    def check(self, on_unknown: str, *, recorded: str, task: str) -> None:
+        """After the last piece: raise for unknown characters (``on_unknown="error"``) or for nothing kept.
+
+        Raises:
+            VocabularyError: characters outside the vocabulary, each named with where it first occurs.
+            ValueError: no character of the vocabulary: nothing to ``task``.
+        """
+        if self.first and on_unknown == "error":
+            listed = "; ".join(
+                f"{where}: " + ", ".join(f"{c!r} (first at {at})" for c, at in list(chars.items())[:20])
+                for where, chars in self.first.items()
+            )
+            problem = f"the corpus has {len(self.skipped)} character(s) not in the vocabulary: {listed}"
+            hint = f"Pass on_unknown='skip' to drop them (their counts are recorded{recorded})."
+            raise VocabularyError(f"{problem}. {hint}", problem=problem, hint=hint)
+        if self.length == 0:
+            raise ValueError(f"the corpus has no character of the vocabulary; there is nothing to {task}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``length``, ``sha256`` and ``skipped`` (most common first)."""
+        return {"length": self.length, "sha256": self.digest.hexdigest(), "skipped": dict(self.skipped.most_common())}
+
+
 def write_tokens(path: Path, vocab: CharVocab, source: str | list[Path], on_unknown: str) -> dict[str, Any]:
     """Encode the corpus into ``path`` (ids, ``vocab.dtype``); returns the indexed text's length, sha256, skips."""
-    digest, length, skipped, first_unknown = hashlib.sha256(), 0, Counter(), {}
-    places: dict[str, int] = {}  # characters read so far per file, for the positions of unknown characters
+    known = KnownText(vocab)
     with open(path, "wb") as out:
-        for where, piece in _pieces(source):
-            ids = vocab.encode_array(piece, on_unknown="skip")
-            read, places[where] = places.get(where, 0), places.get(where, 0) + len(piece)
-            if len(ids) < len(piece):
-                kept = "".join(c for c in piece if c in vocab)
-                skipped.update(c for c in piece if c not in vocab)
-                for char, at in vocab.unknown_chars(piece).items():
-                    first_unknown.setdefault(where, {}).setdefault(char, read + at)
-                piece = kept
-            out.write(ids.astype(vocab.dtype).tobytes())
-            digest.update(piece.encode("utf-8", "surrogatepass"))
-            length += len(ids)
-    if first_unknown and on_unknown == "error":
-        listed = "; ".join(
-            f"{where}: " + ", ".join(f"{c!r} (first at {at})" for c, at in list(chars.items())[:20])
-            for where, chars in first_unknown.items()
-        )
-        problem = f"the corpus has {len(skipped)} character(s) not in the vocabulary: {listed}"
-        hint = "Pass on_unknown='skip' to drop them (their counts are recorded in the index)."
-        raise VocabularyError(f"{problem}. {hint}", problem=problem, hint=hint)
-    if length == 0:
-        raise ValueError("the corpus has no character of the vocabulary; there is nothing to index")
-    return {"length": length, "sha256": digest.hexdigest(), "skipped": dict(skipped.most_common())}
+        for _, piece in known.pieces(source):
+            out.write(vocab.encode_array(piece).astype(vocab.dtype).tobytes())
+    known.check(on_unknown, recorded=" in the index", task="index")
+    return known.to_dict()
 
 
 def write_bits(

@@ -13,18 +13,15 @@ character) before the long pass; it costs a read of the files, nothing next to t
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lstm_interp.analysis._index_files import Corpus, _pieces, corpus_source
+from lstm_interp.analysis._index_files import Corpus, KnownText, _pieces, corpus_source
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing import Trace, trace_segments
 from lstm_interp.tracing.trace import NamesFilter
-from lstm_interp.vocab import VocabularyError
 
 __all__ = ["CorpusScan", "corpus_segments", "scan_corpus"]
 
@@ -63,32 +60,12 @@ def scan_corpus(model: CharLSTM, corpus: Corpus, *, on_unknown: str = "error") -
     """
     if on_unknown not in ("error", "skip"):
         raise ValueError(f"`on_unknown` must be 'error' or 'skip', got {on_unknown!r}")
-    vocab = model._require_vocab()
+    known = KnownText(model._require_vocab())
     source = corpus_source(corpus)
-    digest, length, skipped, first = hashlib.sha256(), 0, Counter(), {}
-    places: dict[str, int] = {}
-    for where, piece in _pieces(source):
-        read = places.get(where, 0)
-        places[where] = read + len(piece)
-        unknown = vocab.unknown_chars(piece)
-        if unknown:
-            skipped.update(c for c in piece if c not in vocab)
-            for char, at in unknown.items():
-                first.setdefault(where, {}).setdefault(char, read + at)
-            piece = "".join(c for c in piece if c in vocab)
-        digest.update(piece.encode("utf-8", "surrogatepass"))
-        length += len(piece)
-    if first and on_unknown == "error":
-        listed = "; ".join(
-            f"{where}: " + ", ".join(f"{c!r} (first at {at})" for c, at in list(chars.items())[:20])
-            for where, chars in first.items()
-        )
-        problem = f"the corpus has {len(skipped)} character(s) not in the vocabulary: {listed}"
-        hint = "Pass on_unknown='skip' to drop them (their counts are recorded)."
-        raise VocabularyError(f"{problem}. {hint}", problem=problem, hint=hint)
-    if length == 0:
-        raise ValueError("the corpus has no character of the model's vocabulary; there is nothing to trace")
-    return CorpusScan(source, length, digest.hexdigest(), dict(skipped.most_common()))
+    for _ in known.pieces(source):
+        pass
+    known.check(on_unknown, recorded="", task="trace")
+    return CorpusScan(source, known.length, known.digest.hexdigest(), dict(known.skipped.most_common()))
 
 
 def corpus_segments(
