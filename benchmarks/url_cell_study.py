@@ -107,6 +107,22 @@ def cell_summary(card_cell: dict[str, Any]) -> dict[str, Any]:
     return {key: card_cell[key] for key in keys} | {"partials": partials}
 
 
+def causal_reading(r: dict[str, Any]) -> str:
+    """One sentence on what the cell's ablation did at a kind of target, against the random units."""
+    together = r.get("together")
+    also = (f" The top 5 `inside_url` units zeroed together: {together['effect']:+.3f}, percentile "
+            f"{together['percentile']:.0f} among 20 random sets of 5." if together else "")  # fmt: skip
+    if r["low"] > r["random_p95"]:
+        return f"zeroing the cell raises the loss above the 95th percentile of random units.{also}"
+    if r["high"] < 0 and r["percentile"] <= 5:
+        return (
+            f"zeroing the cell *lowers* the loss ({r['effect']:+.3f}, its interval below zero), lower than "
+            f"{100 - r['percentile']:.0f}% of the random units' changes: the model uses the cell here, and predicts "
+            f"better without it. The target (a rise above the random units' 95th percentile) is not met.{also}"
+        )
+    return f"no effect beyond the random units' (the target, a rise above their 95th percentile, is not met).{also}"
+
+
 def card_section(summary: dict[str, Any]) -> dict[str, str]:
     """The card's section: the picture's reading, the causal table and the loss against the n-gram."""
     cell, loss = summary["cell"], summary["loss"]
@@ -114,12 +130,14 @@ def card_section(summary: dict[str, Any]) -> dict[str, str]:
         "| targets | positions | Δ loss, URL cell (95% CI) | random units: mean, 95th percentile | cell's percentile |",
         "|---|---:|---:|---:|---:|",
     ]
+    readings = []
     for label, key in (("the character that ends a URL", "url_end"), ("characters inside a URL", "url_inside")):
         r = summary["causal"][key]
         rows.append(
             f"| {label} | {r['targets']:,} | {r['effect']:+.3f} ({r['low']:+.3f} to {r['high']:+.3f}) | "
             f"{r['random_mean']:+.3f}, {r['random_p95']:+.3f} | {r['percentile']:.0f} |"
         )
+        readings.append(f"At {label}: {causal_reading(r)}")
     parts = [
         "Karpathy's blog post ends on a Wikipedia model's cell that turns on inside URLs, shown with the model's "
         "top guesses for the next character under each character. This model's cell for `inside_url` is "
@@ -138,10 +156,11 @@ def card_section(summary: dict[str, Any]) -> dict[str, str]:
         "random units of the same layer; 95% bootstrap intervals over positions). Ablating the cell to zero changes "
         "the loss (nats per character) at:",
         "\n".join(rows),
+        " ".join(readings),
         f"**Loss.** Test loss {loss['lstm']:.4f} nats/char against {loss['ngram20']:.4f} for our interpolated "
         f"Kneser-Ney 20-gram on the same 80/10/10 split ({100 * (1 - loss['lstm'] / loss['ngram20']):.1f}% lower; "
         "the target was 5%).",
-        "Reproduce with `python benchmarks/url_cell_study.py --card`.",
+        "Reproduce with `python benchmarks/url_cell_study.py --chars 50000 --card`.",
     ]
     return {"title": SECTION_TITLE, "text": "\n\n".join(parts), "image": IMAGE}
 

@@ -166,16 +166,32 @@ def _serve(argv: Sequence[str], prog: str) -> int:
         # The API runs the model on whatever it is sent, without authentication: say so before anyone can reach it.
         print(f"warning: listening on {args.host}, not loopback: anyone who can reach this port can use the model",
               file=sys.stderr, flush=True)  # fmt: skip
-    print(f"Serving {args.model} at {url} (Ctrl+C to stop)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    # A Ctrl+C between "Serving" and uvicorn's own handlers (set inside server.run, after its event loop is made)
+    # would raise KeyboardInterrupt inside asyncio's set-up, with a traceback. So the signals are caught from here
+    # on: one that comes before uvicorn listens asks it to stop at once (should_exit, checked after its start-up);
+    # uvicorn restores these handlers when it stops and raises to them the signals it caught meanwhile.
+    stops: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stops.append(signum)
+        server.should_exit = True
+
+    caught = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {signum: signal.signal(signum, stop) for signum in caught}
+    print(f"Serving {args.model} at {url} (Ctrl+C to stop)", flush=True)
     if args.open:
         threading.Thread(target=_open_when_started, args=(server, url), daemon=True).start()
     try:
-        # uvicorn catches SIGINT and SIGTERM to shut down gracefully, then raises the signal again once stopped, to
-        # the handlers it found: KeyboardInterrupt or _Terminated is raised here (see main).
         server.run(sockets=[sock])
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         worker.shutdown(wait=False, cancel_futures=True)
+    if signal.SIGINT in stops:
+        raise KeyboardInterrupt  # main prints one line and returns 130
+    if signal.SIGTERM in stops:
+        raise _Terminated  # main returns 0, quietly
     return 0
 
 
