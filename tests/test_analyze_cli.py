@@ -147,7 +147,7 @@ def test_report_opens_on_the_best_scoring_feature_match(analysed, model, tmp_pat
         top = page_meta(plain)["probes"][0]["layers"][0]["quantities"][0]["top"][0][0]
         with open_report(browser, plain) as (page, log):
             state = page.evaluate("({...window.lstmReport.state})")
-            assert state == {"probe": 0, "layer": 0, "quantity": 0, "unit": top}
+            assert state == {"probe": 0, "layer": 0, "quantity": 0, "unit": top, "readAt": -1}
             assert log.errors == []
 
 
