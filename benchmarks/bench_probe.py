@@ -40,7 +40,8 @@ from threadpoolctl import threadpool_limits
 
 from lstm_interp import load_pretrained, trace
 from lstm_interp.analysis import fit_probe, probe_rows
-from lstm_interp.analysis.probe import DEFAULT_ALPHA, DEFAULT_L1_RATIO, DEFAULT_MAX_ROWS, _fit
+from lstm_interp.analysis.probe import DEFAULT_ALPHA, DEFAULT_L1_RATIO, DEFAULT_MAX_ROWS
+from lstm_interp.analysis.probe_solver import fit_elastic_net
 from lstm_interp.features import FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ def part_solvers(tr, chars: int) -> None:  # type: ignore[no-untyped-def]
           f"l1_ratio {DEFAULT_L1_RATIO}")  # fmt: skip
     print(f"{'solver':52s} {'time s':>7s} {'epochs':>6s} {'converged':>9s} {'objective':>10s} {'nonzero':>7s} "
           f"{'AUC':>7s}")  # fmt: skip
-    (w, b), seconds = timed(lambda: _fit(train, y[:n_train], "auc", DEFAULT_ALPHA, DEFAULT_L1_RATIO))
+    (w, b), seconds = timed(lambda: fit_elastic_net(train, y[:n_train], "auc", DEFAULT_ALPHA, DEFAULT_L1_RATIO))
     results = [("proximal Newton + ElasticNet (lstm_interp)", seconds, "-", "yes", w, b)]
     saga = LogisticRegression(C=1 / (n_train * DEFAULT_ALPHA), l1_ratio=DEFAULT_L1_RATIO, solver="saga", tol=1e-3,
                               max_iter=100, class_weight="balanced", random_state=0)  # fmt: skip

@@ -17,7 +17,7 @@ from cli_run import run_cli
 from pictures import assert_picture
 
 from lstm_interp.analysis import Probe, control_task, find_cells, fit_probe, probe_rows
-from lstm_interp.analysis.probe import _fit
+from lstm_interp.analysis.probe_solver import fit_elastic_net
 from lstm_interp.experiments.ablation_study import ablation_study
 from lstm_interp.experiments.probe_ablation import probe_ablation
 from lstm_interp.features import ConstantFeatureError, UnknownFeatureError
@@ -120,7 +120,7 @@ def test_the_binary_fit_reaches_the_logistic_regression_optimum():
         penalty = l1_ratio * np.abs(w).sum() + (1 - l1_ratio) / 2 * w @ w
         return float(np.mean(balance * (np.logaddexp(0, eta) - y * eta)) + alpha * penalty)
 
-    w, b = _fit(x, y, "auc", alpha, l1_ratio)
+    w, b = fit_elastic_net(x, y, "auc", alpha, l1_ratio)
     reference = LogisticRegression(C=1 / (600 * alpha), l1_ratio=l1_ratio, solver="saga", tol=1e-10,
                                    class_weight="balanced", max_iter=100_000).fit(x.astype(np.float64), y)  # fmt: skip
     assert 0.15 < y.mean() < 0.35

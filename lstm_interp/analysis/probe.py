@@ -60,7 +60,6 @@ given per character type, with the feature's marginals; ``selectivity = score - 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -72,6 +71,7 @@ from lstm_interp.analysis._scores import auc_columns, pearson_columns
 from lstm_interp.analysis.control_task import control_task
 from lstm_interp.analysis.find_cells import FeatureLike, _feature_values
 from lstm_interp.analysis.probe_rows import ProbeRows, TraceLike, probe_rows
+from lstm_interp.analysis.probe_solver import SOLVERS, fit_elastic_net, fit_targets, standardize
 from lstm_interp.features import Feature, FeatureKind, get_feature
 from lstm_interp.features.feature_values import check_feature_values
 from lstm_interp.tracing import Trace
@@ -82,11 +82,7 @@ DEFAULT_MAX_ROWS = 50_000  # (50,000, 1,024) float32 values are 205 MB
 MIN_POSITIONS = 100
 NEEDED_SHARE = 0.95
 ALPHA_SLACK = 0.005  # validation score a larger (sparser) alpha may lose against the best
-_NEWTON_STEPS, _NEWTON_TOL = 25, 1e-5  # stop when a step lowers the objective by less than this share
-_CD_TOL, _CD_MAX_ITER = 1e-4, 10_000
-_WEIGHT_FLOOR = 1e-5  # glmnet's floor on p(1-p): a confident row keeps a little weight
 _CONTROL_DRAWS = 20
-_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -250,16 +246,16 @@ def fit_probe(
             f"no control task for {label!r} varies in both the training part and the held-out tail after "
             f"{_CONTROL_DRAWS} draws: too few character types ({len(np.unique(rows.types))}) for this feature"
         )
-    x = _standardize(rows.x.copy() if rows is trace else rows.x, n_train)  # rows given are the caller's to keep
+    x = standardize(rows.x.copy() if rows is trace else rows.x, n_train)  # rows given are the caller's to keep
     train, test = x[:n_train], x[n_train:]
-    y, control = _targets(y, metric, n_train), _targets(control, metric, n_train)
+    y, control = fit_targets(y, metric, n_train), fit_targets(control, metric, n_train)
 
     validation: list[tuple[float, float]] = []
     if len(alphas) > 1:
         n_fit = n_train - max(1, round(heldout * n_train))
         _check_parts(y[:n_train], n_fit, label, rows.positions, "the feature (validation slice)")
         for a in alphas:
-            w, b = _fit(train[:n_fit], y[:n_fit], metric, a, l1_ratio)
+            w, b = fit_elastic_net(train[:n_fit], y[:n_fit], metric, a, l1_ratio)
             validation.append((a, _score(metric, y[n_fit:n_train], train[n_fit:] @ w + b)))
         best = max(s for _, s in validation)
         alphas = [next(a for a, s in validation if s >= best - ALPHA_SLACK)]  # largest first: the sparsest
@@ -268,10 +264,10 @@ def fit_probe(
     def held_out_score(columns: list[int] | None, labels: np.ndarray) -> float:
         """The held-out score of the probe refitted on ``columns`` (``None``: all) with ``labels``."""
         part, tail = (train, test) if columns is None else (train[:, columns], test[:, columns])
-        w, b = _fit(part, labels[:n_train], metric, chosen, l1_ratio)
+        w, b = fit_elastic_net(part, labels[:n_train], metric, chosen, l1_ratio)
         return _score(metric, labels[n_train:], tail @ w + b)
 
-    w, b = _fit(train, y[:n_train], metric, chosen, l1_ratio)
+    w, b = fit_elastic_net(train, y[:n_train], metric, chosen, l1_ratio)
     score = _score(metric, y[n_train:], test @ w + b)
     order = [int(i) for i in np.argsort(-np.abs(w), kind="stable") if w[i] != 0]
     chance = 0.5 if metric == "auc" else 0.0
@@ -294,15 +290,9 @@ def fit_probe(
         units=tuple((*rows.owners[i], float(w[i])) for i in order), units_needed=needed, target=target,
         curve=tuple(sorted(curve.items())), best_single=best_single, best_unit=rows.owners[best_index],
         control_score=control_score, selectivity=score - control_score, alpha=chosen, l1_ratio=l1_ratio,
-        solver=_SOLVERS[metric], num_train=n_train, num_heldout=n_test, num_steps=rows.num_steps,
+        solver=SOLVERS[metric], num_train=n_train, num_heldout=n_test, num_steps=rows.num_steps,
         stride=rows.stride, num_units=x.shape[1], seed=seed, validation=tuple(validation),
     )  # fmt: skip
-
-
-_SOLVERS = {
-    "auc": f"proximal Newton (IRLS, tol {_NEWTON_TOL:g}) with sklearn ElasticNet(precompute=True, tol={_CD_TOL:g})",
-    "r2": f"sklearn ElasticNet(precompute=True, tol={_CD_TOL:g})",
-}
 
 
 def _check_options(heldout: float, max_rows: int, alpha: Any, l1_ratio: float, seed: int) -> list[float]:
@@ -334,76 +324,6 @@ def _check_parts(y: np.ndarray, n_train: int, label: str, positions: np.ndarray,
                 f"{what} {label!r} is constant ({value!r}) on the {part} ({span}): nothing to fit or score there; "
                 "give a text where it varies in both, or change `heldout`"
             )
-
-
-def _standardize(x: np.ndarray, n_train: int) -> np.ndarray:
-    """``x`` standardised in place per column with the first ``n_train`` rows' mean and deviation."""
-    total, squares = np.zeros(x.shape[1]), np.zeros(x.shape[1])
-    for i in range(0, n_train, _CHUNK):  # float64 sums of float32 chunks: no float64 copy of the whole block
-        chunk = x[i : min(i + _CHUNK, n_train)].astype(np.float64)
-        total += chunk.sum(axis=0)
-        squares += (chunk * chunk).sum(axis=0)
-    mean = total / n_train
-    deviation = np.sqrt(np.maximum(squares / n_train - mean * mean, 0.0))
-    deviation[deviation < 1e-6] = 1.0  # a unit constant on the training part stays 0 there: weight 0
-    x -= mean.astype(np.float32)
-    x /= deviation.astype(np.float32)
-    return x
-
-
-def _targets(values: np.ndarray, metric: str, n_train: int) -> np.ndarray:
-    """Binary labels as they are; a continuous target standardised with the training part's mean and deviation,
-    so that one ``alpha`` means the same for every feature (R² does not change)."""
-    if metric == "auc":
-        return values.astype(bool)
-    train = values[:n_train]
-    return ((values - train.mean()) / train.std()).astype(np.float32)
-
-
-def _fit(x: np.ndarray, y: np.ndarray, metric: str, alpha: float, l1_ratio: float) -> tuple[np.ndarray, float]:
-    """``(weights, intercept)`` of the elastic-net probe on ``x`` (N, K); see the module docstring."""
-    from sklearn.exceptions import ConvergenceWarning  # scikit-learn is imported by the probes only
-    from sklearn.linear_model import ElasticNet
-
-    enet = ElasticNet(alpha=alpha, l1_ratio=l1_ratio, precompute=True, tol=_CD_TOL, max_iter=_CD_MAX_ITER)
-    if metric == "r2":
-        enet.fit(x, y)
-        return enet.coef_.astype(np.float64), float(enet.intercept_)
-    target = y.astype(np.float64)
-    positives = target.sum()
-    # Both classes weigh half (class_weight="balanced"): the intercept starts at its optimum for w = 0, logit(1/2).
-    balance = np.where(y, len(y) / (2 * positives), len(y) / (2 * (len(y) - positives)))
-    w, b = np.zeros(x.shape[1]), 0.0
-
-    def objective(w: np.ndarray, b: float) -> float:
-        eta = (x @ w.astype(np.float32)).astype(np.float64) + b
-        penalty = l1_ratio * np.abs(w).sum() + (1 - l1_ratio) / 2 * (w @ w)
-        return float(np.mean(balance * (np.logaddexp(0.0, eta) - target * eta))) + alpha * penalty
-
-    loss = objective(w, b)
-    enet.set_params(warm_start=True)
-    for _ in range(_NEWTON_STEPS):
-        eta = (x @ w.astype(np.float32)).astype(np.float64) + b
-        p = np.exp(-np.logaddexp(0.0, -eta))
-        curvature = np.maximum(p * (1 - p), _WEIGHT_FLOOR)
-        # The quadratic expansion of the mean weighted logistic loss is (1/2n) sum weight * (working - eta')²;
-        # ElasticNet rescales sample weights to sum to n, hence alpha * n / sum(weight) for the same penalty.
-        weight = balance * curvature
-        working = eta + (target - p) / curvature
-        enet.set_params(alpha=alpha * len(target) / weight.sum())
-        enet.coef_ = w.astype(np.float32)
-        with warnings.catch_warnings():  # an inexact step is fine: the line search below only accepts descent
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            enet.fit(x, working.astype(np.float32), sample_weight=weight)
-        new_w, new_b, step = enet.coef_.astype(np.float64), float(enet.intercept_), 1.0
-        while (trial := objective(w + step * (new_w - w), b + step * (new_b - b))) > loss and step > 1e-3:
-            step /= 2
-        if trial > loss:
-            break  # no descent left at float precision: the optimum
-        w, b, gain, loss = w + step * (new_w - w), b + step * (new_b - b), loss - trial, trial
-        if gain <= _NEWTON_TOL * loss:
-            break
-    return w, b
 
 
 def _score(metric: str, truth: np.ndarray, predicted: np.ndarray) -> float:
