@@ -70,6 +70,24 @@ def url_targets(text: str) -> tuple[np.ndarray, np.ndarray]:
     return before & ~inside, before & inside
 
 
+def url_end_passages(test: str, before: int = 100, after: int = 3) -> tuple[str, np.ndarray]:
+    """Every URL of ``test`` with the ``before`` characters before it and ``after`` after it, passages end to end
+    (overlapping ones merged), and the mask of the characters that end a URL in that text: all of the test part's
+    URL ends in a text a fraction of its length, so that each of the causal test's runs costs less per target."""
+    inside = compute_feature("inside_url", test).astype(bool)
+    starts = np.flatnonzero(inside & ~np.concatenate([[False], inside[:-1]]))
+    stops = np.flatnonzero(inside & ~np.concatenate([inside[1:], [False]])) + 1  # one past each URL's last character
+    spans: list[list[int]] = []
+    for start, stop in zip(starts, stops, strict=True):
+        lo, hi = max(0, start - before), min(len(test), stop + after)
+        if spans and lo <= spans[-1][1]:
+            spans[-1][1] = hi
+        else:
+            spans.append([lo, hi])
+    text = "".join(test[lo:hi] for lo, hi in spans)
+    return text, url_targets(text)[0]
+
+
 def figure_passage(test: str, context: int = 2000) -> tuple[str, int, int]:
     """``(passage, start, length)``: the first line of ``test`` that reads as prose around one URL (12 or more
     characters of text before it and 8 after, 95 at most in all), with ``context`` characters before it so that
@@ -131,7 +149,11 @@ def card_section(summary: dict[str, Any]) -> dict[str, str]:
         "|---|---:|---:|---:|---:|",
     ]
     readings = []
-    for label, key in (("the character that ends a URL", "url_end"), ("characters inside a URL", "url_inside")):
+    kinds = [("the character that ends a URL", "url_end"), ("characters inside a URL", "url_inside"),
+             ("the character that ends a URL, every URL of the test part", "url_end_all")]  # fmt: skip
+    for label, key in kinds:
+        if key not in summary["causal"]:
+            continue
         r = summary["causal"][key]
         rows.append(
             f"| {label} | {r['targets']:,} | {r['effect']:+.3f} ({r['low']:+.3f} to {r['high']:+.3f}) | "
@@ -153,8 +175,9 @@ def card_section(summary: dict[str, Any]) -> dict[str, str]:
         "likeliest next characters, best first, darker green for more probable, bold where it is the character "
         "that came next.",
         f"**Causal test** ({summary['chars']:,} held-out characters with the most URL characters, {summary['random']} "
-        "random units of the same layer; 95% bootstrap intervals over positions). Ablating the cell to zero changes "
-        "the loss (nats per character) at:",
+        "random units of the same layer; 95% bootstrap intervals over positions; the last row, where present, on "
+        "every URL of the test part with the 100 characters before it, passages end to end, for more URL ends). "
+        "Ablating the cell to zero changes the loss (nats per character) at:",
         "\n".join(rows),
         " ".join(readings),
         f"**Loss.** Test loss {loss['lstm']:.4f} nats/char against {loss['ngram20']:.4f} for our interpolated "
@@ -174,6 +197,8 @@ def main() -> None:
     parser.add_argument("--card", action="store_true", help="write the picture and the section into the foldoc card")
     parser.add_argument("--card-only", action="store_true",
                         help="write the card from the summary.json and picture of an earlier run in --out")  # fmt: skip
+    parser.add_argument("--ends-only", action="store_true",
+                        help="only the URL-end test, on every URL of the test part with its context")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_pretrained(CARD).eval()
@@ -182,10 +207,25 @@ def main() -> None:
     if args.card_only:
         summary = json.loads((args.out / "summary.json").read_text(encoding="utf-8"))
         summary["cell"] = summary["cell"] | cell_summary(card_cell)
+        if (args.out / "summary_ends.json").is_file():
+            summary["causal"]["url_end_all"] = json.loads((args.out / "summary_ends.json").read_text(encoding="utf-8"))
         add_card_sections(CARD, [card_section(summary)], {IMAGE: args.out / "url_cell_topk.png"})
         return
     layer, unit = f"layers.{card_cell['layer']}", card_cell["unit"]
     test = test_part(model.vocab.chars)
+    if args.ends_only:
+        text, ends = url_end_passages(test)
+        print(f"every URL of the test part with 100 characters before it: {len(text):,} characters, "
+              f"{int(ends.sum())} URL ends")  # fmt: skip
+        study = ablation_study(model, text, [(layer, unit)], ends, n_random=args.random, seed=0)
+        study.targets = "the character that ends a URL (every URL of the test part)"
+        print(study.to_markdown())
+        write_experiment_folder(args.out / "url_end_all_ablation", "ablation", study.to_dict(),
+                                plot_ablation_study(study), model=model, texts={"text": text}, overwrite=True,
+                                arguments=vars(args) | {"units": f"{layer}:{unit}"})  # fmt: skip
+        rows = causal_rows(study) | {"chars": len(text)}
+        (args.out / "summary_ends.json").write_text(json.dumps(rows, indent=1, default=float) + "\n")
+        return
     text = heldout_urls(test, args.chars)
     ends, inside = url_targets(text)
     print(f"held-out: {len(text):,} characters, {int(ends.sum())} URL ends, {int(inside.sum())} inside-URL targets")
