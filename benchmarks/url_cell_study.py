@@ -138,6 +138,12 @@ def causal_reading(r: dict[str, Any]) -> str:
             f"{100 - r['percentile']:.0f}% of the random units' changes: the model uses the cell here, and predicts "
             f"better without it. The target (a rise above the random units' 95th percentile) is not met.{also}"
         )
+    if r["effect"] > r["random_p95"]:
+        return (
+            f"the estimate ({r['effect']:+.3f}, percentile {r['percentile']:.0f}) is above the random units' 95th "
+            f"percentile, but its interval ({r['low']:+.3f} to {r['high']:+.3f}) reaches below it: the rise is not "
+            f"established.{also}"
+        )
     return f"no effect beyond the random units' (the target, a rise above their 95th percentile, is not met).{also}"
 
 
@@ -160,6 +166,13 @@ def card_section(summary: dict[str, Any]) -> dict[str, str]:
             f"{r['random_mean']:+.3f}, {r['random_p95']:+.3f} | {r['percentile']:.0f} |"
         )
         readings.append(f"At {label}: {causal_reading(r)}")
+    window, every = summary["causal"].get("url_end"), summary["causal"].get("url_end_all")
+    if window and every and (window["effect"] > 0) != (every["effect"] > 0):
+        readings.append(
+            f"The two URL-end rows disagree in sign: the {window['targets']} ends of the densest window and the "
+            f"{every['targets']} of the whole test part. At URL ends the cell's effect depends on the passage, and "
+            "neither row establishes a rise above the random units'."
+        )
     parts = [
         "Karpathy's blog post ends on a Wikipedia model's cell that turns on inside URLs, shown with the model's "
         "top guesses for the next character under each character. This model's cell for `inside_url` is "
