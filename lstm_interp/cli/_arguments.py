@@ -26,6 +26,14 @@ def add_model_argument(parser: argparse.ArgumentParser) -> argparse.Action:
     return parser.add_argument("model", metavar=MODEL_METAVAR, help=MODEL_HELP)
 
 
+def add_overwrite_argument(parser: argparse.ArgumentParser, writer: str = "an earlier run") -> argparse.Action:
+    """Add ``--overwrite``, the one way past the refusal to replace a folder holding files ``writer`` did not write."""
+    return parser.add_argument(
+        "--overwrite", action="store_true",
+        help=f"replace --out even if it holds files {writer} did not write (they are deleted)",
+    )  # fmt: skip
+
+
 def check_model_argument(parser: argparse.ArgumentParser, source: str) -> None:
     """Exit with status 2 naming ``source`` if :func:`~lstm_interp.load_pretrained` can only fail on it.
 

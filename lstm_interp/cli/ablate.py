@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lstm_interp.cli._arguments import (
     add_model_argument,
+    add_overwrite_argument,
     check_model_argument,
     intervention_name,
     positive_int,
@@ -55,10 +56,7 @@ def build_parser(prog: str = "lstm-interp ablate") -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random units and bootstrap (0)")
     parser.add_argument("--out", "-o", type=Path, default=Path("lstm_interp_ablation"), metavar="DIR",
                         help="the folder to write (default: lstm_interp_ablation)")  # fmt: skip
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="replace --out even if it holds files an earlier run did not write (they are deleted)",
-    )  # fmt: skip
+    add_overwrite_argument(parser)
     return parser
 
 

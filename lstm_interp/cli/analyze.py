@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lstm_interp.cli._arguments import (
     add_model_argument,
+    add_overwrite_argument,
     check_model_argument,
     feature_controls,
     positive_int,
@@ -93,10 +94,7 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         help="characters of the text shown on the HTML page (default 2000)",
     )
     parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit of MODEL (default: main)")
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="replace --out even if it holds files an earlier analysis did not write (they are deleted)",
-    )  # fmt: skip
+    add_overwrite_argument(parser, "an earlier analysis")
     parser.add_argument(
         "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
     )

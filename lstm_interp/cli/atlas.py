@@ -12,7 +12,13 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from lstm_interp.cli._arguments import add_model_argument, check_model_argument, non_negative_int, positive_int
+from lstm_interp.cli._arguments import (
+    add_model_argument,
+    add_overwrite_argument,
+    check_model_argument,
+    non_negative_int,
+    positive_int,
+)
 
 # The library's defaults (lstm_interp.analysis.unit_atlas), repeated so that --help imports no torch.
 DEFAULT_K, DEFAULT_WINDOW, DEFAULT_BINS = 20, 40, 40
@@ -106,11 +112,7 @@ def build_parser(prog: str = "lstm-interp atlas") -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace --out even if it holds files an earlier atlas did not write (they are deleted)",
-    )
+    add_overwrite_argument(parser, "an earlier atlas")
     return parser
 
 

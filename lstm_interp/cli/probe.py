@@ -23,6 +23,7 @@ from typing import Any
 
 from lstm_interp.cli._arguments import (
     add_model_argument,
+    add_overwrite_argument,
     check_model_argument,
     positive_float,
     positive_int,
@@ -73,10 +74,7 @@ def build_parser(prog: str = "lstm-interp probe") -> argparse.ArgumentParser:
                         help="--causal runs the model --random + --random-sets + --k + 2 times over the last N "
                         "characters of the text, in its held-out part (10,000)")  # fmt: skip
     parser.add_argument("--out", "-o", type=Path, required=True, metavar="DIR", help="the folder to write")
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="replace --out even if it holds files an earlier run did not write (they are deleted)",
-    )  # fmt: skip
+    add_overwrite_argument(parser)
     return parser
 
 

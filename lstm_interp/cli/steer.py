@@ -22,6 +22,7 @@ from lstm_interp.cli._arguments import (
     MAX_LENGTH,
     UNIT_SPEC_FORM,
     add_model_argument,
+    add_overwrite_argument,
     check_model_argument,
     check_sampled_length,
     intervention_name,
@@ -78,10 +79,7 @@ def build_parser(prog: str = "lstm-interp steer") -> argparse.ArgumentParser:
         "--features", nargs="+", default=[], metavar="NAME", help="features whose mean over the samples to compare"
     )
     parser.add_argument("--out", "-o", type=Path, required=True, metavar="DIR", help="the folder to write")
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="replace --out even if it holds files an earlier run did not write (they are deleted)",
-    )  # fmt: skip
+    add_overwrite_argument(parser)
     return parser
 
 
