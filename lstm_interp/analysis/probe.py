@@ -31,17 +31,15 @@ the characters) would otherwise meet the same penalty with a loss gradient a hun
 unit. A continuous feature is fitted by ``ElasticNet`` (coordinate descent on the precomputed Gram matrix); a
 binary one by proximal Newton steps, as glmnet does: each step a weighted ``ElasticNet`` fit of the logistic loss's
 quadratic expansion, then a backtracking line search on the true objective. Not ``LogisticRegression(solver=
-"saga")``: on 80,000 positions x 1,024 units of the novel model (one core, ``benchmarks/bench_probe.py``) it ran
-its 100 epochs in about a minute without converging, to an objective well above the one these steps reach in
-about 20 s; ``SGDClassifier`` took as long and stopped further away (on a tenth of those rows, saga at
-``tol=1e-4`` took 204 s and was still above what these steps reach in 2 s).
+"saga")``: on 80,000 positions x 1,024 units of the novel model (one core, ``benchmarks/bench_probe.py``, numbers
+in ``benchmarks/RESULTS.md``) it stopped at its 100 epochs unconverged (91 s), at an objective of 0.0730 against
+the 0.0530 these steps reach in 33 s; ``SGDClassifier`` stopped sooner (23 s) but at 0.1274.
 
 **Penalty.** ``alpha = 0.01`` with ``l1_ratio = 0.5`` by default: a unit stays out unless its covariance with the
-residual exceeds 0.005 (the lasso's condition). On 100,000 characters of the novel it keeps 19 units for quotes
-(held-out AUC 0.998) and 215 for the position in the line (R² 0.940) where ``alpha = 0.001`` keeps over 800 of
-1,024 for both (AUC 0.996, R² 0.950): a ranking short enough to read, for a score lower by about 0.01. Several
-alphas are chosen among on a validation slice (the last ``heldout`` share of the training part): the largest
-within 0.005 of the best validation score.
+residual exceeds 0.005 (the lasso's condition), so the ranking stays short enough to read. On 100,000 characters
+of the novel's test part it keeps 26 units for quotes and 250 for the position in the line
+(``benchmarks/bench_probe.py``). Several alphas are chosen among on a validation slice (the last ``heldout`` share
+of the training part): the largest within 0.005 of the best validation score.
 
 **units_needed.** The units in the ranking's order; the probe is refitted (same penalty) on the top ``n`` for ``n``
 on a grid of about ``sqrt(2)`` steps (1, 2, 3, 4, 6, 8, 11, ...) up to all its non-zero units (whose score is the
