@@ -55,6 +55,7 @@ def test_feature_targets_mean_ablation_and_units_together(quote_model):
     zero = ablation_study(quote_model, TEXT, [(0, 3)], "feature:inside_quotes", quantity="hidden", n_bootstrap=50)
     assert abs(study.units[0].target_delta) < abs(zero.units[0].target_delta)
     assert study.together is not None and len(study.together.units) == 3
+    assert study.together_label == "top 3 of inside_quotes" and zero.together_label is None
     assert len(study.random_set_target_deltas) == 5 and study.targets == "where inside_quotes is on"
 
 

@@ -22,6 +22,7 @@ from lstm_interp.experiments.ablation_study import ablation_study
 from lstm_interp.experiments.probe_ablation import probe_ablation
 from lstm_interp.features import ConstantFeatureError, UnknownFeatureError
 from lstm_interp.plots import plot_probe_curve, save_figure
+from lstm_interp.plots.ablation_study import plot_ablation_study
 from lstm_interp.tracing import Trace, trace, trace_segments
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -296,6 +297,9 @@ def test_probe_ablation_ablates_the_top_units_together(make_model):
     assert study.together.units == probe.top_units(3) and study.together_feature == "inside_quotes"
     assert [effect.units for effect in study.units] == [[unit] for unit in probe.top_units(3)]
     assert len(study.random_set_target_deltas) == 6 and study.targets == "where inside_quotes is on"
+    assert study.together_label == "the probe's top 3 for inside_quotes"  # not find_cells' top 3: the figure says so
+    left = plot_ablation_study(study).axes[0]
+    assert any(t.get_text().startswith("the probe's top 3 for inside_quotes:") for t in left.texts)
     array_probe = fit_probe(trace(model, text), np.array([c == "a" for c in text]))
     with pytest.raises(ValueError, match="not registered: pass `targets`"):
         probe_ablation(model, text, array_probe)

@@ -73,6 +73,7 @@ class AblationStudy:
     together: UnitEffect | None = None
     together_feature: str | None = None
     random_set_target_deltas: list[float] = field(default_factory=list)
+    together_label: str | None = None  # what the set ablated together is, as figures and tables name it
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(asdict(self))
@@ -118,6 +119,7 @@ def ablation_study(
     k: int = 5,
     n_random_sets: int = 20,
     together_units: Sequence[UnitLike] | None = None,
+    together_label: str | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
     log: Log | None = None,
@@ -141,6 +143,8 @@ def ablation_study(
         together_units: ablate these ``(layer, unit)`` pairs together instead (a probe's top units, say), against
             ``n_random_sets`` random sets of as many units of their layers; ``together_feature``, if given, only
             names them in the result.
+        together_label: how figures and tables name the set ablated together (default: "top k of FEATURE"
+            for ``together_feature``'s find_cells units, "the k given units" for ``together_units``).
         n_bootstrap: bootstrap resamples of the target positions.
         seed: for the random units and the bootstrap.
         log: called with progress lines (``print``, say).
@@ -242,8 +246,8 @@ def ablation_study(
             full = trace(model, text, names_filter=[f"{layer}.{quantity}" for layer in layers])
             table = find_cells(full, together_feature, quantity, top=k, layers=layers)
             top = [(row.layer, row.unit) for row in table.rows]
-        what = together_feature if explicit is None else "the given units"
-        say(f"ablating the top {len(top)} units of {what} together, and {n_random_sets} random sets")
+        together_label = together_label or _together_label(len(top), together_feature, explicit is not None)
+        say(f"ablating {together_label} together, and {n_random_sets} random sets")
         sets = [rng.sample([(layer, u) for layer in set_layers for u in range(cfg.hidden_size)], len(top))
                 for _ in range(n_random_sets)]  # fmt: skip
         set_matrix = np.stack([deltas(s) for s in sets])
@@ -265,7 +269,12 @@ def ablation_study(
         together=together,
         together_feature=together_feature,
         random_set_target_deltas=set_deltas,
+        together_label=None if together is None else together_label,
     )
+
+
+def _together_label(count: int, feature: str | None, given: bool) -> str:
+    return f"the {count} given units" if given else f"top {count} of {feature}"
 
 
 def _units(units: object, num_layers: int, hidden_size: int) -> list[tuple[str, int]]:

@@ -86,6 +86,7 @@ def probe_ablation(
         n_random=n_random,
         together_feature=probe.feature if registered else None,
         together_units=top,
+        together_label=f"the probe's top {len(top)} for {probe.feature}",
         n_random_sets=n_random_sets,
         seed=seed,
         log=log,

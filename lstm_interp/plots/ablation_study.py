@@ -43,7 +43,7 @@ def plot_ablation_study(study: AblationStudy) -> Figure:
     spread = np.asarray(study.random_target_deltas)
     marked = [(e, TESTED_COLOR, ", ".join(f"{layer}:{unit}" for layer, unit in e.units)) for e in study.units]
     if study.together is not None:
-        marked.append((study.together, TOGETHER_COLOR, f"top {len(study.together.units)} of {study.together_feature}"))
+        marked.append((study.together, TOGETHER_COLOR, study.together_label or "together"))
     # Random units as a jittered strip (one dot each), the tested ones above with their intervals.
     jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(spread))
     left.scatter(spread, jitter, s=10, color=RANDOM_COLOR, label=f"{len(spread)} random units of the layer")
