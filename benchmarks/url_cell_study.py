@@ -212,6 +212,10 @@ def main() -> None:
                         help="write the card from the summary.json and picture of an earlier run in --out")  # fmt: skip
     parser.add_argument("--ends-only", action="store_true",
                         help="only the URL-end test, on every URL of the test part with its context")  # fmt: skip
+    parser.add_argument("--context", type=int, default=100,
+                        help="with --ends-only: characters before each URL, to warm the state")  # fmt: skip
+    parser.add_argument("--value", choices=("zero", "mean"), default="zero",
+                        help="with --ends-only: ablate to zero, or to the unit's mean over the whole test part")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_pretrained(CARD).eval()
@@ -227,16 +231,18 @@ def main() -> None:
     layer, unit = f"layers.{card_cell['layer']}", card_cell["unit"]
     test = test_part(model.vocab.chars)
     if args.ends_only:
-        text, ends = url_end_passages(test)
-        print(f"every URL of the test part with 100 characters before it: {len(text):,} characters, "
-              f"{int(ends.sum())} URL ends")  # fmt: skip
-        study = ablation_study(model, text, [(layer, unit)], ends, n_random=args.random, seed=0)
-        study.targets = "the character that ends a URL (every URL of the test part)"
+        text, ends = url_end_passages(test, before=args.context)
+        print(f"every URL of the test part with {args.context} characters before it: {len(text):,} characters, "
+              f"{int(ends.sum())} URL ends, {args.value} ablation")  # fmt: skip
+        reference = test[:100_000] if args.value == "mean" else None  # the mean of ordinary text, URLs and all
+        study = ablation_study(model, text, [(layer, unit)], ends, value=args.value, reference=reference,
+                               n_random=args.random, seed=0)  # fmt: skip
+        study.targets = f"the character that ends a URL (every URL of the test part, {args.value} ablation)"
         print(study.to_markdown())
         write_experiment_folder(args.out / "url_end_all_ablation", "ablation", study.to_dict(),
                                 plot_ablation_study(study), model=model, texts={"text": text}, overwrite=True,
                                 arguments=vars(args) | {"units": f"{layer}:{unit}"})  # fmt: skip
-        rows = causal_rows(study) | {"chars": len(text)}
+        rows = causal_rows(study) | {"chars": len(text), "context": args.context, "value": args.value}
         (args.out / "summary_ends.json").write_text(json.dumps(rows, indent=1, default=float) + "\n")
         return
     text = heldout_urls(test, args.chars)

@@ -32,7 +32,15 @@ from lstm_interp.tracing.quantities import quantities_of
 from lstm_interp.tracing.trace import Trace, trace
 from lstm_interp.vocab import CharVocab, VocabularyError
 
-from ._probe_capture import Probe, eval_mode, run_and_capture, select_modules, trace_modules
+from ._probe_capture import (
+    Probe,
+    call_notes,
+    eval_mode,
+    run_and_capture,
+    select_modules,
+    step_notes,
+    trace_modules,
+)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: the probe tensors have no single truth value to compare by
@@ -119,7 +127,7 @@ class Targets:
     """
 
     network: CharLSTM | None
-    modules: dict[str, nn.RNNBase]
+    modules: dict[str, nn.Module]
     probes: list[Probe]
     chars: str | None
     quantities: set[str]
@@ -156,9 +164,14 @@ class Targets:
         with torch.no_grad(), eval_mode(pl_module):
             # Every probe, so that one the module's forward rejects fails here with the module's own error, before
             # anything is written, and labels are checked against the steps each probe really runs.
+            notes: dict[str, None] = {}  # said once each, in order
             for i, probe in enumerate(targets.probes):
                 captured, _ = run_and_capture(pl_module, modules, probe.inputs.to(pl_module.device))  # type: ignore[union-attr]
-                _check_labels(i, probe, {path: cap.inputs.shape[0] for path, cap in captured.items()})
+                _check_labels(i, probe, {path: cap.steps for path, cap in captured.items()})
+                found = [call_notes(path, modules[path], cap) for path, cap in captured.items()]
+                notes.update(dict.fromkeys([n for n in found if n] + step_notes(i, probe, captured)))
+        for note in notes:
+            rank_zero_warn(note)
         return targets
 
     def trace(self, pl_module: pl.LightningModule) -> list[list[Trace]]:

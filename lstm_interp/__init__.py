@@ -26,12 +26,12 @@ if TYPE_CHECKING:
     from lstm_interp.config import CharLSTMConfig, ConfigError
     from lstm_interp.data import BUNDLED_CORPORA, CharDataModule, EncodedCorpus
     from lstm_interp.hub import load_pretrained, push_to_hub
-    from lstm_interp.interventions import Ablate, Clamp, Patch, Scale, run_with_interventions
+    from lstm_interp.interventions import Ablate, Clamp, Patch, Scale, intervene, run_with_interventions
     from lstm_interp.metrics import BitsPerCharacter
     from lstm_interp.models.char_lstm import CharLSTM
     from lstm_interp.models.char_lstm_module import CharLSTMModule
     from lstm_interp.report import run_analysis, write_html_report
-    from lstm_interp.tracing import Trace, trace, trace_rnn, trace_segments
+    from lstm_interp.tracing import Trace, trace, trace_cell, trace_rnn, trace_segments
     from lstm_interp.vocab import CharVocab, VocabularyError
 
 __version__ = "0.1.0"
@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "Clamp": "lstm_interp.interventions",
     "Patch": "lstm_interp.interventions",
     "Scale": "lstm_interp.interventions",
+    "intervene": "lstm_interp.interventions",
     "run_with_interventions": "lstm_interp.interventions",
     "ActivationStats": "lstm_interp.analysis",
     "StateIndex": "lstm_interp.analysis",
@@ -67,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "push_to_hub": "lstm_interp.hub",
     "run_analysis": "lstm_interp.report",
     "trace": "lstm_interp.tracing",
+    "trace_cell": "lstm_interp.tracing",
     "trace_rnn": "lstm_interp.tracing",
     "trace_segments": "lstm_interp.tracing",
     "write_html_report": "lstm_interp.report",
@@ -97,12 +99,14 @@ __all__ = [
     "find_cells",
     "fit_probe",
     "gate_saturation",
+    "intervene",
     "load_pretrained",
     "push_to_hub",
     "run_analysis",
     "run_with_interventions",
     "select_cells",
     "trace",
+    "trace_cell",
     "trace_rnn",
     "trace_segments",
     "write_html_report",

@@ -637,7 +637,9 @@ def test_modules_that_do_not_exist(tmp_path):
             super().__init__()
             del self.encoder
 
-    with pytest.raises(ValueError, match=r"NoRNN has no nn\.LSTM, nn\.GRU or nn\.RNN module"):
+    message = (r"NoRNN has no recurrent module to monitor: the monitor follows nn\.LSTM, nn\.GRU and nn\.RNN modules "
+               r"given sequences, and nn\.LSTMCell, nn\.GRUCell and nn\.RNNCell")  # fmt: skip
+    with pytest.raises(ValueError, match=message):
         fit(tmp_path, NoRNN(), [LSTMActivationMonitor(PROBE, chars=VOCAB)])
     with pytest.raises(ValueError, match=r"\['decoder.lstm'\] match no recurrent module of TinyLM; its recurrent "
                                          r"modules are \['encoder.lstm'\]"):

@@ -216,8 +216,8 @@ def test_the_first_sequence_of_a_packed_batch_at_its_real_length(lengths, enforc
     model = Packer(rnn, lengths, hx, enforce_sorted).eval()
     x = torch.randn(len(lengths), max(lengths), 3)
     captured, output = run_and_capture(model, {"enc.gru": rnn}, x)
-    assert captured["enc.gru"].inputs.shape == (lengths[0], 3)
-    torch.testing.assert_close(captured["enc.gru"].inputs, x[0, : lengths[0]], atol=0, rtol=0)
+    assert captured["enc.gru"].calls[0].inputs.shape == (lengths[0], 3)
+    torch.testing.assert_close(captured["enc.gru"].calls[0].inputs, x[0, : lengths[0]], atol=0, rtol=0)
 
     (tr,) = trace_modules(model, {"enc.gru": rnn}, Probe(None, None, x), chars=None)
     assert tr.num_steps == lengths[0] and tr.text is None and torch.equal(tr.tokens, torch.arange(lengths[0]))
@@ -365,4 +365,4 @@ def test_a_module_given_something_else_is_refused_by_path_with_what_is_supported
     )
     with pytest.raises(ValueError, match=message):
         run_and_capture(model, {"lstm": model.lstm}, torch.randn(5, 3))
-    assert not model.lstm._forward_pre_hooks
+    assert not model.lstm._forward_pre_hooks and not model.lstm._forward_hooks

@@ -187,63 +187,86 @@ def _stepwise(
     wanted: set[str],
 ) -> tuple[Tensor, LayerState, dict[str, Tensor]]:
     """A step loop applying ``ivs`` (active at every row of the run) inside each step, in list order."""
-    w_hh = layer.weight_hh_l0
     bias_hh = layer.bias_hh_l0 if layer.bias else None
     pre_x = x @ layer.weight_ih_l0.T  # (L, G·H): the input side of every step at once
     if layer.bias:
         pre_x = pre_x + layer.bias_ih_l0 + (layer.bias_hh_l0 if cell != "gru" else 0)
-    by_quantity: dict[str, list[Intervention]] = {}
-    for iv in ivs:
-        by_quantity.setdefault(iv.quantity, []).append(iv)
-
-    def apply(quantity: str, value: Tensor, t: int) -> Tensor:
-        for iv in by_quantity.get(quantity, ()):
-            units = list(iv.units)
-            value = value.clone()
-            value[units] = iv.new_values(value[units][None], positions[t : t + 1])[0]
-        return value
-
-    H = layer.hidden_size
+    w_hr = layer.weight_hr_l0 if cell == "lstm" and layer.proj_size else None
+    nonlinearity = getattr(layer, "nonlinearity", "tanh")
     records: dict[str, list[Tensor]] = {q: [] for q in {*wanted, "hidden"}}
-    if cell == "lstm":
-        h, c = state[0][0, 0], state[1][0, 0]
-        w_hr = layer.weight_hr_l0 if layer.proj_size else None
-        for t in range(len(x)):
-            pre = torch.addmv(pre_x[t], w_hh, h)
-            gates = {
-                "input_gate": apply("input_gate", pre[:H].sigmoid(), t),
-                "forget_gate": apply("forget_gate", pre[H : 2 * H].sigmoid(), t),
-                "cell_candidate": apply("cell_candidate", pre[2 * H : 3 * H].tanh(), t),
-                "output_gate": apply("output_gate", pre[3 * H :].sigmoid(), t),
-            }
-            c = apply("cell", gates["forget_gate"] * c + gates["input_gate"] * gates["cell_candidate"], t)
-            h = gates["output_gate"] * c.tanh()
-            if w_hr is not None:
-                h = w_hr @ h
-            h = apply("hidden", h, t)
-            step = {**gates, "cell": c, "hidden": h}
-            for q in records:
-                records[q].append(step[q])
-        new_state: LayerState = (h.reshape(1, 1, -1), c.reshape(1, 1, -1))
-    elif cell == "gru":
-        h = state[0, 0]  # type: ignore[index]
-        for t in range(len(x)):
-            gh = w_hh @ h + (bias_hh if bias_hh is not None else 0)
-            gi = pre_x[t]
-            r = apply("reset_gate", (gi[:H] + gh[:H]).sigmoid(), t)
-            z = apply("update_gate", (gi[H : 2 * H] + gh[H : 2 * H]).sigmoid(), t)
-            n = apply("new_gate", (gi[2 * H :] + r * gh[2 * H :]).tanh(), t)
-            h = apply("hidden", (1 - z) * n + z * h, t)
-            step = {"reset_gate": r, "update_gate": z, "new_gate": n, "hidden": h}
-            for q in records:
-                records[q].append(step[q])
-        new_state = h.reshape(1, 1, -1)
-    else:
-        h = state[0, 0]  # type: ignore[index]
-        act = torch.tanh if layer.nonlinearity == "tanh" else torch.relu
-        for t in range(len(x)):
-            h = apply("hidden", act(torch.addmv(pre_x[t], w_hh, h)), t)
-            records["hidden"].append(h)
-        new_state = h.reshape(1, 1, -1)
+    h = state[0][0, 0] if cell == "lstm" else state[0, 0]  # type: ignore[index]
+    c = state[1][0, 0] if cell == "lstm" else None
+    for t in range(len(x)):
+        step = intervened_step(cell, pre_x[t], h, c, layer.weight_hh_l0, bias_hh, ivs, positions[t], w_hr=w_hr,
+                               nonlinearity=nonlinearity)  # fmt: skip
+        h, c = step["hidden"], step.get("cell")
+        for q in records:
+            records[q].append(step[q])
+    new_state: LayerState = (h.reshape(1, 1, -1), c.reshape(1, 1, -1)) if c is not None else h.reshape(1, 1, -1)
     stacked = {q: torch.stack(v) for q, v in records.items()}
     return stacked.pop("hidden"), new_state, stacked
+
+
+def intervened_step(
+    cell: str,
+    pre_x: Tensor,
+    h: Tensor,
+    c: Tensor | None,
+    weight_hh: Tensor,
+    bias_hh: Tensor | None,
+    interventions: Sequence[Intervention],
+    position: Tensor,
+    *,
+    w_hr: Tensor | None = None,
+    nonlinearity: str = "tanh",
+) -> dict[str, Tensor]:
+    """One step of an LSTM, GRU or RNN with ``interventions`` applied inside it, in list order, for one row (H,) or
+    a batch of rows (B, H) at once (every row at the same step ``position``).
+
+    Args:
+        pre_x: (..., G·H) the input side of the step, ``x @ W_ih.T`` plus ``b_ih`` (and ``b_hh`` but for a GRU,
+            whose ``b_hh`` sits inside the reset gate's product).
+        h, c: the state the step starts from (``c`` for an LSTM only).
+        interventions: those acting at this step, on this layer.
+        position: () the absolute step, for step-dependent values (a :class:`~.Patch`).
+        w_hr: an LSTM's projection (``proj_size``), if any.
+
+    Returns:
+        Every quantity of the step under the interventions, ``hidden`` (and an LSTM's ``cell``) included.
+    """
+    H = weight_hh.shape[0] // {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+
+    def apply(quantity: str, value: Tensor) -> Tensor:
+        for iv in interventions:
+            if iv.quantity != quantity:
+                continue
+            units = list(iv.units)
+            current = value[..., units].reshape(-1, len(units))
+            value = value.clone()
+            value[..., units] = iv.new_values(current, position.reshape(1).expand(len(current))).reshape(
+                value[..., units].shape
+            )
+        return value
+
+    if cell == "lstm":
+        pre = pre_x + h @ weight_hh.T
+        gates = {
+            "input_gate": apply("input_gate", pre[..., :H].sigmoid()),
+            "forget_gate": apply("forget_gate", pre[..., H : 2 * H].sigmoid()),
+            "cell_candidate": apply("cell_candidate", pre[..., 2 * H : 3 * H].tanh()),
+            "output_gate": apply("output_gate", pre[..., 3 * H :].sigmoid()),
+        }
+        assert c is not None
+        c = apply("cell", gates["forget_gate"] * c + gates["input_gate"] * gates["cell_candidate"])
+        hidden = gates["output_gate"] * c.tanh()
+        if w_hr is not None:
+            hidden = hidden @ w_hr.T
+        return {**gates, "cell": c, "hidden": apply("hidden", hidden)}
+    if cell == "gru":
+        gh = h @ weight_hh.T + (bias_hh if bias_hh is not None else 0)
+        r = apply("reset_gate", (pre_x[..., :H] + gh[..., :H]).sigmoid())
+        z = apply("update_gate", (pre_x[..., H : 2 * H] + gh[..., H : 2 * H]).sigmoid())
+        n = apply("new_gate", (pre_x[..., 2 * H :] + r * gh[..., 2 * H :]).tanh())
+        return {"reset_gate": r, "update_gate": z, "new_gate": n, "hidden": apply("hidden", (1 - z) * n + z * h)}
+    pre = pre_x + h @ weight_hh.T
+    return {"hidden": apply("hidden", pre.tanh() if nonlinearity == "tanh" else pre.relu())}

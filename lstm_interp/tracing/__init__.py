@@ -1,5 +1,6 @@
 """Exact, fast traces of every gate, cell and hidden state, and the operations on them."""
 
+from lstm_interp.tracing.cell_trace import trace_cell
 from lstm_interp.tracing.module_trace import trace_rnn
 from lstm_interp.tracing.most_variable_units import UnitVariance, most_variable_units
 from lstm_interp.tracing.quantities import (
@@ -34,6 +35,7 @@ __all__ = [
     "quantity_kind",
     "state_quantity",
     "trace",
+    "trace_cell",
     "trace_rnn",
     "trace_segments",
 ]

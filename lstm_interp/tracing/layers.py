@@ -13,14 +13,17 @@ from lstm_interp.tracing.recurrence import gru_layer_activations, lstm_layer_act
 
 
 def cell_type(layer: nn.Module) -> str:
-    """``"lstm"``, ``"gru"`` or ``"rnn"`` for a recurrent module (checked with isinstance, so subclasses count)."""
-    if isinstance(layer, nn.LSTM):
+    """``"lstm"``, ``"gru"`` or ``"rnn"`` for a recurrent module or cell module (checked with isinstance, so
+    subclasses count): ``nn.LSTM`` and ``nn.LSTMCell`` are both ``"lstm"``."""
+    if isinstance(layer, (nn.LSTM, nn.LSTMCell)):
         return "lstm"
-    if isinstance(layer, nn.GRU):
+    if isinstance(layer, (nn.GRU, nn.GRUCell)):
         return "gru"
-    if isinstance(layer, nn.RNN):
+    if isinstance(layer, (nn.RNN, nn.RNNCell)):
         return "rnn"
-    raise TypeError(f"expected an nn.LSTM, nn.GRU or nn.RNN, got {type(layer).__name__}")
+    raise TypeError(
+        f"expected an nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell or nn.RNNCell, got {type(layer).__name__}"
+    )
 
 
 def zero_state(cell: str, hidden_size: int, device: torch.device, *, output_size: int | None = None) -> LayerState:

@@ -127,15 +127,29 @@ def gru_layer_activations(
     bias_ih: Tensor | None,
     bias_hh: Tensor | None,
 ) -> dict[str, Tensor]:
-    """``reset_gate``, ``update_gate`` and ``new_gate`` of one GRU layer over one chunk, each (T, H).
+    """``reset_gate``, ``update_gate`` and ``new_gate`` of one GRU layer over one chunk, each (T, H), from its
+    hidden sequence (each step's previous state is the row before it, ``h0`` for the first)."""
+    h_prev = torch.cat([h0[None], hidden[:-1]])
+    return gru_gates(x, h_prev, weight_ih, weight_hh, bias_ih, bias_hh)
+
+
+def gru_gates(
+    x: Tensor,
+    h_prev: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
+) -> dict[str, Tensor]:
+    """``reset_gate``, ``update_gate`` and ``new_gate`` of GRU steps, each (N, H), from each step's input (N, I) and
+    the state it received (N, H): the rows need not be one sequence (the calls of an ``nn.GRUCell``).
 
     PyTorch's GRU: ``r = σ(W_ir x + b_ir + W_hr h + b_hr)``, ``z = σ(W_iz x + b_iz + W_hz h + b_hz)``,
     ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``.
     """
-    H = hidden.shape[1]
-    h_prev = torch.cat([h0[None], hidden[:-1]])
-    gi = torch.addmm(_bias_sum(bias_ih, None, 3 * H, hidden), x, weight_ih.T)  # (T, 3H)
-    gh = torch.addmm(_bias_sum(bias_hh, None, 3 * H, hidden), h_prev, weight_hh.T)  # (T, 3H)
+    H = h_prev.shape[1]
+    gi = torch.addmm(_bias_sum(bias_ih, None, 3 * H, h_prev), x, weight_ih.T)  # (N, 3H)
+    gh = torch.addmm(_bias_sum(bias_hh, None, 3 * H, h_prev), h_prev, weight_hh.T)  # (N, 3H)
     rz = (gi[:, : 2 * H] + gh[:, : 2 * H]).sigmoid_()
     reset, update = rz[:, :H], rz[:, H:]
     new = torch.addcmul(gi[:, 2 * H :], reset, gh[:, 2 * H :]).tanh_()
