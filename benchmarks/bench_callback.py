@@ -16,6 +16,7 @@ Usage::
     python benchmarks/bench_callback.py [--steps 1500] [--warmup 10] [--rounds 2] [--batch 64] [--seq 100]
                                         [--threads N] [--probe-chars 400]
     python benchmarks/bench_callback.py --recordings [--threads N]
+    python benchmarks/bench_callback.py --recordings --cells [--threads N]
 
 Target: overhead <= 5%.
 
@@ -23,6 +24,10 @@ Target: overhead <= 5%.
 for two models: the 2x256 ``CharLSTMModule`` above with a 400-character probe, and a foreign LightningModule with a
 2-layer, 256-unit *bidirectional* ``nn.LSTM`` (a tagger's encoder: embedding 64 -> BiLSTM -> linear) with a
 400-token probe (``encode=``, ``tokens=``). The overhead at the default interval is ``recording / (500 * step)``.
+
+``--recordings --cells`` does the same for a decoder that steps two ``nn.LSTMCell`` (256 units each, embedding 64)
+in a Python loop, one call per character, next to an ``nn.LSTM`` of the same size (2 layers, 256 units) given the
+whole sequence, both with the 400-step probe: the cost of following 800 hand-made calls against one fused call.
 """
 
 from __future__ import annotations
@@ -116,6 +121,43 @@ class BiLSTMTagger(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=2e-3)
 
 
+class SequenceLM(pl.LightningModule):
+    """Embedding 64 -> 2-layer nn.LSTM (256) given the whole sequence -> linear."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab_size, 64)
+        self.lstm = torch.nn.LSTM(64, 256, num_layers=2, batch_first=True)
+        self.head = torch.nn.Linear(256, vocab_size)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(self.embed(ids))[0])
+
+    training_step = BiLSTMTagger.training_step
+    configure_optimizers = BiLSTMTagger.configure_optimizers
+
+
+class CellDecoder(SequenceLM):
+    """The same sizes, but two nn.LSTMCell stepped by hand, one call each per character (a decoder's loop)."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__(vocab_size)
+        del self.lstm
+        self.cells = torch.nn.ModuleList([torch.nn.LSTMCell(64, 256), torch.nn.LSTMCell(256, 256)])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        e = self.embed(ids)
+        states: list[Any] = [None, None]
+        outputs = []
+        for t in range(ids.shape[1]):
+            x = e[:, t]
+            for k, cell in enumerate(self.cells):
+                states[k] = cell(x, states[k])
+                x = states[k][0]
+            outputs.append(x)
+        return self.head(torch.stack(outputs, dim=1))
+
+
 def time_recordings(args: argparse.Namespace) -> None:
     """One recording and one step of each model, side by side (see the module docstring)."""
     steps, every = 12, 4  # recordings at steps 4, 8, 12; steps 2..12 timed
@@ -126,7 +168,11 @@ def time_recordings(args: argparse.Namespace) -> None:
         probe = dm.corpus.text(len(dm.corpus) - args.probe_chars, len(dm.corpus))
         vocab = dm.vocab
         rows = []
-        for label in ("CharLSTMModule 2x256", "BiLSTM tagger 2x256x2"):
+        labels = ("nn.LSTM 2x256", "2 nn.LSTMCell x256") if args.cells else ("CharLSTMModule 2x256",
+                                                                               "BiLSTM tagger 2x256x2")  # fmt: skip
+        foreign = {"BiLSTM tagger 2x256x2": BiLSTMTagger, "nn.LSTM 2x256": SequenceLM,
+                   "2 nn.LSTMCell x256": CellDecoder}  # fmt: skip
+        for label in labels:
             results = {}
             for with_monitor in (False, True):
                 torch.manual_seed(0)
@@ -136,7 +182,7 @@ def time_recordings(args: argparse.Namespace) -> None:
                     )
                     monitor = TimedMonitor(probe, every_n_train_steps=every)
                 else:
-                    module = BiLSTMTagger(len(vocab))
+                    module = foreign[label](len(vocab))
                     monitor = TimedMonitor(
                         probe, encode=vocab.encode, chars=vocab.chars, tokens=[list(probe)], every_n_train_steps=every
                     )
@@ -159,6 +205,10 @@ def time_recordings(args: argparse.Namespace) -> None:
     for label, step_s, record_s, n in rows:
         print(f"{label:<24} {step_s * 1000:>8.0f}ms {record_s:>13.2f}s {record_s / step_s:>6.1f}x  "
               f"{100 * record_s / (500 * step_s):>23.2f}%   (median of {n} recordings)")
+    if args.cells:
+        (_, lstm_step, lstm_record, _), (_, cell_step, cell_record, _) = rows
+        print(f"2 nn.LSTMCell / nn.LSTM: one recording {cell_record / lstm_record:.2f}x, one step "
+              f"{cell_step / lstm_step:.2f}x")
 
 
 def main() -> None:
@@ -171,6 +221,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--probe-chars", type=int, default=400, help="length of the probe passage")
     parser.add_argument("--recordings", action="store_true", help="time one recording and one step of two models")
+    cells = "with --recordings: two nn.LSTMCell stepped by hand, against an nn.LSTM of that size"
+    parser.add_argument("--cells", action="store_true", help=cells)
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=100,
                         help="with --ends-only: characters before each URL, to warm the state")  # fmt: skip
     parser.add_argument("--value", choices=("zero", "mean"), default="zero",
-                        help="with --ends-only: ablate to zero, or to the unit's mean over the whole test part")  # fmt: skip
+                        help="with --ends-only: ablate to zero, or to the mean over the test part's first 100k")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_pretrained(CARD).eval()

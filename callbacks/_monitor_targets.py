@@ -3,7 +3,7 @@
 The monitor (``lstm_activation_monitor.py``) checks its arguments and decides *when* to record; everything it
 records with is frozen into one :class:`RecordingSettings` at fit start and handed down, so no module below it
 imports the monitor (the import graph is a line: monitor -> ``_monitor_recording`` -> here -> ``_probe_capture``
--> the library).
+-> ``_module_calls`` -> the library).
 
 - :class:`RecordingSettings`: the monitor's checked arguments and resolved name, as one immutable value;
 - :class:`Targets`: the recurrent modules and encoded probes of one fit (:func:`probe_chars` and
@@ -32,15 +32,8 @@ from lstm_interp.tracing.quantities import quantities_of
 from lstm_interp.tracing.trace import Trace, trace
 from lstm_interp.vocab import CharVocab, VocabularyError
 
-from ._probe_capture import (
-    Probe,
-    call_notes,
-    eval_mode,
-    run_and_capture,
-    select_modules,
-    step_notes,
-    trace_modules,
-)
+from ._module_calls import call_notes, run_and_capture
+from ._probe_capture import Probe, eval_mode, select_modules, step_notes, trace_modules
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: the probe tensors have no single truth value to compare by

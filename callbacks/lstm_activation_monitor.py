@@ -37,9 +37,11 @@ class LSTMActivationMonitor(Callback):
     r"""Record the gates, cells and hidden states of a model's LSTMs on fixed probe texts while it trains.
 
     Each recording traces every probe exactly (:func:`~lstm_interp.trace` for a
-    :class:`~lstm_interp.CharLSTMModule`; for any other LightningModule, one forward pass of the probe with a
-    pre-hook capturing each chosen ``nn.LSTM``/``nn.GRU``/``nn.RNN``'s input, then
-    :func:`~lstm_interp.tracing.trace_rnn`), and writes to ``<log_dir>/lstm_interp/``:
+    :class:`~lstm_interp.CharLSTMModule`; for any other LightningModule, one forward pass of the probe with hooks
+    capturing every call of each chosen ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (then :func:`~lstm_interp.trace_rnn`) and
+    ``nn.LSTMCell``/``nn.GRUCell``/``nn.RNNCell`` stepped in the model's own loop (then
+    :func:`~lstm_interp.trace_cell`, one row per call, each from the state that call received)), and writes to
+    ``<log_dir>/lstm_interp/``:
 
     - ``step_<N>.safetensors``: the chosen quantities, keys ``probe<i>/<layer>.<quantity>`` (e.g.
       ``probe0/layers.0.cell``), plus ``probe<i>/log_probs`` and ``probe<i>/tokens``; the probe texts in its metadata;
@@ -59,7 +61,8 @@ class LSTMActivationMonitor(Callback):
         probe_tensors: instead of (or labelled by) ``probe_texts``: what the module's ``forward`` takes for one
             sequence, e.g. a (T,) or (1, T) id tensor (a 1-D tensor gets a batch dimension).
         modules: module path(s) or globs of the recurrent modules to watch (``"encoder.lstm"``); ``None`` watches
-            a CharLSTMModule's network, or every ``nn.LSTM``/``nn.GRU``/``nn.RNN`` of any other module.
+            a CharLSTMModule's network, or every ``nn.LSTM``/``nn.GRU``/``nn.RNN`` and ``nn.LSTMCell``/
+            ``nn.GRUCell``/``nn.RNNCell`` of any other module.
         encode: for a foreign module, turns a probe text into ids (str -> LongTensor).
         chars: the vocabulary in id order; encodes texts when ``encode`` is not given, and makes a (1, T, V) output
             of ``forward`` count as next-character logits (for the top-k figure). Taken from a CharLSTMModule.
@@ -104,9 +107,12 @@ class LSTMActivationMonitor(Callback):
         ValueError: no probe, an empty probe, non-positive intervals, thresholds outside (0, 1) or ``low >= high``,
             unknown quantities or dtype, ``features`` without ``probe_texts``; at fit start, a feature that is
             constant on the probe texts (its score would be undefined), a module without recurrent modules,
-            ``modules`` entries that match none, or a probe whose input a module does not take (each naming the
-            module). Bidirectional modules, ``proj_size`` LSTMs, PackedSequence inputs and several recurrent modules
-            in one model are all traced (see :func:`~lstm_interp.trace_rnn`).
+            ``modules`` entries that match none or name a TorchScript, compiled or custom cell module, or a probe
+            whose input a module does not take (each naming the module). Bidirectional modules, ``proj_size`` LSTMs,
+            PackedSequence inputs, several recurrent modules in one model, cell modules called once per step and an
+            ``nn.LSTM`` called one step at a time are all traced (:func:`~lstm_interp.trace_rnn`,
+            :func:`~lstm_interp.trace_cell`); what the monitor found about calls it joined or a probe it labels by
+            step is warned at fit start.
         VocabularyError: at fit start, probe characters outside the vocabulary (listed) with ``on_unknown="error"``.
         UnknownFeatureError: (a ``ValueError``) a feature name that is not registered; the message lists the known.
 

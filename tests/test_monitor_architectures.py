@@ -14,7 +14,8 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lstm_interp.callbacks import LSTMActivationMonitor
-from lstm_interp.callbacks._probe_capture import Probe, run_and_capture, trace_modules
+from lstm_interp.callbacks._module_calls import run_and_capture
+from lstm_interp.callbacks._probe_capture import Probe, trace_modules
 from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 from lstm_interp.callbacks import LSTMActivationMonitor
-from lstm_interp.callbacks._probe_capture import Probe, run_and_capture, select_modules, trace_modules
+from lstm_interp.callbacks._module_calls import run_and_capture
+from lstm_interp.callbacks._probe_capture import Probe, select_modules, trace_modules
 from pictures import assert_picture
 from safetensors.torch import load_file
 from torch import Tensor, nn
