@@ -214,8 +214,8 @@ def main() -> None:
                         help="only the URL-end test, on every URL of the test part with its context")  # fmt: skip
     parser.add_argument("--context", type=int, default=100,
                         help="with --ends-only: characters before each URL, to warm the state")  # fmt: skip
-    parser.add_argument("--value", choices=("zero", "mean"), default="zero",
-                        help="with --ends-only: ablate to zero, or to the mean over the test part's first 100k")  # fmt: skip
+    value = "with --ends-only: ablate to zero, or to the mean over the test part's first 100,000 characters"
+    parser.add_argument("--value", choices=("zero", "mean"), default="zero", help=value)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_pretrained(CARD).eval()
