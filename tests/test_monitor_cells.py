@@ -499,3 +499,32 @@ def test_trace_cell_checks_its_inputs_and_carries_state_like_a_loop():
         trace_cell(cell, xs, hx=(h0, c0), incoming=(torch.zeros(12, 5), torch.zeros(12, 5)), name="dec")
     with pytest.raises(TypeError, match=r"'dec' is a LSTM; the cell trace follows nn.LSTMCell, nn.GRUCell"):
         trace_cell(nn.LSTM(3, 5), xs, name="dec")
+
+
+def test_a_cell_called_without_state_or_unbatched_starts_from_zeros_as_the_module_does():
+    class Unbatched(nn.Module):
+        """A GRUCell and an RNNCell fed (features,) inputs, the first call of each without a state."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(3)
+            self.gru, self.rnn = nn.GRUCell(3, 4), nn.RNNCell(4, 5, nonlinearity="relu")
+
+        def forward(self, xs: Tensor) -> Tensor:
+            h = g = None
+            outs = []
+            for x in xs[0]:
+                h = self.gru(x, h)
+                g = self.rnn(h, g)
+                outs.append(g)
+            return torch.stack(outs)
+
+    model = Unbatched().eval()
+    xs = torch.randn(1, 15, 3)
+    with torch.no_grad():
+        gru, rnn = trace_modules(model, {"gru": model.gru, "rnn": model.rnn}, Probe(None, None, xs), None)
+        out = model(xs)
+        first = model.gru(xs[0, 0])  # no state: zeros
+    assert gru.num_steps == rnn.num_steps == 15
+    torch.testing.assert_close(gru["gru.hidden"][0], first, atol=ATOL, rtol=0)
+    torch.testing.assert_close(rnn["rnn.hidden"], out, atol=ATOL, rtol=0)
