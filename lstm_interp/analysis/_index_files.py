@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from lstm_interp.models.char_lstm import CharLSTM
-from lstm_interp.tracing import QUANTITIES, state_quantity, trace
+from lstm_interp.tracing import QUANTITIES, state_quantity
 from lstm_interp.vocab import CharVocab, VocabularyError
 
 HEADER_NAME, TOKENS_NAME, BITS_DIR = "index.json", "tokens.bin", "bits"
@@ -145,33 +143,6 @@ def write_tokens(path: Path, vocab: CharVocab, source: str | list[Path], on_unkn
             out.write(vocab.encode_array(piece).astype(vocab.dtype).tobytes())
     known.check(on_unknown, recorded=" in the index", task="index")
     return known.to_dict()
-
-
-def write_bits(
-    model: CharLSTM, folder: Path, names: list[str], dtype: np.dtype, steps: int, threshold: float, segment: int
-) -> dict[str, int]:
-    """Trace the encoded corpus ``segment`` steps at a time (state carried) and write each name's bits in place."""
-    (folder / BITS_DIR).mkdir()
-    tokens = np.memmap(folder / TOKENS_NAME, dtype, "r", shape=(steps,))
-    row_bytes, files, state = -(-steps // 8), {}, None
-    try:
-        for start in range(0, steps, segment):
-            ids = torch.from_numpy(np.asarray(tokens[start : start + segment], dtype=np.int64))
-            segment_trace = trace(model, ids, names_filter=names, state=state)
-            state = segment_trace.final_state
-            for name in names:
-                on = segment_trace[name].numpy() > threshold  # (L, H)
-                if name not in files:
-                    files[name] = os.open(folder / BITS_DIR / f"{name}.bin", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
-                    os.ftruncate(files[name], on.shape[1] * row_bytes)
-                packed = np.ascontiguousarray(np.packbits(on, axis=0).T)  # (H, ceil(L / 8)), at byte start // 8
-                for unit, row in enumerate(packed):  # pwrite, not a memmap: written pages do not stay resident
-                    os.pwrite(files[name], row.tobytes(), unit * row_bytes + start // 8)
-        return {name: os.fstat(fd).st_size // row_bytes for name, fd in files.items()}
-    finally:
-        for fd in files.values():
-            os.close(fd)
-        del tokens
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")

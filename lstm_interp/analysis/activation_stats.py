@@ -82,8 +82,11 @@ class ActivationStats:
         return cls(trace.cell, trace.layer_names, low=low, high=high).update(trace)
 
     # ------------------------------------------------------------------ feeding
-    def update(self, trace: Trace) -> ActivationStats:
+    def update(self, trace: Trace, start: int | None = None) -> ActivationStats:
         """Add the next segment of the text (it continues the last one shown); returns ``self``.
+
+        ``start`` (the segment's first step in the corpus) is accepted for :func:`~lstm_interp.analysis.corpus_pass`
+        and not needed: the statistics do not depend on where a segment lies, only on the order of the segments.
 
         Uses what the trace holds: gates (``layers.i.forget_gate``, ...), the LSTM cell state, ``log_probs``;
         any of them may be missing.

@@ -285,19 +285,26 @@ def find_cells(
             for k, control in enumerate(scores):
                 per_unit[offset + k].append(control)
             offset += x.shape[1]
-    visible = np.abs(effect) >= min_effect
-    beats = np.array([bool(c) and all(x.beaten_by(s) for x in c) for c, s in zip(per_unit, score, strict=True)])
-    partial = np.array([min((x.partial for x in c), default=0.0) for c in per_unit])
-    # The ranking rule: tier 0, visible units that beat every control, by their worst score given a control;
-    # tier 1, the other visible units; tier 2, the rest; both by score. lexsort is stable: ties keep unit order.
-    tier = np.where(visible & beats, 0, np.where(visible, 1, 2))
-    order = np.lexsort((-np.where(tier == 0, partial, score), tier))[:top]
+    order = ranking_order(score, effect, per_unit, min_effect)[:top]
     rows = [
         _row(names[owner[i]], int(unit[i]), label, metric, raw[i], quantity, effect[i], min_effect, per_unit[i])
         for i in order
     ]
     title = f"units of {', '.join(names)} whose {quantity} tracks {label!r} ({metric})"
     return CellTable(tuple(rows), quantity, title, num_steps, tuple(skipped))
+
+
+def ranking_order(
+    score: np.ndarray, effect: np.ndarray, per_unit: Sequence[Sequence[ControlScore]], min_effect: float
+) -> np.ndarray:
+    """The ranking rule as an order of units: tier 0, visible units that beat every control, by their worst score
+    given a control; tier 1, the other visible units; tier 2, the rest; both by score. The sort is stable: ties
+    keep unit order. Units without controls (``per_unit`` entries empty) rank in tiers 1 and 2 only."""
+    visible = np.abs(effect) >= min_effect
+    beats = np.array([bool(c) and all(x.beaten_by(s) for x in c) for c, s in zip(per_unit, score, strict=True)])
+    partial = np.array([min((x.partial for x in c), default=0.0) for c in per_unit])
+    tier = np.where(visible & beats, 0, np.where(visible, 1, 2))
+    return np.lexsort((-np.where(tier == 0, partial, score), tier))
 
 
 def _controls(

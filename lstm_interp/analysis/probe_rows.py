@@ -14,6 +14,7 @@ types), and the text, joined from the segments, when a feature is to be computed
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -85,59 +86,142 @@ def probe_rows(
     """
     if not isinstance(trace, Trace | Iterable) or isinstance(trace, str | bytes):
         raise TypeError(f"`trace` must be a Trace or an iterable of trace segments, got {type(trace).__name__}")
-    stride, kept, offset = 1, 0, 0
-    first: Trace | None = None
-    names: list[str] = []
-    widths: list[int] = []
-    texts: list[str] = []
-    x = positions = types = np.empty(0)
+    collector = RowCollector(quantity, layers, max_rows=max_rows, with_text=with_text, max_steps=max_steps)
+    offset = 0
     for item in [trace] if isinstance(trace, Trace) else trace:
         start, segment = item if isinstance(item, tuple) else (offset, item)
         if not isinstance(segment, Trace):
             raise TypeError(f"trace segments must be Trace objects or (start, Trace) pairs, got {type(item).__name__}")
-        if start != offset:
+        collector.update(segment, start)
+        offset = collector.end
+    return collector.rows()
+
+
+class RowCollector:
+    """:func:`probe_rows` as an accumulator: :meth:`update` with each segment and its first step, :meth:`merge` of
+    consecutive parts (a corpus pass over shards, :func:`~lstm_interp.analysis.corpus_pass`), :meth:`rows` at the
+    end. Two parts merged keep exactly the positions one pass over both keeps: the multiples of the stride the whole
+    length needs (each part's own stride is never larger)."""
+
+    def __init__(
+        self,
+        quantity: str = "cell",
+        layers: str | int | Sequence[str | int] | None = None,
+        *,
+        max_rows: int,
+        with_text: bool = False,
+        max_steps: int | None = None,
+    ) -> None:
+        self.quantity, self.layers, self.max_rows = quantity, layers, max_rows
+        self.with_text, self.max_steps = with_text, max_steps
+        self.start: int | None = None
+        self.end = 0
+        self.stride, self.kept = 1, 0
+        self.names: list[str] = []
+        self.widths: list[int] = []
+        self.layer_names: list[str] | None = None
+        self.texts: list[str] = []
+        self.x = self.positions = self.types = np.empty(0)
+
+    def update(self, segment: Trace, start: int) -> RowCollector:
+        """Add the next segment (it must start where the last one ended); returns self.
+
+        Raises:
+            ValueError: as :func:`probe_rows`.
+        """
+        offset = self.end
+        if self.start is not None and start != offset:
             raise ValueError(f"a segment starts at step {start}, expected {offset}: segments must be consecutive")
-        if first is None:
-            first = segment
-            names = _names(segment, _resolve_layers(segment, layers), quantity)
-            widths = [segment[name].shape[1] for name in names]
+        if self.start is None:
+            self.start = offset = self.end = start
+            self.layer_names = segment.layer_names
+            self.names = _names(segment, _resolve_layers(segment, self.layers), self.quantity)
+            self.widths = [segment[name].shape[1] for name in self.names]
             # Allocated once at its largest; pages never written (a short trace) take no memory.
-            x = np.empty((max_rows, sum(widths)), dtype=np.float32)
-            positions, types = np.empty(max_rows, dtype=np.int64), np.empty(max_rows, dtype=np.int64)
-        elif segment.layer_names != first.layer_names or any(name not in segment for name in names):
-            raise ValueError(f"the segment at step {offset} lacks {names} or has other layers: {segment.layer_names}")
-        if with_text and segment.text is None:
+            self.x = np.empty((self.max_rows, sum(self.widths)), dtype=np.float32)
+            self.positions = np.empty(self.max_rows, dtype=np.int64)
+            self.types = np.empty(self.max_rows, dtype=np.int64)
+        elif segment.layer_names != self.layer_names or any(name not in segment for name in self.names):
+            raise ValueError(f"the segment at step {offset} lacks {self.names} or has other layers: "
+                             f"{segment.layer_names}")  # fmt: skip
+        if self.with_text and segment.text is None:
             raise ValueError(f"the trace (its segment at step {offset}) holds no text: it was traced from ids")
         steps = segment.num_steps
-        if max_steps is not None and offset + steps > max_steps:
-            raise ValueError(f"the trace has more steps ({offset + steps} so far) than the {max_steps} expected")
-        grown = stride
-        while -(-(offset + steps) // grown) > max_rows:
-            grown *= 2
-        if grown != stride:  # keep every (grown // stride)-th kept row: the multiples of the new stride
-            step, stride = grown // stride, grown
-            count = -(-kept // step)
-            for array in (x, positions, types):
-                array[:count] = array[:kept:step]  # numpy copies overlapping slices safely
-            kept = count
-        rows = slice((-offset) % stride, steps, stride)
+        if self.max_steps is not None and offset + steps > self.max_steps:
+            raise ValueError(f"the trace has more steps ({offset + steps} so far) than the {self.max_steps} expected")
+        self._thin(self._stride_for(offset + steps))
+        rows = slice((-offset) % self.stride, steps, self.stride)
         count = len(range(steps)[rows])
-        column = 0
-        for name, width in zip(names, widths, strict=True):
-            x[kept : kept + count, column : column + width] = display_values(segment[name][rows], quantity).numpy()
+        column, kept = 0, self.kept
+        for name, width in zip(self.names, self.widths, strict=True):
+            shown = display_values(segment[name][rows], self.quantity).numpy()
+            self.x[kept : kept + count, column : column + width] = shown
             column += width
-        positions[kept : kept + count] = offset + np.arange(steps)[rows]
-        types[kept : kept + count] = segment.tokens[rows].numpy()
-        kept, offset = kept + count, offset + steps
-        if with_text:
-            texts.append(segment.text)
-    if first is None:
-        raise ValueError("`trace` yielded no segment")
-    owners = tuple((name.rsplit(".", 1)[0], unit) for name, width in zip(names, widths, strict=True)
-                   for unit in range(width))  # fmt: skip
-    layer_names = tuple(name.rsplit(".", 1)[0] for name in names)
-    text = "".join(texts) if with_text else None
-    return ProbeRows(x[:kept], positions[:kept], types[:kept], owners, quantity, layer_names, offset, stride, text)
+        self.positions[kept : kept + count] = offset + np.arange(steps)[rows]
+        self.types[kept : kept + count] = segment.tokens[rows].numpy()
+        self.kept, self.end = kept + count, offset + steps
+        if self.with_text:
+            self.texts.append(segment.text or "")
+        return self
+
+    def _stride_for(self, steps: int) -> int:
+        grown = self.stride
+        while -(-steps // grown) > self.max_rows:
+            grown *= 2
+        return grown
+
+    def _thin(self, stride: int) -> None:
+        """Keep only the kept rows at multiples of ``stride`` (a multiple of the current one)."""
+        if stride == self.stride:
+            return
+        keep = np.flatnonzero(self.positions[: self.kept] % stride == 0)
+        for array in (self.x, self.positions, self.types):
+            array[: len(keep)] = array[keep]
+        self.kept, self.stride = len(keep), stride
+
+    def merge(self, other: RowCollector) -> RowCollector:
+        """These rows followed by ``other``'s (the next part): a new collector, keeping what one pass would.
+
+        Raises:
+            ValueError: other settings, or parts that are not consecutive.
+        """
+        if (self.quantity, self.max_rows, self.with_text) != (other.quantity, other.max_rows, other.with_text):
+            raise ValueError("cannot merge probe rows of other settings")
+        if other.start is None:
+            return copy.deepcopy(self)
+        if self.start is None:
+            return copy.deepcopy(other)
+        if other.start != self.end:
+            raise ValueError(f"the rows to merge start at step {other.start}, not where these end ({self.end})")
+        merged = copy.deepcopy(self)
+        stride = max(other.stride, merged._stride_for(other.end - merged.start))  # type: ignore[operator]
+        merged._thin(stride)
+        theirs = np.flatnonzero(other.positions[: other.kept] % stride == 0)
+        count = len(theirs)
+        if merged.kept + count > merged.max_rows:  # cannot happen: the stride fits the whole length
+            raise AssertionError(f"{merged.kept} + {count} rows exceed max_rows {merged.max_rows}")
+        for mine, their in ((merged.x, other.x), (merged.positions, other.positions), (merged.types, other.types)):
+            mine[merged.kept : merged.kept + count] = their[theirs]
+        merged.kept += count
+        merged.end = other.end
+        merged.texts = merged.texts + other.texts
+        return merged
+
+    def rows(self) -> ProbeRows:
+        """What was kept, as :class:`ProbeRows` (positions count from the corpus's start).
+
+        Raises:
+            ValueError: nothing was added.
+        """
+        if self.start is None:
+            raise ValueError("`trace` yielded no segment")
+        owners = tuple((name.rsplit(".", 1)[0], unit) for name, width in zip(self.names, self.widths, strict=True)
+                       for unit in range(width))  # fmt: skip
+        layer_names = tuple(name.rsplit(".", 1)[0] for name in self.names)
+        text = "".join(self.texts) if self.with_text else None
+        k = self.kept
+        return ProbeRows(self.x[:k], self.positions[:k], self.types[:k], owners, self.quantity, layer_names,
+                         self.end, self.stride, text)  # fmt: skip
 
 
 def _names(trace: Trace, layers: list[str], quantity: str) -> list[str]:

@@ -24,12 +24,14 @@ the bits, so that a span of the corpus itself can be selected without tracing it
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 
 from lstm_interp._io import atomic_folder, atomic_write_text, read_json_file
@@ -41,9 +43,12 @@ from lstm_interp.analysis._index_files import (
     corpus_source,
     expected_sizes,
     index_names,
-    write_bits,
     write_tokens,
 )
+from lstm_interp.analysis.corpus_pass import corpus_pass, pass_trainer
+from lstm_interp.analysis.corpus_segments import scan_corpus
+from lstm_interp.analysis.corpus_shards import DEFAULT_PRIME_CHARS, DEFAULT_SHARD_CHARS
+from lstm_interp.analysis.index_bits import IndexBits
 from lstm_interp.analysis.select_cells import check_span, check_threshold, units_with_pattern
 from lstm_interp.analysis.state_match import Match, rank_matches
 from lstm_interp.manifest import check_replaceable, model_provenance, read_manifest, verify_manifest, write_manifest
@@ -92,10 +97,18 @@ class StateIndex:
         threshold: float = 0.3,
         names: str | Sequence[str] | None = None,
         chunk_chars: int = DEFAULT_CHUNK_CHARS,
+        shard_chars: int = DEFAULT_SHARD_CHARS,
+        prime_chars: int = DEFAULT_PRIME_CHARS,
         on_unknown: str = "error",
         overwrite: bool = False,
-    ) -> StateIndex:
-        """Trace a corpus segment by segment and write its index folder at ``path`` (replaced whole).
+        trainer: pl.Trainer | None = None,
+        **trainer_kwargs: Any,
+    ) -> StateIndex | None:
+        """Trace a corpus shard by shard on Lightning's engine and write its index folder at ``path`` (whole).
+
+        The pass is a :func:`~lstm_interp.analysis.corpus_pass.corpus_pass`: any accelerator, number of processes
+        or nodes; the bits do not depend on them (each shard is traced from a state warmed on the ``prime_chars``
+        characters before it). Rank 0 writes the folder.
 
         Args:
             model: the network (its vocabulary encodes the text).
@@ -107,14 +120,21 @@ class StateIndex:
                 (the cell state of an LSTM, the hidden state of a GRU or RNN).
             chunk_chars: characters per traced segment (rounded up to a multiple of 8, so each fills whole bytes);
                 memory holds one segment's activations.
+            shard_chars, prime_chars: the shards (rounded up to a multiple of 8) and their warm-up
+                (:mod:`~lstm_interp.analysis.corpus_shards`).
             on_unknown: ``"error"`` or ``"skip"`` for characters outside the vocabulary.
             overwrite: replace ``path`` even if it holds files an earlier build did not write.
+            trainer: the Trainer to run the pass on, or its arguments as keywords (``devices=2``, ...).
+
+        Returns:
+            The opened index on rank 0; ``None`` on the other ranks.
 
         Raises:
             FileNotFoundError, IsADirectoryError: a corpus file that is missing or a folder.
             ValueError: a non-UTF-8 file, an empty corpus, unknown names, a bad threshold or ``chunk_chars``.
             VocabularyError: characters outside the vocabulary with ``on_unknown="error"`` (each file's listed).
             FileExistsError: ``path`` holds files an index does not write.
+            CorpusPassError: a rank failed during the pass (the folder is left as it was).
         """
         if not isinstance(model, CharLSTM):
             raise TypeError(f"`model` must be a CharLSTM, got {type(model).__name__}")
@@ -122,24 +142,36 @@ class StateIndex:
         names = index_names(cfg.cell, cfg.num_layers, names)
         for name in names:
             threshold = check_threshold(threshold, name.rsplit(".", 1)[1])
-        if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 1:
-            raise ValueError(f"`chunk_chars` must be a positive integer, got {chunk_chars!r}")
+        for label, value in (("chunk_chars", chunk_chars), ("shard_chars", shard_chars)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{label}` must be a positive integer, got {value!r}")
         if on_unknown not in ("error", "skip"):
             raise ValueError(f"`on_unknown` must be 'error' or 'skip', got {on_unknown!r}")
         source = corpus_source(text_or_files)
         path = Path(path)
+        # On every rank, so that all of them stop at once, before the pass, on a folder that cannot be replaced.
         check_replaceable(path, INDEX_KIND, [HEADER_NAME, TOKENS_NAME, BITS_DIR], overwrite=overwrite)
+        runner = pass_trainer(trainer, trainer_kwargs)
+        scan = scan_corpus(model, source, on_unknown=on_unknown)
+        bits = corpus_pass(model, scan, functools.partial(IndexBits, names, threshold), names_filter=names,
+                           shard_chars=-(-shard_chars // 8) * 8, prime_chars=prime_chars,
+                           segment_chars=-(-chunk_chars // 8) * 8, trainer=runner)  # fmt: skip
+        if runner.global_rank != 0:
+            return None
         with atomic_folder(path) as staging:
             text = write_tokens(staging / TOKENS_NAME, vocab, source, on_unknown)
-            widths = write_bits(model, staging, names, vocab.dtype, text["length"], threshold, -(-chunk_chars // 8) * 8)
+            (staging / BITS_DIR).mkdir()
+            widths = bits.write(staging / BITS_DIR)
             header = {
                 "format": INDEX_FORMAT, "format_version": INDEX_VERSION, "rule": "value > threshold",
                 "threshold": threshold, "names": names, "widths": widths, "steps": text["length"], "bit_order": "big",
                 "cell": cfg.cell, "layer_names": [f"layers.{i}" for i in range(cfg.num_layers)], "chars": vocab.chars,
                 "tokens_dtype": np.dtype(vocab.dtype).name, "text": text, "model": model_provenance(model),
+                "shards": {"shard_chars": -(-shard_chars // 8) * 8, "prime_chars": prime_chars},
             }  # fmt: skip
             atomic_write_text(staging / HEADER_NAME, json.dumps(header, indent=1, ensure_ascii=False) + "\n")
-            arguments = {"threshold": threshold, "names": names, "chunk_chars": chunk_chars, "on_unknown": on_unknown}
+            arguments = {"threshold": threshold, "names": names, "chunk_chars": chunk_chars, "on_unknown": on_unknown,
+                         "shard_chars": shard_chars, "prime_chars": prime_chars}  # fmt: skip
             files = None if isinstance(source, str) else [os.fspath(f) for f in source]
             write_manifest(
                 staging,
