@@ -296,13 +296,13 @@ def test_gru_and_rnn_atlases_have_their_gates() -> None:
     ],
 )
 def test_bad_arguments_fail_before_any_work(monkeypatch, kwargs, error, message) -> None:
-    monkeypatch.setattr(atlas_module, "corpus_segments", _no_work)
+    monkeypatch.setattr(atlas_module, "corpus_pass", _no_work)
     with pytest.raises(error, match=message):
         UnitAtlas.build(tiny_char_lstm(), quote_corpus(20), **kwargs)
 
 
 def test_bad_corpora_fail_before_any_work(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(atlas_module, "corpus_segments", _no_work)
+    monkeypatch.setattr(atlas_module, "corpus_pass", _no_work)
     model = tiny_char_lstm()
     with pytest.raises(VocabularyError, match=r"'Q' \(first at 3\)"):
         UnitAtlas.build(model, "ab Q")

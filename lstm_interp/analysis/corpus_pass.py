@@ -137,7 +137,7 @@ class _CorpusPass(pl.LightningModule):
                                 f"{traceback.format_exc(limit=4)}")  # fmt: skip
         if batch_idx == self.steps - 1:
             return self._gather()
-        return None
+        return k  # not None: Lightning warns about a predict_step that returns nothing
 
     def _trace_shard(self, batch: dict[str, Any]) -> None:
         state = None
@@ -157,7 +157,13 @@ class _CorpusPass(pl.LightningModule):
         world, rank = self.trainer.world_size, self.trainer.global_rank
         if world > 1:
             gathered: list[Any] | None = [None] * world if rank == 0 else None
-            torch.distributed.gather_object(mine, gathered, dst=0)
+            try:
+                torch.distributed.gather_object(mine, gathered, dst=0)
+            except RuntimeError as err:  # a rank that died outright (killed, out of memory) leaves no error to send
+                raise CorpusPassError(
+                    f"rank {rank} of {world} could not collect the other ranks' results: one of them died during "
+                    f"the pass ({type(err).__name__}: {str(err)[:300]})"
+                ) from err
         else:
             gathered = [mine]
         if rank != 0:
@@ -228,4 +234,4 @@ def corpus_pass(
         model.train(was_training)
     if not outputs or runner.global_rank != 0:
         return None
-    return next((out for out in reversed(outputs) if out is not None), None)
+    return outputs[-1]  # the last step's: the merged accumulator

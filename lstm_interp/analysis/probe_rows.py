@@ -15,12 +15,19 @@ types), and the text, joined from the segments, when a feature is to be computed
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 
+from lstm_interp.analysis._index_files import Corpus
+from lstm_interp.analysis.corpus_pass import corpus_pass
+from lstm_interp.analysis.corpus_shards import DEFAULT_PRIME_CHARS, DEFAULT_SHARD_CHARS
 from lstm_interp.analysis.find_cells import _resolve_layers
+from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing import QUANTITY_ORDER, Trace, display_values
 
 TraceLike = Trace | Iterable[Trace | tuple[int, Trace]]
@@ -230,3 +237,36 @@ def _names(trace: Trace, layers: list[str], quantity: str) -> list[str]:
     if quantity not in held:
         raise ValueError(f"quantity {quantity!r} is not in this trace for {layers}; it holds {held or 'none'}")
     return [f"{layer}.{quantity}" for layer in layers]
+
+
+def corpus_probe_rows(
+    model: CharLSTM,
+    corpus: Corpus,
+    quantity: str = "cell",
+    layers: str | int | Sequence[str | int] | None = None,
+    *,
+    max_rows: int,
+    with_text: bool = False,
+    shard_chars: int = DEFAULT_SHARD_CHARS,
+    prime_chars: int = DEFAULT_PRIME_CHARS,
+    on_unknown: str = "error",
+    trainer: pl.Trainer | None = None,
+    **trainer_kwargs: Any,
+) -> ProbeRows | None:
+    """:func:`probe_rows` of ``model`` over a corpus, collected by a :func:`~lstm_interp.analysis.corpus_pass`
+    (any accelerator, processes or nodes; the rows kept do not depend on them).
+
+    Args:
+        model: the network. corpus: a text, a file or a list of files.
+        quantity, layers, max_rows, with_text: as for :func:`probe_rows`.
+        shard_chars, prime_chars: the shards (:mod:`~lstm_interp.analysis.corpus_shards`).
+        on_unknown: ``"error"`` or ``"skip"`` for characters outside the vocabulary.
+        trainer: the Trainer to run on, or its arguments as keywords (``devices=2``, ...).
+
+    Returns:
+        The rows on rank 0; ``None`` on the other ranks.
+    """
+    collect = functools.partial(RowCollector, quantity, layers, max_rows=max_rows, with_text=with_text)
+    collected = corpus_pass(model, corpus, collect, names_filter=f"layers.*.{quantity}", shard_chars=shard_chars,
+                            prime_chars=prime_chars, on_unknown=on_unknown, trainer=trainer, **trainer_kwargs)
+    return None if collected is None else collected.rows()

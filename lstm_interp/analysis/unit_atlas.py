@@ -27,6 +27,7 @@ outside the corpus, and its position: ``<layer>.<top|bottom>.<values|ids|positio
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import time
@@ -34,6 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
@@ -52,7 +54,9 @@ from lstm_interp.analysis.atlas_cards import (
     read_atlas_json,
 )
 from lstm_interp.analysis.context_heap import ContextHeap
-from lstm_interp.analysis.corpus_segments import corpus_segments, scan_corpus
+from lstm_interp.analysis.corpus_pass import corpus_pass, pass_trainer
+from lstm_interp.analysis.corpus_segments import scan_corpus
+from lstm_interp.analysis.corpus_shards import DEFAULT_PRIME_CHARS, DEFAULT_SHARD_CHARS
 from lstm_interp.analysis.output_effects import ablation_effects, readout_effects
 from lstm_interp.analysis.unit_features import UnitFeatures, unit_features
 from lstm_interp.analysis.unit_stats import UnitStats
@@ -161,10 +165,18 @@ class UnitAtlas:
         ablation_chars: int = DEFAULT_ABLATION_CHARS,
         features: Sequence[str] | None = None,
         segment_chars: int = DEFAULT_SEGMENT_CHARS,
+        shard_chars: int = DEFAULT_SHARD_CHARS,
+        prime_chars: int = DEFAULT_PRIME_CHARS,
         on_unknown: str = "error",
         log: Log | None = None,
-    ) -> UnitAtlas:
-        """The finished atlas of ``model`` over ``corpus``: one streaming pass, then the samples' work.
+        trainer: pl.Trainer | None = None,
+        **trainer_kwargs: Any,
+    ) -> UnitAtlas | None:
+        """The finished atlas of ``model`` over ``corpus``: one pass on Lightning's engine, then the samples' work.
+
+        The pass is a :func:`~lstm_interp.analysis.corpus_pass.corpus_pass` over shards of ``shard_chars``, each
+        traced from a state warmed on the ``prime_chars`` characters before it: any accelerator, number of
+        processes or nodes, with the same result. The samples' work (feature scores, ablations) runs on rank 0.
 
         Args:
             model: the network.
@@ -172,8 +184,13 @@ class UnitAtlas:
             layers, quantity, k, window, bins, feature_chars, ablation_chars: as for the class.
             features: registered feature names to score (default every registered feature).
             segment_chars: characters traced at a time (memory holds one segment's activations).
+            shard_chars, prime_chars: the shards (:mod:`~lstm_interp.analysis.corpus_shards`).
             on_unknown: ``"error"`` or ``"skip"`` for characters outside the vocabulary.
             log: called with progress lines (``print``, say).
+            trainer: the Trainer to run the pass on, or its arguments as keywords (``devices=2``, ...).
+
+        Returns:
+            The finished atlas on rank 0; ``None`` on the other ranks.
 
         Raises:
             TypeError: ``model`` is not a CharLSTM.
@@ -181,13 +198,16 @@ class UnitAtlas:
                 or a file that is not UTF-8; all before the pass.
             VocabularyError: characters outside the vocabulary (``on_unknown="error"``), before the pass.
             FileNotFoundError, IsADirectoryError: a missing corpus file, or a folder.
+            CorpusPassError: a rank failed during the pass.
         """
         if not isinstance(model, CharLSTM):
             raise TypeError(f"`model` must be a CharLSTM, got {type(model).__name__}")
         cfg = model.config
-        atlas = cls(cfg.cell, [f"layers.{i}" for i in range(cfg.num_layers)], cfg.hidden_size, layers=layers,
-                    quantity=quantity, k=k, window=window, bins=bins, feature_chars=feature_chars,
-                    ablation_chars=ablation_chars)  # fmt: skip
+        settings = dict(layers=layers, quantity=quantity, k=k, window=window, bins=bins, feature_chars=feature_chars,
+                        ablation_chars=ablation_chars)  # fmt: skip
+        empty = functools.partial(cls, cfg.cell, [f"layers.{i}" for i in range(cfg.num_layers)], cfg.hidden_size,
+                                  **settings)  # fmt: skip
+        atlas = empty()  # checks the settings now, before the pass
         if features is not None:
             if isinstance(features, str) or not all(isinstance(f, str) for f in features):
                 raise ValueError(f"`features` must be a list of registered feature names, got {features!r}")
@@ -196,15 +216,20 @@ class UnitAtlas:
         if isinstance(segment_chars, bool) or not isinstance(segment_chars, int) or segment_chars < 1:
             raise ValueError(f"`segment_chars` must be a positive integer, got {segment_chars!r}")
         say = log or (lambda line: None)
+        runner = pass_trainer(trainer, trainer_kwargs)
         scan = scan_corpus(model, corpus, on_unknown=on_unknown)
         say(f"atlas of {len(atlas.layers)} layer(s) x {cfg.hidden_size} units over {scan.length:,} characters")
         started = time.perf_counter()
-        for start, segment in corpus_segments(model, scan, segment_chars, names_filter=atlas.names):
-            atlas.update(segment, start)
-            say(f"  {atlas.end:,} of {scan.length:,} characters ({time.perf_counter() - started:.0f} s)")
-        atlas.meta["corpus"] = scan.to_dict()
-        atlas.meta["seconds"] = {"pass": time.perf_counter() - started}
-        return atlas.finish(model, features=features, log=say)
+        merged = corpus_pass(model, scan, empty, names_filter=atlas.names, shard_chars=shard_chars,
+                             prime_chars=prime_chars, segment_chars=segment_chars, trainer=runner)  # fmt: skip
+        if runner.global_rank != 0:
+            return None
+        merged.meta["corpus"] = scan.to_dict()
+        merged.meta["seconds"] = {"pass": time.perf_counter() - started}
+        merged.meta["shards"] = {"shard_chars": shard_chars, "prime_chars": prime_chars,
+                                 "processes": runner.world_size}  # fmt: skip
+        say(f"  {merged.end:,} of {scan.length:,} characters ({time.perf_counter() - started:.0f} s)")
+        return merged.finish(model, features=features, log=say)
 
     @property
     def names(self) -> list[str]:

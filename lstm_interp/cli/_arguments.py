@@ -34,6 +34,43 @@ def add_overwrite_argument(parser: argparse.ArgumentParser, writer: str = "an ea
     )  # fmt: skip
 
 
+# The defaults of lstm_interp.analysis.corpus_shards, without importing the analysis for --help.
+DEFAULT_SHARD_CHARS, DEFAULT_PRIME_CHARS = 65_536, 1_024
+
+
+def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add Lightning's own flags for a corpus pass (``--accelerator``, ``--devices``, ``--num_nodes``,
+    ``--strategy``) and the shards' ``--shard-chars`` and ``--prime-chars``."""
+    group = parser.add_argument_group("the pass on Lightning's engine (flags named as the Trainer's arguments)")
+    group.add_argument("--accelerator", default=None, help="cpu, gpu, mps, auto, ... (Lightning's default: auto)")
+    devices = "processes (or GPUs) per node: 2, auto, -1, or a list 0,1 (Lightning's default: auto)"
+    group.add_argument("--devices", default=None, type=_devices, help=devices)
+    group.add_argument("--num_nodes", default=None, type=positive_int, metavar="N", help="machines (default 1)")
+    group.add_argument("--strategy", default=None, help="ddp, auto, ... (ddp_spawn cannot return the result)")
+    group.add_argument("--shard-chars", default=DEFAULT_SHARD_CHARS, type=positive_int, metavar="N",
+                       help=f"characters per shard ({DEFAULT_SHARD_CHARS:,}); results depend on it, never on the "
+                            "number of processes")  # fmt: skip
+    prime = f"characters before each shard its state is warmed on ({DEFAULT_PRIME_CHARS:,})"
+    group.add_argument("--prime-chars", default=DEFAULT_PRIME_CHARS, type=non_negative_int, metavar="N", help=prime)
+
+
+def trainer_arguments(args: argparse.Namespace) -> dict[str, object]:
+    """The Trainer's arguments given on the command line (the others keep Lightning's defaults), with the
+    progress bar on: one bar, on rank 0."""
+    given = {name: getattr(args, name) for name in ("accelerator", "devices", "num_nodes", "strategy")}
+    return {name: value for name, value in given.items() if value is not None} | {"enable_progress_bar": True}
+
+
+def _devices(text: str) -> int | str:
+    """``--devices``: an integer (``2``, ``-1``) or what Lightning reads as a string (``auto``, ``0,1``)."""
+    try:
+        return int(text)
+    except ValueError:
+        if text == "auto" or re.fullmatch(r"\d+(,\d+)*,?", text):
+            return text
+    raise argparse.ArgumentTypeError(f"expected a number of devices, 'auto' or a list such as 0,1, got {text!r}")
+
+
 def check_model_argument(parser: argparse.ArgumentParser, source: str) -> None:
     """Exit with status 2 naming ``source`` if :func:`~lstm_interp.load_pretrained` can only fail on it.
 

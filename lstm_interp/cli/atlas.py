@@ -15,9 +15,11 @@ from pathlib import Path
 from lstm_interp.cli._arguments import (
     add_model_argument,
     add_overwrite_argument,
+    add_trainer_arguments,
     check_model_argument,
     non_negative_int,
     positive_int,
+    trainer_arguments,
 )
 
 # The library's defaults (lstm_interp.analysis.unit_atlas), repeated so that --help imports no torch.
@@ -113,6 +115,7 @@ def build_parser(prog: str = "lstm-interp atlas") -> argparse.ArgumentParser:
         "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
     )
     add_overwrite_argument(parser, "an earlier atlas")
+    add_trainer_arguments(parser)
     return parser
 
 
@@ -153,7 +156,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp atlas") -> int:
     check_atlas_folder(out, overwrite=args.overwrite)
     model = load_pretrained(args.model, args.revision)
     title = args.title or f"Unit atlas: {Path(args.model.rstrip('/')).name or args.model}"
-    run_atlas(
+    written = run_atlas(
         model,
         list(args.corpus),
         out,
@@ -170,6 +173,10 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp atlas") -> int:
         features=args.features,
         segment_chars=args.segment_chars,
         on_unknown="skip" if args.skip_unknown else "error",
+        shard_chars=args.shard_chars,
+        prime_chars=args.prime_chars,
+        **trainer_arguments(args),
     )
-    print(f"Open {out / 'index.html'}")
+    if written is not None:  # rank 0
+        print(f"Open {out / 'index.html'}")
     return 0

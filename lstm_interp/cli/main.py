@@ -45,6 +45,7 @@ COMMANDS: dict[str, Command] = {
     "explore": Command("lstm_interp.cli.explore", "analyse a pretrained model (novel, code, foldoc) on your text"),
     "ablate": Command("lstm_interp.cli.ablate", "ablate units: the loss at target characters, against random units"),
     "atlas": Command("lstm_interp.cli.atlas", "every unit of every layer: top contexts, histogram, features, output"),
+    "index": Command("lstm_interp.cli.index", "trace a corpus into a state index (select & match), on any devices"),
     "probe": Command("lstm_interp.cli.probe", "sparse probes: how many units each feature needs, and how selective"),
     "push": Command("lstm_interp.cli.push", "upload a model and its model card to the Hugging Face Hub, in one commit"),
     "steer": Command("lstm_interp.cli.steer", "clamp, ablate or scale units while sampling and compare the texts"),
@@ -122,6 +123,7 @@ UNKNOWN_CHAR_HINTS = {
     "explore": "Pass --skip-unknown to drop them.",
     "ablate": "Use only characters the model knows in TEXT_FILE: the loss is measured at every one.",
     "atlas": "Pass --skip-unknown to drop them.",
+    "index": "Pass --skip-unknown to drop them.",
     "probe": "Use only characters the model knows in TEXT_FILE: the features are computed on the text as it is.",
 }
 

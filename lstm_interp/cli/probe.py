@@ -24,10 +24,12 @@ from typing import Any
 from lstm_interp.cli._arguments import (
     add_model_argument,
     add_overwrite_argument,
+    add_trainer_arguments,
     check_model_argument,
     positive_float,
     positive_int,
     read_text_file,
+    trainer_arguments,
 )
 
 KIND = "probe"
@@ -75,6 +77,7 @@ def build_parser(prog: str = "lstm-interp probe") -> argparse.ArgumentParser:
                         "characters of the text, in its held-out part (10,000)")  # fmt: skip
     parser.add_argument("--out", "-o", type=Path, required=True, metavar="DIR", help="the folder to write")
     add_overwrite_argument(parser)
+    add_trainer_arguments(parser)
     return parser
 
 
@@ -98,10 +101,10 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp probe") -> int:
         parser.error("argument --target: give at least one character, got ''")
     text = read_text_file(parser, args.text_file, "TEXT_FILE", min_chars=2)[: args.chars]
     from lstm_interp.analysis.probe import fit_probe
-    from lstm_interp.analysis.probe_rows import probe_rows
+    from lstm_interp.analysis.probe_rows import corpus_probe_rows
     from lstm_interp.hub.load_pretrained import load_pretrained
     from lstm_interp.manifest import check_replaceable
-    from lstm_interp.tracing import state_quantity, trace_segments
+    from lstm_interp.tracing import state_quantity
     from lstm_interp.tracing.quantities import quantities_of
 
     owned = [RESULT_NAME, *(f"{name}{end}.png" for name in features for end in ("", "_ablation"))]
@@ -111,8 +114,10 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp probe") -> int:
     if quantity not in quantities_of(model.config.cell):
         parser.error(f"argument --quantity: {quantity!r} is not one of the model's: {quantities_of(model.config.cell)}")
     layers = None if args.layers is None else [int(layer) if layer.isdigit() else layer for layer in args.layers]
-    segments = trace_segments(model, text, names_filter=f"layers.*.{quantity}")
-    rows = probe_rows(segments, quantity, layers, max_rows=args.max_rows, with_text=True)
+    rows = corpus_probe_rows(model, text, quantity, layers, max_rows=args.max_rows, with_text=True,
+                             shard_chars=args.shard_chars, prime_chars=args.prime_chars, **trainer_arguments(args))
+    if rows is None:  # not rank 0 of a pass over several processes: rank 0 fits and writes
+        return 0
     print(f"read {quantity} of {', '.join(rows.layers)} at {len(rows.positions):,} of {rows.num_steps:,} positions")
     results: dict[str, dict[str, Any]] = {}
     figures = {}

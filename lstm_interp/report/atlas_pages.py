@@ -92,9 +92,10 @@ def run_atlas(
     overwrite: bool = False,
     log: Log | None = None,
     **options: Any,
-) -> Path:
+) -> Path | None:
     """Build the atlas of ``model`` over ``corpus`` (:meth:`UnitAtlas.build <lstm_interp.analysis.UnitAtlas.build>`,
-    with ``options``) and write its folder; the folder is checked first, so a refused one costs no work.
+    with ``options``, the Trainer's arguments included) and write its folder; the folder is checked first, so a
+    refused one costs no work. Returns the folder on rank 0, ``None`` on the other ranks of a multi-process pass.
 
     Raises:
         FileExistsError: ``out`` holds files an atlas does not write (before any work).
@@ -102,7 +103,9 @@ def run_atlas(
     """
     check_atlas_folder(out, overwrite=overwrite)
     atlas = UnitAtlas.build(model, corpus, log=log, **options)
-    arguments = {**options, "title": title}
+    if atlas is None:  # not rank 0 of a pass over several processes: rank 0 writes the folder
+        return None
+    arguments = {**{k: v for k, v in options.items() if k != "trainer"}, "title": title}
     return write_atlas_folder(atlas, out, title=title, overwrite=overwrite, arguments=arguments, log=log)
 
 

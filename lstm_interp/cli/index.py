@@ -1,0 +1,72 @@
+"""``lstm-interp index MODEL CORPUS... --out DIR``: build a state index of a corpus, on Lightning's engine.
+
+It parses the command line and calls :meth:`~lstm_interp.analysis.StateIndex.build`: every shard of the corpus is
+traced (a :func:`~lstm_interp.analysis.corpus_pass.corpus_pass`, on the processes, GPUs or nodes the Trainer's own
+flags ask for: ``--devices 2``, ``--accelerator gpu --devices 8 --num_nodes 4``), each unit's on/off bits are written
+to ``DIR`` as one folder (built beside it and swapped into place by rank 0), and the index can then be opened with
+``StateIndex.open(DIR)`` to match a selected pattern over the whole corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from lstm_interp.cli._arguments import (
+    add_model_argument,
+    add_overwrite_argument,
+    add_trainer_arguments,
+    check_model_argument,
+    trainer_arguments,
+)
+
+
+def build_parser(prog: str = "lstm-interp index") -> argparse.ArgumentParser:
+    """The parser of ``lstm-interp index``."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Trace a corpus and write its state index (each unit on or off at each character), the "
+        "search behind select & match, as a folder.",
+    )
+    add_model_argument(parser)
+    parser.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS", help="UTF-8 text files, indexed end to end")
+    parser.add_argument("--out", type=Path, required=True, help="the index folder to write")
+    parser.add_argument("--threshold", type=float, default=0.3, help="a unit is on where its value is above (0.3)")
+    names = "the quantities to index, e.g. layers.1.hidden (default: every layer's state)"
+    parser.add_argument("--names", nargs="+", default=None, metavar="NAME", help=names)
+    parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit of MODEL (default: main)")
+    parser.add_argument(
+        "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
+    )
+    add_overwrite_argument(parser, "an earlier index")
+    add_trainer_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str], *, prog: str = "lstm-interp index") -> int:
+    """Run ``lstm-interp index`` with ``argv``; returns the exit status.
+
+    Bad arguments exit with status 2 (argparse): a MODEL that can be nothing, a missing corpus file.
+
+    Raises:
+        FileExistsError: ``--out`` holds files an index does not write (status 1, before any work).
+        ValueError: text outside the vocabulary, a bad threshold or name (status 1, before the pass).
+    """
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    check_model_argument(parser, args.model)
+    for path in args.corpus:
+        if not path.is_file():
+            parser.error(f"argument CORPUS: {str(path)!r} does not exist or is not a file")
+    from lstm_interp.analysis import StateIndex
+    from lstm_interp.hub.load_pretrained import load_pretrained
+
+    model = load_pretrained(args.model, args.revision)
+    index = StateIndex.build(model, list(args.corpus), args.out, threshold=args.threshold, names=args.names,
+                             shard_chars=args.shard_chars, prime_chars=args.prime_chars,
+                             on_unknown="skip" if args.skip_unknown else "error", overwrite=args.overwrite,
+                             **trainer_arguments(args))  # fmt: skip
+    if index is not None:  # rank 0
+        print(f"wrote {args.out}: {index.num_steps:,} characters, names {index.names}")
+    return 0
