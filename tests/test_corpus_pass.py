@@ -160,3 +160,27 @@ def test_a_raising_shard_names_the_rank_and_the_shard_and_spawn_is_refused():
     with pytest.raises(ValueError, match="give a `trainer` or its arguments, not both"):
         corpus_pass(model, text, make, trainer=pl.Trainer(logger=False), devices=1)
     assert not model.training and next(model.parameters()).device == torch.device("cpu")
+
+
+def test_the_analyze_command_on_two_processes_writes_what_one_writes(tmp_path):
+    model, text = tiny_char_lstm(), quote_corpus(300)
+    model.save_pretrained(tmp_path / "model")
+    (tmp_path / "text.txt").write_text(text, encoding="utf-8")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    outputs = {}
+    for devices in ("1", "2"):
+        out = tmp_path / f"analysis{devices}"
+        command = [sys.executable, "-m", "lstm_interp.cli.main", "analyze", str(tmp_path / "model"),
+                   str(tmp_path / "text.txt"), "--out", str(out), "--features", "inside_quotes", "position_in_line",
+                   "--accelerator", "cpu", "--devices", devices, "--shard-chars", "2000",
+                   "--prime-chars", "100"]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert result.stdout.count("Open ") == 1  # rank 0 alone reports, and writes
+        outputs[devices] = out
+    one, two = (json.loads((outputs[d] / "cells.json").read_text()) for d in ("1", "2"))
+    assert one == two
+    saturation = [json.loads((outputs[d] / "gate_saturation.json").read_text()) for d in ("1", "2")]
+    assert saturation[0] == saturation[1]
+    manifest = json.loads((outputs["2"] / "manifest.json").read_text())
+    assert manifest["arguments"]["shard_chars"] == 2000 and manifest["arguments"]["prime_chars"] == 100

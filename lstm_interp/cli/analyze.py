@@ -15,10 +15,12 @@ from pathlib import Path
 from lstm_interp.cli._arguments import (
     add_model_argument,
     add_overwrite_argument,
+    add_trainer_arguments,
     check_model_argument,
     feature_controls,
     positive_int,
     read_text_file,
+    trainer_arguments,
 )
 
 DEFAULT_NGRAM_ORDER = 9  # lstm_interp.report.run_analysis.DEFAULT_NGRAM_ORDER, without importing the analysis
@@ -98,6 +100,7 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
     )
+    add_trainer_arguments(parser)
 
 
 def default_out_dir(model: str, text_file: Path) -> Path:
@@ -151,7 +154,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         baseline = read_text_file(parser, args.baseline_text, "--baseline-text", min_chars=2)
     out = args.out if args.out is not None else default_out_dir(args.model, args.text_file)
     model = load_pretrained(args.model, args.revision)
-    run_analysis(
+    written = run_analysis(
         model,
         text,
         out,
@@ -165,7 +168,12 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         controls=controls,
         overwrite=args.overwrite,
         log=print,
+        shard_chars=args.shard_chars,
+        prime_chars=args.prime_chars,
+        **trainer_arguments(args),
     )
+    if written is None:  # not rank 0 of a pass over several processes: rank 0 wrote the folder
+        return 0
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     print(f"Wrote {len(files)} files to {out}: {', '.join(files)}")
     print(f"Open {out / 'report.html'}")

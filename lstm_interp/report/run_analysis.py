@@ -21,6 +21,7 @@ one segment's gates; the page and the figures use short windows of the text.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -29,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -36,6 +38,8 @@ from matplotlib.figure import Figure
 from lstm_interp._io import atomic_folder, atomic_write_text
 from lstm_interp.analysis import ActivationStats, CellTable, GateSaturation, find_cells
 from lstm_interp.analysis.control_scores import check_control, usable_controls
+from lstm_interp.analysis.corpus_pass import corpus_pass, pass_trainer
+from lstm_interp.analysis.corpus_shards import DEFAULT_PRIME_CHARS, DEFAULT_SHARD_CHARS
 from lstm_interp.comparison import (
     NGramBaseline,
     NoMatchedBracesError,
@@ -63,7 +67,7 @@ from lstm_interp.plots import (
     save_figure,
 )
 from lstm_interp.report.html_report import best_feature_match, write_html_report
-from lstm_interp.tracing import GATES, Trace, state_quantity, trace, trace_segments
+from lstm_interp.tracing import GATES, Trace, state_quantity, trace
 from lstm_interp.vocab import OnUnknown
 
 DEFAULT_NGRAM_ORDER = 9
@@ -92,7 +96,11 @@ def run_analysis(
     controls: Mapping[str, Sequence[str]] | None = None,
     overwrite: bool = False,
     log: Log | None = None,
-) -> Path:
+    shard_chars: int = DEFAULT_SHARD_CHARS,
+    prime_chars: int = DEFAULT_PRIME_CHARS,
+    trainer: pl.Trainer | None = None,
+    **trainer_kwargs: Any,
+) -> Path | None:
     """Find the units that track each feature, measure gate saturation, and compare with an n-gram baseline.
 
     Args:
@@ -121,9 +129,13 @@ def run_analysis(
             turns them off. A control named here must vary on the text.
         overwrite: replace ``out_dir`` even if it holds files the earlier analysis did not write (or changed).
         log: called with progress lines and the summary tables (``print``, say); ``None`` is silent.
+        shard_chars, prime_chars: the shards of the pass (:mod:`~lstm_interp.analysis.corpus_shards`): each is
+            traced from a state warmed on the ``prime_chars`` characters before it.
+        trainer: the Trainer the pass runs on (:func:`~lstm_interp.analysis.corpus_pass.corpus_pass`), or its
+            arguments as keywords (``devices=2``, ``accelerator="gpu"``, ...); the result does not depend on them.
 
     Returns:
-        ``out_dir`` as a :class:`~pathlib.Path`.
+        ``out_dir`` as a :class:`~pathlib.Path` on rank 0; ``None`` on the other ranks of a multi-process pass.
 
     Raises:
         ValueError: a text of fewer than 2 characters or outside the vocabulary (``VocabularyError``), an
@@ -177,10 +189,19 @@ def run_analysis(
         "controls": None if controls is None else {k: list(v) for k, v in controls.items()},
     }
     texts = {"text": text, **({"baseline_text": baseline_text} if baseline_text is not None else {})}
+    cfg = model.config
+    say(f"tracing {len(text):,} characters ({cfg.num_layers}x{cfg.hidden_size} {cfg.cell})")
+    runner = pass_trainer(trainer, trainer_kwargs)
+    parts = corpus_pass(model, text, functools.partial(AnalysisParts, cfg.cell, cfg.num_layers),
+                        names_filter=AnalysisParts.trace_names(cfg.cell), shard_chars=shard_chars,
+                        prime_chars=prime_chars, segment_chars=segment_chars, trainer=runner)  # fmt: skip
+    if runner.global_rank != 0:
+        return None
+    arguments |= {"shard_chars": shard_chars, "prime_chars": prime_chars}
     with atomic_folder(out_dir) as staging:
         _write_analysis(
             model, text, ids, staging, chosen, values, control_values, skipped, baseline_text, ngram_order, top,
-            report_chars, figure_chars, segment_chars, title, say,
+            report_chars, figure_chars, parts.states(), parts.stats, title, say,
         )  # fmt: skip
         write_manifest(staging, "analysis", model=model, texts=texts, arguments=arguments)
     say(f"wrote {out_dir}")
@@ -201,16 +222,14 @@ def _write_analysis(
     top: int,
     report_chars: int,
     figure_chars: int,
-    segment_chars: int,
+    states: Trace,
+    stats: ActivationStats,
     title: str | None,
     say: Log,
 ) -> None:
-    """Everything of :func:`run_analysis` but the checks, written into the (staging) folder ``out``."""
+    """Everything of :func:`run_analysis` but the checks and the pass, written into the (staging) folder ``out``."""
     vocab = model._require_vocab()
     figures = out / "figures"
-
-    say(f"tracing {len(text):,} characters ({model.config.num_layers}x{model.config.hidden_size} {model.config.cell})")
-    states, stats = _one_pass(model, ids, segment_chars)
     quantity = states.state_quantity
 
     tables = {
@@ -309,21 +328,38 @@ def _control_values(
     return out
 
 
-def _one_pass(model: CharLSTM, ids: torch.Tensor, segment_chars: int) -> tuple[Trace, ActivationStats]:
-    """The state quantity of every layer over the whole text, and the streaming statistics of the same pass.
+class AnalysisParts:
+    """The accumulator of the analysis pass: the streaming statistics, and the state quantity of every layer kept
+    whole (``find_cells`` with controls and the figures need every value; memory as the module docstring says).
+    Each segment's gates are counted and dropped, so memory is the kept states plus one segment's gates."""
 
-    Each segment's gates are counted and dropped, so memory is the kept states plus one segment's gates.
-    """
-    cfg = model.config
-    quantity = state_quantity(cfg.cell)
-    names = [f"layers.*.{quantity}", *(f"layers.*.{gate}" for gate in GATES[cfg.cell]), "log_probs"]
-    stats = ActivationStats(cfg.cell, [f"layers.{i}" for i in range(cfg.num_layers)], low=SATURATION_LOW,
-                            high=SATURATION_HIGH)  # fmt: skip
-    kept = []
-    for _, segment in trace_segments(model, ids, segment_chars, names_filter=names):
-        stats.update(segment)
-        kept.append(segment.select(f"layers.*.{quantity}"))
-    return Trace.concat(kept), stats
+    def __init__(self, cell: str, num_layers: int) -> None:
+        self.stats = ActivationStats(cell, [f"layers.{i}" for i in range(num_layers)], low=SATURATION_LOW,
+                                     high=SATURATION_HIGH)  # fmt: skip
+        self.quantity = state_quantity(cell)
+        self.kept: list[Trace] = []
+
+    @staticmethod
+    def trace_names(cell: str) -> list[str]:
+        """What the pass traces: every layer's state and gates, and the log-probabilities."""
+        return [f"layers.*.{state_quantity(cell)}", *(f"layers.*.{gate}" for gate in GATES[cell]), "log_probs"]
+
+    def update(self, trace: Trace, start: int) -> AnalysisParts:
+        """Add the next segment; returns self."""
+        self.stats.update(trace)
+        self.kept.append(trace.select(f"layers.*.{self.quantity}"))
+        return self
+
+    def merge(self, other: AnalysisParts) -> AnalysisParts:
+        """These parts followed by ``other``'s."""
+        merged = AnalysisParts.__new__(AnalysisParts)
+        merged.stats, merged.quantity = self.stats.merge(other.stats), self.quantity
+        merged.kept = self.kept + other.kept
+        return merged
+
+    def states(self) -> Trace:
+        """The kept states of the whole text, as one trace."""
+        return Trace.concat(self.kept)
 
 
 # ---------------------------------------------------------------------------------------------- outputs
