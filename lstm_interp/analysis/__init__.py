@@ -12,13 +12,18 @@
   of its top units it needs, and its selectivity against a :func:`control_task`; :func:`probe_rows` reads a long
   trace's units once, in bounded memory, for several probes;
 - :class:`UnitAtlas`: every unit of every layer from one streaming pass over a corpus (its top and bottom
-  contexts, kept by :class:`ContextHeap`; histogram, saturation and gate habits; features; output effects).
+  contexts, kept by :class:`ContextHeap`; histogram, saturation and gate habits; features; output effects);
+- :func:`corpus_pass`: every corpus-scale pass above as a ``Trainer.predict`` over shards of the corpus, on any
+  accelerator, number of processes or nodes (:class:`CorpusPassError` when a rank fails), and
+  :func:`corpus_scores` / :class:`CorpusScores`: ``find_cells``'s scores over a whole corpus, merged across shards.
 """
 
 from lstm_interp.analysis.activation_stats import ActivationStats
 from lstm_interp.analysis.context_heap import ContextHeap
 from lstm_interp.analysis.control_scores import ControlScore
 from lstm_interp.analysis.control_task import control_task
+from lstm_interp.analysis.corpus_pass import CorpusPassError, corpus_pass
+from lstm_interp.analysis.corpus_scores import CorpusScores, corpus_scores
 from lstm_interp.analysis.explain_unit import explain_unit
 from lstm_interp.analysis.find_cells import CellScore, CellTable, find_cells
 from lstm_interp.analysis.gate_saturation import GateSaturation, gate_saturation
@@ -36,6 +41,8 @@ __all__ = [
     "CellTable",
     "ContextHeap",
     "ControlScore",
+    "CorpusPassError",
+    "CorpusScores",
     "GateSaturation",
     "Match",
     "Probe",
@@ -43,6 +50,8 @@ __all__ = [
     "StateIndex",
     "UnitAtlas",
     "control_task",
+    "corpus_pass",
+    "corpus_scores",
     "explain_unit",
     "find_cells",
     "fit_probe",

@@ -24,20 +24,27 @@ characters at a shard's start), so a feature that looks back (a quote opened ear
 from __future__ import annotations
 
 import copy
+import functools
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
 
+from lstm_interp.analysis._index_files import Corpus
+from lstm_interp.analysis.corpus_pass import corpus_pass
+from lstm_interp.analysis.corpus_shards import DEFAULT_PRIME_CHARS, DEFAULT_SHARD_CHARS
 from lstm_interp.analysis.find_cells import CellTable, _row, ranking_order
 from lstm_interp.analysis.visible_effect import MIN_EFFECT
 from lstm_interp.features import compute_feature, get_feature
+from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing import Trace, display_values, state_quantity
 
 DEFAULT_BINS = 2048
-DEFAULT_CONTEXT_CHARS = 1024
+DEFAULT_CONTEXT_CHARS = DEFAULT_PRIME_CHARS
 
 
 class CorpusScores:
@@ -219,3 +226,43 @@ class CorpusScores:
         spread = p95 - p5 if p95 > p5 else values[-1] - values[0]
         slope = (sfd - sf * sd / n) / var_f
         return np.clip(r, -1, 1), slope * spread
+
+
+def corpus_scores(
+    model: CharLSTM,
+    corpus: Corpus,
+    features: Sequence[str],
+    *,
+    quantity: str | None = None,
+    bins: int = DEFAULT_BINS,
+    shard_chars: int = DEFAULT_SHARD_CHARS,
+    prime_chars: int = DEFAULT_PRIME_CHARS,
+    on_unknown: str = "error",
+    trainer: pl.Trainer | None = None,
+    **trainer_kwargs: Any,
+) -> CorpusScores | None:
+    """Score every unit of ``model`` against ``features`` over a whole corpus, on Lightning's engine.
+
+    Args:
+        model: the network. corpus: a text, a file or a list of files (UTF-8, end to end).
+        features: registered feature names. quantity, bins: as for :class:`CorpusScores`.
+        shard_chars, prime_chars: the shards (:mod:`~lstm_interp.analysis.corpus_shards`); the features see the
+            warm-up characters too.
+        on_unknown: ``"error"`` or ``"skip"`` for characters outside the vocabulary.
+        trainer: the Trainer to run on, or its arguments as keywords (``devices=2``, ...).
+
+    Returns:
+        The scores on rank 0 (``.table(feature)`` gives ``find_cells``'s rows); ``None`` on the other ranks.
+
+    Example::
+
+        >>> scores = corpus_scores(model, ["book1.txt", "book2.txt"], ["inside_quotes"], devices=2)  # doctest: +SKIP
+        >>> scores.table("inside_quotes", top=5)  # doctest: +SKIP
+    """
+    cfg = model.config
+    make = functools.partial(CorpusScores, model._require_vocab().chars, cfg.cell,
+                             [f"layers.{i}" for i in range(cfg.num_layers)], features, quantity=quantity, bins=bins,
+                             context_chars=prime_chars)  # fmt: skip
+    names = make().names  # checks the features and bins now, before the pass
+    return corpus_pass(model, corpus, make, names_filter=names, shard_chars=shard_chars, prime_chars=prime_chars,
+                       on_unknown=on_unknown, trainer=trainer, **trainer_kwargs)
