@@ -26,6 +26,18 @@ def add_model_argument(parser: argparse.ArgumentParser) -> argparse.Action:
     return parser.add_argument("model", metavar=MODEL_METAVAR, help=MODEL_HELP)
 
 
+def add_revision_argument(parser: argparse.ArgumentParser) -> argparse.Action:
+    """Add ``--revision``: the Hub branch, tag or commit of MODEL."""
+    return parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit of MODEL (default: main)")
+
+
+def add_skip_unknown_argument(parser: argparse.ArgumentParser) -> argparse.Action:
+    """Add ``--skip-unknown``: drop the characters outside the model's vocabulary (``on_unknown="skip"``)."""
+    return parser.add_argument(
+        "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
+    )
+
+
 def add_overwrite_argument(parser: argparse.ArgumentParser, writer: str = "an earlier run") -> argparse.Action:
     """Add ``--overwrite``, the one way past the refusal to replace a folder holding files ``writer`` did not write."""
     return parser.add_argument(

@@ -15,6 +15,8 @@ from pathlib import Path
 from lstm_interp.cli._arguments import (
     add_model_argument,
     add_overwrite_argument,
+    add_revision_argument,
+    add_skip_unknown_argument,
     add_trainer_arguments,
     check_model_argument,
     feature_controls,
@@ -95,11 +97,9 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="characters of the text shown on the HTML page (default 2000)",
     )
-    parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit of MODEL (default: main)")
+    add_revision_argument(parser)
     add_overwrite_argument(parser, "an earlier analysis")
-    parser.add_argument(
-        "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
-    )
+    add_skip_unknown_argument(parser)
     add_trainer_arguments(parser)
 
 

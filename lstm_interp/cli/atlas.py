@@ -15,6 +15,8 @@ from pathlib import Path
 from lstm_interp.cli._arguments import (
     add_model_argument,
     add_overwrite_argument,
+    add_revision_argument,
+    add_skip_unknown_argument,
     add_trainer_arguments,
     check_model_argument,
     non_negative_int,
@@ -110,10 +112,8 @@ def build_parser(prog: str = "lstm-interp atlas") -> argparse.ArgumentParser:
         help=f"characters traced at a time ({DEFAULT_SEGMENT_CHARS:,})",
     )
     parser.add_argument("--title", default=None, help="the pages' title (default: Unit atlas: <model>)")
-    parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit of MODEL (default: main)")
-    parser.add_argument(
-        "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
-    )
+    add_revision_argument(parser)
+    add_skip_unknown_argument(parser)
     add_overwrite_argument(parser, "an earlier atlas")
     add_trainer_arguments(parser)
     return parser

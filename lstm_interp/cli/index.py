@@ -16,6 +16,8 @@ from pathlib import Path
 from lstm_interp.cli._arguments import (
     add_model_argument,
     add_overwrite_argument,
+    add_revision_argument,
+    add_skip_unknown_argument,
     add_trainer_arguments,
     check_model_argument,
     trainer_arguments,
@@ -35,10 +37,8 @@ def build_parser(prog: str = "lstm-interp index") -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=float, default=0.3, help="a unit is on where its value is above (0.3)")
     names = "the quantities to index, e.g. layers.1.hidden (default: every layer's state)"
     parser.add_argument("--names", nargs="+", default=None, metavar="NAME", help=names)
-    parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit of MODEL (default: main)")
-    parser.add_argument(
-        "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
-    )
+    add_revision_argument(parser)
+    add_skip_unknown_argument(parser)
     add_overwrite_argument(parser, "an earlier index")
     add_trainer_arguments(parser)
     return parser

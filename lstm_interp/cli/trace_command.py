@@ -14,7 +14,13 @@ from pathlib import Path
 
 import torch
 
-from lstm_interp.cli._arguments import add_model_argument, check_model_argument, positive_int, read_text_file
+from lstm_interp.cli._arguments import (
+    add_model_argument,
+    add_skip_unknown_argument,
+    check_model_argument,
+    positive_int,
+    read_text_file,
+)
 from lstm_interp.hub.load_pretrained import load_pretrained
 from lstm_interp.tracing import Trace, trace
 from lstm_interp.tracing.trace import DEFAULT_CHUNK_SIZE
@@ -52,9 +58,7 @@ def build_parser(prog: str = "lstm-interp trace") -> argparse.ArgumentParser:
         metavar="N",
         help=f"characters per chunk; memory is the trace plus one chunk (default {DEFAULT_CHUNK_SIZE})",
     )
-    parser.add_argument(
-        "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
-    )
+    add_skip_unknown_argument(parser)
     return parser
 
 
