@@ -37,9 +37,9 @@ import torch
 
 from lstm_interp import find_cells, load_pretrained
 from lstm_interp.analysis import StateIndex
+from lstm_interp.analysis.analysis_parts import AnalysisParts
 from lstm_interp.analysis.corpus_pass import corpus_pass
 from lstm_interp.analysis.corpus_scores import CorpusScores
-from lstm_interp.report.run_analysis import AnalysisParts
 from lstm_interp.tracing import Trace, trace_segments
 
 REPO = Path(__file__).resolve().parents[1]

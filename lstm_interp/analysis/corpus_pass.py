@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lstm_interp.analysis._index_files import Corpus
-from lstm_interp.analysis.corpus_segments import CorpusScan, scan_corpus
+from lstm_interp.analysis.corpus_scan import CorpusScan, scan_corpus
 from lstm_interp.analysis.corpus_shards import (
     DEFAULT_PRIME_CHARS,
     DEFAULT_SHARD_CHARS,

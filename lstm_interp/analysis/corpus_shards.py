@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from lstm_interp.analysis._index_files import KnownText
-from lstm_interp.analysis.corpus_segments import CorpusScan
+from lstm_interp.analysis.corpus_scan import CorpusScan
 from lstm_interp.vocab import CharVocab
 
 DEFAULT_SHARD_CHARS = 65_536

@@ -46,7 +46,7 @@ from lstm_interp.analysis._index_files import (
     write_tokens,
 )
 from lstm_interp.analysis.corpus_pass import corpus_pass, pass_trainer
-from lstm_interp.analysis.corpus_segments import scan_corpus
+from lstm_interp.analysis.corpus_scan import scan_corpus
 from lstm_interp.analysis.corpus_shards import DEFAULT_PRIME_CHARS, DEFAULT_SHARD_CHARS
 from lstm_interp.analysis.index_bits import IndexBits
 from lstm_interp.analysis.select_cells import check_span, check_threshold, units_with_pattern

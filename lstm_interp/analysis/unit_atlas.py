@@ -55,7 +55,7 @@ from lstm_interp.analysis.atlas_cards import (
 )
 from lstm_interp.analysis.context_heap import ContextHeap
 from lstm_interp.analysis.corpus_pass import corpus_pass, pass_trainer
-from lstm_interp.analysis.corpus_segments import scan_corpus
+from lstm_interp.analysis.corpus_scan import scan_corpus
 from lstm_interp.analysis.corpus_shards import DEFAULT_PRIME_CHARS, DEFAULT_SHARD_CHARS
 from lstm_interp.analysis.output_effects import ablation_effects, readout_effects
 from lstm_interp.analysis.unit_features import UnitFeatures, unit_features

@@ -37,6 +37,7 @@ from matplotlib.figure import Figure
 
 from lstm_interp._io import atomic_folder, atomic_write_text
 from lstm_interp.analysis import ActivationStats, CellTable, GateSaturation, find_cells
+from lstm_interp.analysis.analysis_parts import SATURATION_HIGH, SATURATION_LOW, AnalysisParts
 from lstm_interp.analysis.control_scores import check_control, usable_controls
 from lstm_interp.analysis.corpus_pass import corpus_pass, pass_trainer
 from lstm_interp.analysis.corpus_shards import DEFAULT_PRIME_CHARS, DEFAULT_SHARD_CHARS
@@ -67,12 +68,11 @@ from lstm_interp.plots import (
     save_figure,
 )
 from lstm_interp.report.html_report import best_feature_match, write_html_report
-from lstm_interp.tracing import GATES, Trace, state_quantity, trace
+from lstm_interp.tracing import Trace, trace
 from lstm_interp.vocab import OnUnknown
 
 DEFAULT_NGRAM_ORDER = 9
 DEFAULT_SEGMENT_CHARS = 8192
-SATURATION_LOW, SATURATION_HIGH = 0.1, 0.9  # the paper's thresholds
 ORACLE_ORDERS = tuple(range(1, 10))  # the paper's n-gram oracles
 # What an analysis folder holds; an existing folder holding anything else is not replaced.
 ANALYSIS_NAMES = ("cells.json", "gate_saturation.json", "comparison.json", "report.html", "figures")
@@ -326,40 +326,6 @@ def _control_values(
             out[name][control.name] = compute_feature(control, text)
             check_control(feature, out[name][control.name], name, control.name)
     return out
-
-
-class AnalysisParts:
-    """The accumulator of the analysis pass: the streaming statistics, and the state quantity of every layer kept
-    whole (``find_cells`` with controls and the figures need every value; memory as the module docstring says).
-    Each segment's gates are counted and dropped, so memory is the kept states plus one segment's gates."""
-
-    def __init__(self, cell: str, num_layers: int) -> None:
-        self.stats = ActivationStats(cell, [f"layers.{i}" for i in range(num_layers)], low=SATURATION_LOW,
-                                     high=SATURATION_HIGH)  # fmt: skip
-        self.quantity = state_quantity(cell)
-        self.kept: list[Trace] = []
-
-    @staticmethod
-    def trace_names(cell: str) -> list[str]:
-        """What the pass traces: every layer's state and gates, and the log-probabilities."""
-        return [f"layers.*.{state_quantity(cell)}", *(f"layers.*.{gate}" for gate in GATES[cell]), "log_probs"]
-
-    def update(self, trace: Trace, start: int) -> AnalysisParts:
-        """Add the next segment; returns self."""
-        self.stats.update(trace)
-        self.kept.append(trace.select(f"layers.*.{self.quantity}"))
-        return self
-
-    def merge(self, other: AnalysisParts) -> AnalysisParts:
-        """These parts followed by ``other``'s."""
-        merged = AnalysisParts.__new__(AnalysisParts)
-        merged.stats, merged.quantity = self.stats.merge(other.stats), self.quantity
-        merged.kept = self.kept + other.kept
-        return merged
-
-    def states(self) -> Trace:
-        """The kept states of the whole text, as one trace."""
-        return Trace.concat(self.kept)
 
 
 # ---------------------------------------------------------------------------------------------- outputs

@@ -1,29 +1,22 @@
-"""``corpus_segments``: :func:`~lstm_interp.tracing.trace_segments` over a corpus of files of any size, streamed.
+"""``scan_corpus``: read a corpus (a text, a file or a list of files) once, before any pass traces it.
 
-:func:`~lstm_interp.tracing.trace_segments` takes a text (or ids) held in memory. A corpus given as files is read
-here piece by piece, as strict UTF-8 (the pieces of :class:`~lstm_interp.analysis.StateIndex`'s reader), each piece
-encoded and traced by ``trace_segments`` with the state carried from the last, so that memory is one piece of text
-and one segment's activations whatever the corpus's size, and the segments together are the trace of the whole
-corpus (files end to end, as one text).
-
-:func:`scan_corpus` reads the corpus once before: it checks every file exists and is UTF-8, counts the characters
-that will be traced, and finds those outside the vocabulary, so that bad input fails (naming the file and the
-character) before the long pass; it costs a read of the files, nothing next to tracing them.
+It checks every file exists and is UTF-8 (read piece by piece as strict UTF-8, by the pieces of
+:class:`~lstm_interp.analysis.StateIndex`'s reader), counts the characters that will be traced and finds those
+outside the vocabulary, so that bad input fails (naming the file and the character) before the long pass; it costs a
+read of the files, nothing next to tracing them. The :class:`CorpusScan` it returns is what
+:func:`~lstm_interp.analysis.corpus_pass.corpus_pass` shards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lstm_interp.analysis._index_files import Corpus, KnownText, _pieces, corpus_source
+from lstm_interp.analysis._index_files import Corpus, KnownText, corpus_source
 from lstm_interp.models.char_lstm import CharLSTM
-from lstm_interp.tracing import Trace, trace_segments
-from lstm_interp.tracing.trace import NamesFilter
 
-__all__ = ["CorpusScan", "corpus_segments", "scan_corpus"]
+__all__ = ["CorpusScan", "scan_corpus"]
 
 
 @dataclass(frozen=True)
@@ -66,27 +59,3 @@ def scan_corpus(model: CharLSTM, corpus: Corpus, *, on_unknown: str = "error") -
         pass
     known.check(on_unknown, recorded="", task="trace")
     return CorpusScan(source, known.length, known.digest.hexdigest(), dict(known.skipped.most_common()))
-
-
-def corpus_segments(
-    model: CharLSTM,
-    scan: CorpusScan,
-    segment_chars: int,
-    *,
-    names_filter: NamesFilter = None,
-) -> Iterator[tuple[int, Trace]]:
-    """Yield ``(start, trace)`` for consecutive segments of the scanned corpus, each continuing the last.
-
-    Characters outside the vocabulary are dropped (the scan refused them already unless it was told to skip them),
-    so ``start`` counts the traced characters, ``0 .. scan.length``.
-    """
-    vocab = model._require_vocab()
-    state, offset = None, 0
-    for _, piece in _pieces(scan.source):
-        ids = vocab.encode(piece, on_unknown="skip")
-        if not len(ids):
-            continue
-        for start, segment in trace_segments(model, ids, segment_chars, names_filter=names_filter, state=state):
-            state = segment.final_state
-            yield offset + start, segment
-        offset += len(ids)
