@@ -9,14 +9,15 @@ network); the text is ``--chars`` characters of War and Peace (``/work/shared/da
 ``--text``), and a Patch's source is the trace of another passage of the same length. ``--random`` uses a random
 2x512 CharLSTM and random text instead (for a checkout without the card or the data).
 
-Which engine each takes (``lstm_interp/interventions/intervened_layer.py``): hidden-unit interventions and a zero
-ablation of a cell run the fused kernel on edited weights; a cell Clamp and any gate intervention run a Python step
-loop in their layer (the other layer stays on its fused kernel).
+Which engine each takes (``lstm_interp/interventions/intervened_layer.py``): hidden-unit interventions, and cells
+and gates set to constants (a Clamp, a zero or mean Ablate: issue 26) run the fused kernel on edited weights; a Scale
+or Patch of a cell or gate runs a Python step loop in its layer (the other layer stays on its fused kernel).
 
 Every candidate is run once to warm up, then all are interleaved round-robin for ``--repeats`` rounds, and the
 median of each is printed with its ratio to the fused forward (``model(ids)`` plus ``log_softmax``, under
-``no_grad``) and to ``trace(model, text, names_filter="log_probs")``. Targets (issue 12), against the fused forward:
-a hidden-unit ablate/clamp/patch <= 1.2x; a cell or gate intervention in one layer <= 3x. A second table compares a
+``no_grad``) and to ``trace(model, text, names_filter="log_probs")``. Targets, against the fused forward: a
+hidden-unit ablate/clamp/patch <= 1.2x (issue 12); a cell or gate set to a constant <= 1.2x (issue 26); a cell or
+gate Scale or Patch in one layer <= 3x (issue 12). A second table compares a
 cell ablation recording every activation with ``trace(model, text)`` recording every activation.
 
 Before timing it checks that the empty-intervention run equals the plain trace's log_probs to 1e-5.
@@ -158,9 +159,14 @@ def main() -> None:
         Candidate("hidden Patch 1 unit (L1)", run(Patch(h1, [UNIT], source)), 1.2),
         Candidate("hidden Scale 1 unit (L0) x2", run(Scale("layers.0.hidden", [UNIT], 2.0))),
         Candidate("hidden Clamp (L1), steps 1000:3000", run(Clamp(h1, [UNIT], 1.0, steps=slice(1000, 3000))), 1.2),
-        Candidate("cell Ablate zero, 1 unit (L1)", run(Ablate("layers.1.cell", [UNIT])), 3.0),
-        Candidate("cell Clamp 1 unit (L1) = 1.0", run(Clamp("layers.1.cell", [UNIT], 1.0)), 3.0),
-        Candidate("gate Clamp forget_gate[10] (L0) = 1", run(Clamp("layers.0.forget_gate", [10], 1.0)), 3.0),
+        Candidate("cell Ablate zero, 1 unit (L1)", run(Ablate("layers.1.cell", [UNIT])), 1.2),
+        Candidate("cell Clamp 1 unit (L1) = 1.0", run(Clamp("layers.1.cell", [UNIT], 1.0)), 1.2),
+        Candidate("cell Clamp (L1) = 2.5, steps 1000:3000",
+                  run(Clamp("layers.1.cell", [UNIT], 2.5, steps=slice(1000, 3000))), 1.2),
+        Candidate("gate Clamp forget_gate[10] (L0) = 1", run(Clamp("layers.0.forget_gate", [10], 1.0)), 1.2),
+        Candidate("gate Clamp input_gate[10] (L1) = 0", run(Clamp("layers.1.input_gate", [10], 0.0)), 1.2),
+        Candidate("gate Clamp output_gate (L1) = 0.3", run(Clamp("layers.1.output_gate", [10, 11], 0.3)), 1.2),
+        Candidate("cell Scale 1 unit (L1) x0.5 (loop)", run(Scale("layers.1.cell", [UNIT], 0.5)), 3.0),
         Candidate("trace(), every activation", lambda: trace(model, text), table=2),
         Candidate(
             "cell Ablate zero (L1), every activation",

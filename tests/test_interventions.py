@@ -246,3 +246,40 @@ def test_a_zeroed_cell_runs_on_the_fused_kernel_and_matches_the_reference(make_m
         want = reference(model, TEXT, interventions)
     for name, values in want.items():
         torch.testing.assert_close(got[name], values, atol=1e-5, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("steps", [None, slice(3, 9), [0, 4, 5, 11]])
+def test_constant_clamps_of_cells_and_gates_run_on_the_fused_kernel_and_match_the_reference(make_model, steps):
+    from lstm_interp.interventions.intervened_layer import _plan
+
+    model = make_model(num_layers=2, hidden_size=13, seed=7)
+    interventions = [
+        Clamp("layers.0.cell", [2, 7], [2.5, -0.75], steps=steps),
+        Clamp("layers.0.forget_gate", [3], 1.0, steps=steps),
+        Clamp("layers.0.input_gate", [4, 5], 0.0, steps=steps),
+        Clamp("layers.1.output_gate", [1], 0.3, steps=steps),
+        Clamp("layers.1.cell_candidate", [6], -1.0, steps=steps),
+        Ablate("layers.1.cell", [9], steps=steps),
+        Ablate("layers.1.forget_gate", [0], value="mean", reference=trace(model, TEXT[::-1]), steps=steps),
+    ]
+    for layer in ("layers.0", "layers.1"):  # each layer's plan: no step loop (a mean is resolved when run)
+        mine = [iv for iv in interventions if iv.layer == layer and not getattr(iv, "value", None) == "mean"]
+        active = torch.stack([iv.mask(0, len(TEXT)) for iv in mine])
+        assert {mode for mode, *_ in _plan("lstm", mine, active)} <= {"plain", "edit"}
+    got = run_with_interventions(model, TEXT, interventions, chunk_size=7)
+    with torch.no_grad():
+        want = reference(model, TEXT, interventions)
+    for name, values in want.items():
+        torch.testing.assert_close(got[name], values, atol=1e-5, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    assert torch.all(got["layers.0.cell"][:, 2][interventions[0].mask(0, len(TEXT))] == 2.5)
+
+
+def test_a_constant_cell_clamp_of_a_projected_lstm_matches_a_stepwise_run(one_thread):
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 6, proj_size=2, batch_first=True)
+    inputs = torch.randn(20, 3)
+    clamp = Clamp("rnn.cell", [1, 4], [1.5, 0.0], steps=slice(5, 15))
+    fused = run_with_interventions(lstm, inputs, [clamp])
+    looped = run_with_interventions(lstm, inputs, [clamp, Scale("rnn.cell", [0], 1.0)])  # a Scale forces the loop
+    for name in fused:
+        torch.testing.assert_close(fused[name], looped[name], atol=1e-5, rtol=0)

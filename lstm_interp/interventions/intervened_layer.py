@@ -23,9 +23,11 @@ from collections.abc import Sequence
 import torch
 from torch import _VF, Tensor, nn
 
-from lstm_interp.interventions.intervention import Ablate, Intervention
+from lstm_interp.interventions.intervention import Ablate, Clamp, Intervention
 from lstm_interp.models.char_lstm import LayerState
 from lstm_interp.tracing.layers import _gates, cell_type
+from lstm_interp.tracing.quantities import LSTM_GATES
+from lstm_interp.tracing.recurrence import lstm_layer_activations
 
 Plan = list[tuple[str, tuple[int, ...], int, int]]  # (mode, active interventions, start row, stop row)
 
@@ -70,10 +72,7 @@ def run_intervened_layer(
             else:
                 out, new_state = layer(x[rows][None], state)
                 hidden = out[0]
-            seg = _recomputed(layer, x[rows], hidden, state, wanted) if wanted else {}
-            for iv in ivs:
-                if iv.quantity == "cell" and "cell" in seg:  # a zeroed cell (see _edited_kernel)
-                    seg["cell"][:, list(iv.units)] = 0
+            seg = _recomputed(layer, x[rows], hidden, state, wanted, ivs) if wanted else {}
         hiddens.append(hidden)
         for q in wanted:
             acts[q].append(seg[q])
@@ -90,7 +89,8 @@ def _plan(cell: str, interventions: Sequence[Intervention], active: Tensor, proj
     changes = (active[:, 1:] != active[:, :-1]).any(0).nonzero().flatten() + 1
     starts = torch.cat([torch.zeros(1, dtype=torch.long), changes])
     stops = torch.cat([starts[1:], torch.tensor([L])])
-    hidden = [iv.quantity == "hidden" or (not projected and zeroes_cell(iv)) for iv in interventions]
+    hidden = [iv.quantity == "hidden" or (not projected and zeroes_cell(iv)) or _constant_lstm(iv, cell)
+              for iv in interventions]  # fmt: skip
     plan: Plan = []
     for lo, hi in zip(starts.tolist(), stops.tolist(), strict=True):
         chosen = tuple(int(i) for i in active[:, lo].nonzero().flatten())
@@ -116,9 +116,54 @@ def _overlapping(interventions: Sequence[Intervention]) -> bool:
     return len(units) != len(set(units))
 
 
-def _recomputed(layer: nn.RNNBase, x: Tensor, hidden: Tensor, state: LayerState, wanted: set[str]) -> dict[str, Tensor]:
-    """The gates and cell of a run from its input and (intervened) hidden sequence: the trace's own recomputation."""
-    return _gates(layer, x, hidden, state, None, None)
+def constant_values(iv: Intervention) -> Tensor | None:
+    """(len(units),) the values a constant intervention sets (a Clamp, a zero or mean Ablate), or ``None``."""
+    if isinstance(iv, Clamp):
+        return iv.value.float().expand(len(iv.units))  # type: ignore[union-attr]
+    if isinstance(iv, Ablate):
+        return torch.zeros(len(iv.units)) if iv.value == "zero" else iv._mean  # type: ignore[return-value]
+    return None
+
+
+def _constant_lstm(iv: Intervention, cell: str) -> bool:
+    """An LSTM cell or gate set to constants: the fused kernel runs it on edited weights (see ``_edited_kernel``)."""
+    return cell == "lstm" and iv.quantity in (*LSTM_GATES, "cell") and constant_values(iv) is not None
+
+
+def _recomputed(
+    layer: nn.RNNBase, x: Tensor, hidden: Tensor, state: LayerState, wanted: set[str], ivs: Sequence[Intervention]
+) -> dict[str, Tensor]:
+    """The gates and cell of a run from its input and (intervened) hidden sequence: the trace's own recomputation,
+    with the constant interventions of a fused run in place (a clamped gate enters the cell's recurrence; a cell
+    set to constants, zeroed ones included, is that constant)."""
+    constants = [iv for iv in ivs if iv.quantity != "hidden" and constant_values(iv) is not None]
+    gates_set = [iv for iv in constants if iv.quantity in LSTM_GATES]
+    if not gates_set:
+        seg = _gates(layer, x, hidden, state, None, None)
+    else:
+        w_ih, w_hh, b_ih, b_hh = _gate_edits(layer, gates_set)
+        h0, c0 = state
+        seg = lstm_layer_activations(x, None, hidden, h0[0, 0], c0[0, 0], w_ih, w_hh, b_ih, b_hh)
+    for iv in constants:
+        if iv.quantity in seg:  # exactly the constant (a saturated sigmoid of a bias is only within rounding)
+            seg[iv.quantity][:, list(iv.units)] = constant_values(iv).to(seg[iv.quantity])  # type: ignore[union-attr]
+    return seg
+
+
+def _gate_edits(layer: nn.RNNBase, ivs: Sequence[Intervention]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Copies of an LSTM layer's ``W_ih, W_hh, b_ih, b_hh`` in which each gate set to constants has zero weights
+    and the bias whose activation is the constant: ``logit(p)`` for a sigmoid gate, ``atanh(v)`` for the cell
+    candidate (+-inf at the ends, which the activations take to exactly 0, 1 or +-1)."""
+    H = layer.hidden_size
+    w_ih, w_hh = layer.weight_ih_l0.clone(), layer.weight_hh_l0.clone()
+    b_ih = layer.bias_ih_l0.clone() if layer.bias else w_ih.new_zeros(4 * H)
+    b_hh = layer.bias_hh_l0.clone() if layer.bias else w_ih.new_zeros(4 * H)
+    for iv in ivs:
+        rows = [LSTM_GATES.index(iv.quantity) * H + u for u in iv.units]
+        values = constant_values(iv).to(w_ih)  # type: ignore[union-attr]
+        w_ih[rows], w_hh[rows], b_hh[rows] = 0, 0, 0
+        b_ih[rows] = torch.atanh(values) if iv.quantity == "cell_candidate" else torch.logit(values)
+    return w_ih, w_hh, b_ih, b_hh
 
 
 def _edited_kernel(
@@ -127,6 +172,26 @@ def _edited_kernel(
     """The fused kernel on edited weights: hidden-state interventions, each unit under one, over every row."""
     h0 = state[0] if cell == "lstm" else state
     w_ih, w_hh = layer.weight_ih_l0, layer.weight_hh_l0
+    biases = [layer.bias_ih_l0, layer.bias_hh_l0] if layer.bias else []
+    c0 = state[1] if cell == "lstm" else None
+    projected = cell == "lstm" and bool(layer.proj_size)
+    # Constants first: a gate set to constants gets zero weights and a saturating bias; a cell set to constants
+    # (but a zeroed one without proj_size, handled below as a zeroed h) is kept by forget 1, input 0, c_0 = v.
+    constants = [iv for iv in ivs if _constant_lstm(iv, cell) and not (zeroes_cell(iv) and not projected)]
+    gates_set = [iv for iv in constants if iv.quantity in LSTM_GATES]
+    cells_set = [iv for iv in constants if iv.quantity == "cell"]
+    if constants:
+        w_ih, w_hh, b_ih, b_hh = _gate_edits(layer, gates_set)
+        H = layer.hidden_size
+        c0 = c0.clone()  # type: ignore[union-attr]
+        for iv in cells_set:
+            units = list(iv.units)
+            for gate, bias in ((1, torch.inf), (0, -torch.inf)):  # forget 1, input 0
+                rows = [gate * H + u for u in units]
+                w_ih[rows], w_hh[rows], b_hh[rows], b_ih[rows] = 0, 0, 0, bias
+            c0[..., units] = constant_values(iv).to(c0)  # type: ignore[union-attr]
+        biases = [b_ih, b_hh]
+        ivs = [iv for iv in ivs if iv not in constants]
     w_hh_edit = w_hh.clone()
     h0_edit = h0.clone()
     fed: list[int] = []
@@ -151,8 +216,8 @@ def _edited_kernel(
             fed += units
             given.append(values)
     weights = [torch.cat([w_ih, w_hh[:, fed]], dim=1) if fed else w_ih, w_hh_edit]
-    if layer.bias:
-        weights += [layer.bias_ih_l0, layer.bias_hh_l0]
+    if biases:
+        weights += biases
     if cell == "lstm" and layer.proj_size:
         weights.append(layer.weight_hr_l0)
     if fed:
@@ -160,10 +225,10 @@ def _edited_kernel(
         previous = torch.cat([h0[0, 0, fed][None], v[:-1]])  # v_{t-1}; before the run, the carried state
         x = torch.cat([x, previous], dim=1)
     if cell == "lstm":
-        out, _, c_n = _VF.lstm(x[None], (h0_edit, state[1]), weights, layer.bias, 1, 0.0, False, False, True)
+        out, _, c_n = _VF.lstm(x[None], (h0_edit, c0), weights, bool(biases), 1, 0.0, False, False, True)
     else:
         rnn = _VF.rnn_tanh if layer.nonlinearity == "tanh" else _VF.rnn_relu
-        out, _h_n = rnn(x[None], h0_edit, weights, layer.bias, 1, 0.0, False, False, True)
+        out, _h_n = rnn(x[None], h0_edit, weights, bool(biases), 1, 0.0, False, False, True)
     hidden = out[0].clone()
     for units, factor in scaled:
         hidden[:, units] *= factor
@@ -236,7 +301,11 @@ def intervened_step(
     """
     H = weight_hh.shape[0] // {"lstm": 4, "gru": 3, "rnn": 1}[cell]
 
+    acting = {iv.quantity for iv in interventions}
+
     def apply(quantity: str, value: Tensor) -> Tensor:
+        if quantity not in acting:  # most quantities of a step are not intervened: no copy, no loop
+            return value
         for iv in interventions:
             if iv.quantity != quantity:
                 continue
