@@ -234,7 +234,8 @@ def main() -> None:
         text, ends = url_end_passages(test, before=args.context)
         print(f"every URL of the test part with {args.context} characters before it: {len(text):,} characters, "
               f"{int(ends.sum())} URL ends, {args.value} ablation")  # fmt: skip
-        reference = test[:100_000] if args.value == "mean" else None  # the mean of ordinary text, URLs and all
+        # The mean over ordinary text, URLs and all, traced once (a text would be traced again for every unit).
+        reference = trace(model, test[:100_000], names_filter=f"{layer}.cell") if args.value == "mean" else None
         study = ablation_study(model, text, [(layer, unit)], ends, value=args.value, reference=reference,
                                n_random=args.random, seed=0)  # fmt: skip
         study.targets = f"the character that ends a URL (every URL of the test part, {args.value} ablation)"
