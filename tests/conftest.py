@@ -6,6 +6,10 @@ train, trace or save a model in milliseconds, large enough to have two layers an
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,6 +18,12 @@ import torch
 from lstm_interp.config import CharLSTMConfig
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.vocab import CharVocab
+
+# Index caches of the tests (and of the servers and commands they start) go to a folder of their own, never the
+# user's ~/.cache.
+if "LSTM_INTERP_CACHE" not in os.environ:
+    os.environ["LSTM_INTERP_CACHE"] = tempfile.mkdtemp(prefix="lstm-interp-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["LSTM_INTERP_CACHE"], True)
 
 # Ten characters: quotes, braces and a newline, so that the registered features vary on texts made of them.
 TINY_VOCAB = 'ab{}"\n .xy'

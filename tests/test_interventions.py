@@ -263,7 +263,7 @@ def test_constant_clamps_of_cells_and_gates_run_on_the_fused_kernel_and_match_th
         Ablate("layers.1.forget_gate", [0], value="mean", reference=trace(model, TEXT[::-1]), steps=steps),
     ]
     for layer in ("layers.0", "layers.1"):  # each layer's plan: no step loop (a mean is resolved when run)
-        mine = [iv for iv in interventions if iv.layer == layer and not getattr(iv, "value", None) == "mean"]
+        mine = [iv for iv in interventions if iv.layer == layer and getattr(iv, "value", None) != "mean"]
         active = torch.stack([iv.mask(0, len(TEXT)) for iv in mine])
         assert {mode for mode, *_ in _plan("lstm", mine, active)} <= {"plain", "edit"}
     got = run_with_interventions(model, TEXT, interventions, chunk_size=7)

@@ -112,10 +112,13 @@ class _CorpusPass(pl.LightningModule):
         new_accumulator: Callable[[], Accumulator],
         names_filter: NamesFilter,
         segment_chars: int,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.ids, self.plan, self.names_filter, self.segment_chars = ids, plan, names_filter, segment_chars
+        self.progress = progress
+        self.done = 0
         self.new_accumulator = new_accumulator
         self.accumulator: Accumulator | None = None
         self.failure: str | None = None
@@ -151,6 +154,11 @@ class _CorpusPass(pl.LightningModule):
                                   state=state)  # fmt: skip
         for start, segment in segments:
             self.accumulator.update(segment, int(batch["start"]) + start)
+            self.done += segment.num_steps
+            if self.progress is not None and self.trainer.global_rank == 0:
+                block = self.plan.rank_block(0, self.trainer.world_size)
+                total = sum(self.plan.bounds(k)[2] - self.plan.bounds(k)[1] for k in block)
+                self.progress(self.done, total)
 
     def _gather(self) -> Any:
         mine = (self.accumulator, self.failure)
@@ -192,6 +200,7 @@ def corpus_pass(
     prime_chars: int = DEFAULT_PRIME_CHARS,
     segment_chars: int = DEFAULT_SEGMENT_CHARS,
     on_unknown: str = "error",
+    progress: Callable[[int, int], None] | None = None,
     trainer: pl.Trainer | None = None,
     **trainer_kwargs: Any,
 ) -> Any:
@@ -207,6 +216,8 @@ def corpus_pass(
             the number of processes.
         segment_chars: characters traced at a time within a shard (memory).
         on_unknown: ``"error"`` or ``"skip"`` for characters outside the vocabulary.
+        progress: called on rank 0 after each traced segment with (characters traced, characters in all) of rank
+            0's shards (the live explorer's "indexing, n%").
         trainer: the Trainer to run on; or its arguments as keywords (``accelerator="gpu", devices=8,
             num_nodes=4, strategy="ddp"``).
 
@@ -227,7 +238,7 @@ def corpus_pass(
     plan = ShardPlan(scan.length, shard_chars, prime_chars)
     ids = encode_corpus(model._require_vocab(), scan)
     was_training = model.training
-    module = _CorpusPass(model.eval(), ids, plan, new_accumulator, names_filter, segment_chars)
+    module = _CorpusPass(model.eval(), ids, plan, new_accumulator, names_filter, segment_chars, progress)
     try:
         outputs = runner.predict(module, return_predictions=True)
     finally:

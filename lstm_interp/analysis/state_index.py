@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from lstm_interp.analysis._index_files import (
     write_tokens,
 )
 from lstm_interp.analysis.corpus_pass import corpus_pass, pass_trainer
-from lstm_interp.analysis.corpus_scan import scan_corpus
+from lstm_interp.analysis.corpus_scan import CorpusScan, scan_corpus
 from lstm_interp.analysis.corpus_shards import DEFAULT_PRIME_CHARS, DEFAULT_SHARD_CHARS
 from lstm_interp.analysis.index_bits import IndexBits
 from lstm_interp.analysis.select_cells import check_span, check_threshold, units_with_pattern
@@ -91,7 +91,7 @@ class StateIndex:
     def build(
         cls,
         model: CharLSTM,
-        text_or_files: Corpus,
+        text_or_files: Corpus | CorpusScan,
         path: str | os.PathLike,
         *,
         threshold: float = 0.3,
@@ -101,6 +101,7 @@ class StateIndex:
         prime_chars: int = DEFAULT_PRIME_CHARS,
         on_unknown: str = "error",
         overwrite: bool = False,
+        progress: Callable[[int, int], None] | None = None,
         trainer: pl.Trainer | None = None,
         **trainer_kwargs: Any,
     ) -> StateIndex | None:
@@ -124,6 +125,7 @@ class StateIndex:
                 (:mod:`~lstm_interp.analysis.corpus_shards`).
             on_unknown: ``"error"`` or ``"skip"`` for characters outside the vocabulary.
             overwrite: replace ``path`` even if it holds files an earlier build did not write.
+            progress: called with (characters traced, characters in all) as the pass goes (rank 0).
             trainer: the Trainer to run the pass on, or its arguments as keywords (``devices=2``, ...).
 
         Returns:
@@ -147,15 +149,16 @@ class StateIndex:
                 raise ValueError(f"`{label}` must be a positive integer, got {value!r}")
         if on_unknown not in ("error", "skip"):
             raise ValueError(f"`on_unknown` must be 'error' or 'skip', got {on_unknown!r}")
-        source = corpus_source(text_or_files)
+        source = text_or_files.source if isinstance(text_or_files, CorpusScan) else corpus_source(text_or_files)
         path = Path(path)
         # On every rank, so that all of them stop at once, before the pass, on a folder that cannot be replaced.
         check_replaceable(path, INDEX_KIND, [HEADER_NAME, TOKENS_NAME, BITS_DIR], overwrite=overwrite)
         runner = pass_trainer(trainer, trainer_kwargs)
-        scan = scan_corpus(model, source, on_unknown=on_unknown)
+        scan = text_or_files if isinstance(text_or_files, CorpusScan) else scan_corpus(model, source,
+                                                                                        on_unknown=on_unknown)
         bits = corpus_pass(model, scan, functools.partial(IndexBits, names, threshold), names_filter=names,
                            shard_chars=-(-shard_chars // 8) * 8, prime_chars=prime_chars,
-                           segment_chars=-(-chunk_chars // 8) * 8, trainer=runner)  # fmt: skip
+                           segment_chars=-(-chunk_chars // 8) * 8, progress=progress, trainer=runner)  # fmt: skip
         if runner.global_rank != 0:
             return None
         with atomic_folder(path) as staging:

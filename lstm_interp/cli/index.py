@@ -1,10 +1,12 @@
-"""``lstm-interp index MODEL CORPUS... --out DIR``: build a state index of a corpus, on Lightning's engine.
+"""``lstm-interp index MODEL CORPUS... [--out DIR]``: build a state index of a corpus, on Lightning's engine.
 
 It parses the command line and calls :meth:`~lstm_interp.analysis.StateIndex.build`: every shard of the corpus is
 traced (a :func:`~lstm_interp.analysis.corpus_pass.corpus_pass`, on the processes, GPUs or nodes the Trainer's own
 flags ask for: ``--devices 2``, ``--accelerator gpu --devices 8 --num_nodes 4``), each unit's on/off bits are written
 to ``DIR`` as one folder (built beside it and swapped into place by rank 0), and the index can then be opened with
-``StateIndex.open(DIR)`` to match a selected pattern over the whole corpus.
+``StateIndex.open(DIR)`` to match a selected pattern over the whole corpus. Without ``--out`` it goes into the index
+cache (:mod:`lstm_interp.analysis.index_cache`), where ``lstm-interp serve MODEL --corpus CORPUS`` opens it at start-up
+instead of indexing the corpus again.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def build_parser(prog: str = "lstm-interp index") -> argparse.ArgumentParser:
     )
     add_model_argument(parser)
     parser.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS", help="UTF-8 text files, indexed end to end")
-    parser.add_argument("--out", type=Path, required=True, help="the index folder to write")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the index folder to write (default: the index cache, where serve finds it)")  # fmt: skip
     parser.add_argument("--threshold", type=float, default=0.3, help="a unit is on where its value is above (0.3)")
     names = "the quantities to index, e.g. layers.1.hidden (default: every layer's state)"
     parser.add_argument("--names", nargs="+", default=None, metavar="NAME", help=names)
@@ -60,13 +63,17 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp index") -> int:
         if not path.is_file():
             parser.error(f"argument CORPUS: {str(path)!r} does not exist or is not a file")
     from lstm_interp.analysis import StateIndex
+    from lstm_interp.analysis.index_cache import cached_index
     from lstm_interp.hub.load_pretrained import load_pretrained
 
     model = load_pretrained(args.model, args.revision)
-    index = StateIndex.build(model, list(args.corpus), args.out, threshold=args.threshold, names=args.names,
-                             shard_chars=args.shard_chars, prime_chars=args.prime_chars,
-                             on_unknown="skip" if args.skip_unknown else "error", overwrite=args.overwrite,
-                             **trainer_arguments(args))  # fmt: skip
+    options = {"threshold": args.threshold, "names": args.names, "shard_chars": args.shard_chars,
+               "prime_chars": args.prime_chars, "on_unknown": "skip" if args.skip_unknown else "error",
+               **trainer_arguments(args)}  # fmt: skip
+    if args.out is None:
+        index = cached_index(model, list(args.corpus), **options)
+    else:
+        index = StateIndex.build(model, list(args.corpus), args.out, overwrite=args.overwrite, **options)
     if index is not None:  # rank 0
-        print(f"wrote {args.out}: {index.num_steps:,} characters, names {index.names}")
+        print(f"wrote {index.path}: {index.num_steps:,} characters, names {index.names}")
     return 0

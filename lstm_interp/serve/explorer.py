@@ -35,6 +35,7 @@ import torch
 from lstm_interp.analysis import Match, StateIndex, find_cells, select_cells
 from lstm_interp.analysis.control_scores import usable_controls
 from lstm_interp.analysis.find_cells import row_rank
+from lstm_interp.analysis.index_cache import find_cached_index
 from lstm_interp.features import FEATURES, ConstantFeatureError, feature_values
 from lstm_interp.interventions import Intervention, InterventionError, run_with_interventions
 from lstm_interp.models.char_lstm import CharLSTM
@@ -74,8 +75,9 @@ class Explorer(RequestFields):
     Args:
         model: the network.
         corpora: what to match in, each a text (``str``) or a UTF-8 file (``Path``, streamed), indexed at every one
-            of ``thresholds`` (characters the model does not know are skipped) into a temporary folder
-            (:func:`~lstm_interp.serve.index_folders.index_folder`).
+            of ``thresholds`` (characters the model does not know are skipped): opened from the index cache when an
+            entry matches (:func:`~lstm_interp.analysis.index_cache.find_cached_index`; ``lstm-interp index``
+            builds them), else built into a temporary folder (:func:`~lstm_interp.serve.index_folders.index_folder`).
         thresholds: the thresholds θ the corpora are indexed at; a match at another θ is refused, naming these.
         max_text_chars: the longest text traced.
     """
@@ -98,15 +100,18 @@ class Explorer(RequestFields):
         self.indexes: list[dict[float, StateIndex]] = []
         self.corpora = list(corpora)  # the first one is where the page opens (lstm_interp.serve.opening)
         self.corpus_names = [f"corpus {i}" if isinstance(c, str) else Path(c).name for i, c in enumerate(corpora)]
-        if corpora:
-            self.tempdir = index_folder()
-            for i, text in enumerate(corpora):
-                self.indexes.append({
-                    theta: StateIndex.build(
-                        model, text, Path(self.tempdir.name) / f"corpus{i}-{j}", threshold=theta, on_unknown="skip"
-                    )
-                    for j, theta in enumerate(self.thresholds)
-                })  # fmt: skip
+        for i, text in enumerate(corpora):
+            indexes = {}
+            for j, theta in enumerate(self.thresholds):
+                # An index built ahead of time (`lstm-interp index MODEL CORPUS`) is opened in well under a second;
+                # its entry is trusted only if its header says it is of this model, text and threshold.
+                found = find_cached_index(model, text, threshold=theta)
+                if found is None:
+                    self.tempdir = self.tempdir or index_folder()
+                    found = StateIndex.build(model, text, Path(self.tempdir.name) / f"corpus{i}-{j}", threshold=theta,
+                                             on_unknown="skip")  # fmt: skip
+                indexes[theta] = found
+            self.indexes.append(indexes)
 
     def info(self) -> dict[str, Any]:
         return {
