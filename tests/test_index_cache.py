@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import subprocess
 import sys
+import time
 import urllib.request
 
 import numpy as np
 import pytest
-from conftest import tiny_char_lstm
+from conftest import TINY_VOCAB, tiny_char_lstm
 from test_serve_limits import _cli, _index_folders, _model_and_corpus, _stop
 from test_unit_atlas import quote_corpus
 
@@ -77,5 +80,39 @@ def test_the_index_command_fills_the_cache_and_serve_opens_it_without_indexing(t
                                          headers={"Content-Type": "application/json", "Origin": url})  # fmt: skip
         with urllib.request.urlopen(request, timeout=60) as response:
             assert json.loads(response.read())["matches"]
+    finally:
+        _stop(process)
+
+
+def test_the_server_answers_at_once_and_says_how_far_indexing_is(tmp_path):
+    from browser import launch
+    from test_serve import open_page, request
+
+    _model_and_corpus(tmp_path)
+    rng = random.Random(1)
+    big = tmp_path / "big.txt"  # long enough that indexing outlasts the checks below (tens of seconds here)
+    big.write_text("".join(rng.choice(TINY_VOCAB) for _ in range(3_000_000)), encoding="utf-8")
+    env = {**os.environ, "LSTM_INTERP_CACHE": str(tmp_path / "cache")}
+    process, url = _cli(tmp_path, "--corpus", str(big), env=env)
+    try:
+        status, body = request(f"{url}/api/match", {"cells": [["layers.0", 1]]})
+        assert status == 503 and re.fullmatch(r"indexing, \d+%: select and match .*", body["error"]), body
+        status, info = request(f"{url}/api/info")
+        assert status == 200 and 0 <= info["indexing"] < 100 and info["corpus_steps"] is None
+        with launch() as browser:  # the page says it too, where the selection's matches would be
+            page, errors = open_page(browser, url)
+            status_text = "() => /indexing, \\d+%/.test(document.querySelector('#select-status').textContent)"
+            page.wait_for_function(status_text)
+            page.screenshot(path=str(tmp_path / "indexing.png"))
+            deadline = time.monotonic() + 300
+            while request(f"{url}/api/info")[1]["indexing"] is not None:
+                assert time.monotonic() < deadline, "indexing never finished"
+                time.sleep(0.5)
+            ready = "() => /corpora are indexed/.test(document.querySelector('#select-status').textContent)"
+            page.wait_for_function(ready)
+            assert errors == []
+        status, found = request(f"{url}/api/match", {"cells": [["layers.0", 1]], "top": 3})
+        assert status == 200 and found["matches"]
+        assert request(f"{url}/api/info")[1]["corpus_steps"] == [3_000_000]
     finally:
         _stop(process)

@@ -144,9 +144,11 @@ def _serve(argv: Sequence[str], prog: str) -> int:
     model = worker.submit(load_pretrained, args.model).result()
     if args.corpus:
         thresholds = ", ".join(f"{t:g}" for t in args.threshold)
-        print(f"indexing {len(args.corpus)} corpus file(s) at threshold {thresholds}", file=sys.stderr, flush=True)
+        print(f"indexing {len(args.corpus)} corpus file(s) at threshold {thresholds} in the background (or opening "
+              "them from the index cache); select & match say how far it is", file=sys.stderr, flush=True)  # fmt: skip
     try:
         app = create_app(model, corpus_files=args.corpus, thresholds=args.threshold, executor=worker,
+                         index_in_background=True,
                          allowed_hosts=allowed_hosts(args.host, args.allow_host),
                          request_timeout_s=args.request_timeout, queue_timeout_s=args.queue_timeout,
                          max_request_cost=args.max_request_cost, atlas=args.atlas)  # fmt: skip

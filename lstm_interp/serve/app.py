@@ -57,6 +57,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from lstm_interp.analysis._index_files import _pieces as corpus_pieces
 from lstm_interp.analysis.select_cells import check_threshold
 from lstm_interp.analysis.unit_atlas import UnitAtlas
 from lstm_interp.models.char_lstm import CharLSTM
@@ -183,6 +184,7 @@ def create_app(
     queue_timeout_s: float = 30.0,
     max_request_cost: float | None = None,
     atlas: UnitAtlas | str | os.PathLike | None = None,
+    index_in_background: bool = False,
 ) -> Starlette:
     """The live explorer over ``model``: the page at ``/`` and the JSON API of the module docstring.
 
@@ -196,6 +198,10 @@ def create_app(
             them, and one at another θ is refused, naming these.
         max_body_bytes: the largest request body accepted (larger: 413).
         max_text_chars: the longest text traced (longer: 413, naming the limit).
+        index_in_background: build the corpus indexes on a thread of their own after the app is made, so the
+            server answers at once; until they are ready, corpus selections and matches answer 503 with the
+            progress ("indexing, 42%"), which the page shows, and ``/api/info`` gives it as ``indexing``.
+            ``lstm-interp serve`` does this. Default: built before the app is returned.
         executor: where the model runs: the indexes are built and every request's work is done on it, in turn.
             Default: a new one-thread executor. Torch computes fastest when all its work stays on one thread: a
             second thread gets a second OpenMP team, and the two share the cores (a 500-character trace of the
@@ -259,11 +265,17 @@ def create_app(
     if len(set(thresholds)) != len(thresholds):
         raise ValueError(f"`thresholds` must be one or more distinct numbers, got {thresholds!r}")
     files = [Path(f) for f in corpus_files]
+    if index_in_background:
+        # What the build would refuse at once is refused now, before the server starts: a file that is not UTF-8
+        # (decoding runs at the speed of reading; tracing is what takes the time).
+        for _ in corpus_pieces(files):
+            pass
     cards = _atlas(atlas, model)
     remove_stale_index_folders()
     # Every request's work runs on this one thread, in turn (see `executor` above).
     worker = executor if executor is not None else ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-interp")
-    explorer = worker.submit(Explorer, model, [*corpus_texts, *files], thresholds, max_text_chars).result()
+    explorer = worker.submit(Explorer, model, [*corpus_texts, *files], thresholds, max_text_chars,
+                             background=index_in_background).result()  # fmt: skip
     # Queued now, not awaited: it runs on the model's thread before any request's work, and the server starts at
     # once (with the 2x512 models and a corpus it takes a few seconds on 2 cores; the page waits for it, not the
     # start-up).

@@ -83,7 +83,13 @@ class Explorer(RequestFields):
     """
 
     def __init__(
-        self, model: CharLSTM, corpora: Sequence[str | Path], thresholds: Sequence[float], max_text_chars: int
+        self,
+        model: CharLSTM,
+        corpora: Sequence[str | Path],
+        thresholds: Sequence[float],
+        max_text_chars: int,
+        *,
+        background: bool = False,
     ) -> None:
         self.model = model.eval()
         self.vocab = model._require_vocab()
@@ -100,25 +106,74 @@ class Explorer(RequestFields):
         self.indexes: list[dict[float, StateIndex]] = []
         self.corpora = list(corpora)  # the first one is where the page opens (lstm_interp.serve.opening)
         self.corpus_names = [f"corpus {i}" if isinstance(c, str) else Path(c).name for i, c in enumerate(corpora)]
-        for i, text in enumerate(corpora):
-            indexes = {}
-            for j, theta in enumerate(self.thresholds):
-                # An index built ahead of time (`lstm-interp index MODEL CORPUS`) is opened in well under a second;
-                # its entry is trusted only if its header says it is of this model, text and threshold.
-                found = find_cached_index(model, text, threshold=theta)
-                if found is None:
-                    self.tempdir = self.tempdir or index_folder()
-                    found = StateIndex.build(model, text, Path(self.tempdir.name) / f"corpus{i}-{j}", threshold=theta,
-                                             on_unknown="skip")  # fmt: skip
-                indexes[theta] = found
-            self.indexes.append(indexes)
+        # While the indexes are built: (entries done, entries in all, characters traced, characters in all).
+        self.indexing: tuple[int, int, int, int] | None = (0, len(corpora) * len(self.thresholds), 0, 0)
+        self.index_error: str | None = None
+        if background:
+            threading.Thread(target=self._index_all, name="lstm-interp-index", daemon=True).start()
+        else:
+            self._index_all(raise_errors=True)
+
+    def _index_all(self, raise_errors: bool = False) -> None:
+        """Open or build every corpus's index at every threshold, noting the progress; the indexes are published
+        together when all are ready (a request never sees some corpora and not others)."""
+        built: list[dict[float, StateIndex]] = []
+        entries = len(self.corpora) * len(self.thresholds)
+        try:
+            for i, text in enumerate(self.corpora):
+                indexes = {}
+                for j, theta in enumerate(self.thresholds):
+                    done = i * len(self.thresholds) + j
+
+                    def note(chars: int, total: int, done: int = done) -> None:
+                        self.indexing = (done, entries, chars, total)
+
+                    # An index built ahead of time (`lstm-interp index MODEL CORPUS`) is opened in well under a
+                    # second; its entry is trusted only if its header says it is of this model, text and threshold.
+                    found = find_cached_index(self.model, text, threshold=theta)
+                    if found is None:
+                        self.tempdir = self.tempdir or index_folder()
+                        found = StateIndex.build(self.model, text, Path(self.tempdir.name) / f"corpus{i}-{j}",
+                                                 threshold=theta, on_unknown="skip", progress=note)  # fmt: skip
+                    indexes[theta] = found
+                built.append(indexes)
+        except Exception as err:  # in the background: every corpus request says it, rather than a dead thread
+            if raise_errors:
+                raise
+            self.index_error = f"{type(err).__name__}: {err}"
+            return
+        self.indexes = built
+        self.indexing = None
+
+    def indexing_percent(self) -> float | None:
+        """How far the corpus indexes are built, 0-100; ``None`` once they are ready."""
+        if self.indexing is None:
+            return None
+        done, entries, chars, total = self.indexing
+        return 100.0 * (done + (chars / total if total else 0.0)) / max(entries, 1)
+
+    def require_indexes(self) -> None:
+        """Raise the answer of a corpus request made before the indexes are ready: 503 with the progress (the page
+        shows it, and asks again), or 500 with the error that stopped the build.
+
+        Raises:
+            ApiError: no corpus, a build still running, or one that failed.
+        """
+        if not self.corpora:
+            raise ApiError(400, "no corpus to match in: start the server with --corpus FILE")
+        if self.index_error is not None:
+            raise ApiError(500, f"indexing the corpora failed: {self.index_error}")
+        percent = self.indexing_percent()
+        if percent is not None:
+            raise ApiError(503, f"indexing, {percent:.0f}%: select and match in the corpora work once it is done")
 
     def info(self) -> dict[str, Any]:
         return {
             "cell": self.cell, "layers": self.layers, "quantities": self.quantities,
             "state_quantity": self.state_quantity, "kinds": {q: QUANTITY_KINDS[q] for q in self.quantities},
             "hidden_size": self.hidden_size, "vocab": self.vocab.chars, "corpora": self.corpus_names,
-            "corpus_steps": [len(next(iter(indexes.values()))) for indexes in self.indexes],
+            "corpus_steps": None if self.indexing else [len(next(iter(ix.values()))) for ix in self.indexes],
+            "indexing": self.indexing_percent(),
             "thresholds": self.thresholds, "features": list(FEATURES), "max_text_chars": self.max_text_chars,
             "intervention_ops": list(INTERVENTION_OPS), "max_interventions": MAX_INTERVENTIONS,
         }  # fmt: skip
@@ -252,6 +307,7 @@ class Explorer(RequestFields):
         before = self.int_of(data, "before", 1, 0)
         after = self.int_of(data, "after", 0, 0)
         if "corpus" in data:  # a span of a corpus passage: read from its index, so at the index's threshold
+            self.require_indexes()
             quantity, theta = self.indexed_quantity(data), self.indexed_threshold(data)
             corpus = self.int_of(data, "corpus", 0, 0, len(self.indexes) - 1)
             index = self.indexes[corpus][theta]
@@ -285,8 +341,7 @@ class Explorer(RequestFields):
     def match_job(self, data: dict[str, Any]) -> Job:
         """``POST /api/match``: the corpus spans where the ``cells`` are on together, ranked, each with its passage
         and the cells' on/off pattern over it."""
-        if not self.indexes:
-            raise ApiError(400, "no corpus to match in: start the server with --corpus FILE")
+        self.require_indexes()
         cells = data.get("cells")
         if not isinstance(cells, list):  # a string is not an empty selection: say what is expected (issue 21)
             raise ApiError(

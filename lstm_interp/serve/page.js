@@ -530,8 +530,9 @@
     quantitySel.value = state.info.state_quantity;
     unitInput.max = String(state.info.hidden_size - 1);
     $("threshold").value = String(state.info.thresholds[0]);
+    const indexed = state.info.indexing === null ? "indexed" : `being indexed (${Math.floor(state.info.indexing)}%)`;
     const corpora = state.info.corpora.length
-      ? `${state.info.corpora.length} corpus text(s) indexed at θ = ${state.info.thresholds.join(", ")}` : "no corpus to match in";
+      ? `${state.info.corpora.length} corpus text(s) ${indexed} at θ = ${state.info.thresholds.join(", ")}` : "no corpus to match in";
     setStatus(status, `${state.info.cell}, ${state.info.layers.length} layer(s) of ${state.info.hidden_size} · ${corpora}`);
     legend();
     showInterventions();
@@ -547,6 +548,25 @@
     if (input.value) traceNow(); // a reload keeps the textarea's text
     else await openInitial();
     document.body.dataset.ready = "1";
+    if (state.info.indexing !== null) watchIndexing();
+  }
+
+  // The corpora are indexed in the background (lstm-interp serve answers at once): until they are ready, the
+  // select & match box says how far it is, asking /api/info once a second; a selection meanwhile gets the same
+  // answer from the server (503, "indexing, n%").
+  async function watchIndexing() {
+    while (true) {
+      const info = await (await fetch("/api/info")).json();
+      if (info.indexing === null) {
+        state.info.corpus_steps = info.corpus_steps;
+        if (/^indexing, /.test(selectStatus.textContent)) setStatus(selectStatus, "the corpora are indexed: select & match");
+        return;
+      }
+      if (!selectStatus.textContent || /^indexing, /.test(selectStatus.textContent)) {
+        setStatus(selectStatus, `indexing, ${Math.floor(info.indexing)}%: select and match in the corpora work once it is done`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
   }
 
   start().catch((err) => setStatus(status, `cannot reach the server: ${err.message || err}`, true));
