@@ -102,17 +102,20 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 
 def _wait_for_info(url: str, process: subprocess.Popen[str], stderr: Path) -> None:
+    """Until the server answers ``/api/info`` and its corpora are indexed (``lstm-interp serve`` indexes them in the
+    background, answering at once)."""
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}: {stderr.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(f"{url}/api/info", timeout=5) as response:
-                if response.status == 200:
+                if response.status == 200 and json.loads(response.read()).get("indexing") is None:
                     return
         except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url}/api/info did not answer within {STARTUP_S} s")
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url}/api/info did not answer, with the corpora indexed, within {STARTUP_S} s")
 
 
 @pytest.fixture(scope="module")

@@ -438,6 +438,17 @@ def test_ctrl_c_right_after_serving_is_printed_stops_quietly(tmp_path: Path) -> 
         assert err.strip().splitlines() == ["lstm-interp serve: interrupted"], (delay, err)
 
 
+def _indexed(url: str) -> None:
+    """Until the server says its corpora are indexed (``indexing`` null in ``/api/info``)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/api/info", timeout=5) as response:
+            if json.loads(response.read())["indexing"] is None:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} was still indexing after {WAIT_S} s")
+
+
 def _index_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.name.startswith(PREFIX))
 
@@ -447,7 +458,8 @@ def test_a_killed_server_s_index_folder_is_removed_by_the_next(tmp_path: Path) -
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp)}
     _model_and_corpus(tmp_path)
-    process, _ = _cli(tmp_path, "--corpus", str(tmp_path / "corpus.txt"), env=env)
+    process, url = _cli(tmp_path, "--corpus", str(tmp_path / "corpus.txt"), env=env)
+    _indexed(url)  # the server indexes in the background: its folder exists once it has begun
     process.kill()  # SIGKILL: no clean-up runs
     process.wait(timeout=WAIT_S)
     killed = _index_folders(tmp)
@@ -455,8 +467,9 @@ def test_a_killed_server_s_index_folder_is_removed_by_the_next(tmp_path: Path) -
     lookalike = tmp / f"{PREFIX}not-ours"  # a name like ours, no marker: never touched
     lookalike.mkdir()
     (lookalike / "data.bin").write_bytes(b"keep")
-    process, _ = _cli(tmp_path, "--corpus", str(tmp_path / "corpus.txt"), env=env)
+    process, url = _cli(tmp_path, "--corpus", str(tmp_path / "corpus.txt"), env=env)
     try:
+        _indexed(url)
         left = _index_folders(tmp)
         assert killed[0] not in left and lookalike in left and (lookalike / "data.bin").read_bytes() == b"keep"
         assert len(left) == 2  # the look-alike and the running server's own
