@@ -29,6 +29,7 @@ import torch
 from conftest import TINY_VOCAB, tiny_char_lstm
 from test_serve import _first_line, _stop
 
+from lstm_interp.analysis import StateIndex
 from lstm_interp.interventions import Clamp, Scale, run_with_interventions
 from lstm_interp.serve.explorer import SEGMENT_STEPS, Explorer
 from lstm_interp.serve.index_folders import OWNER_FILE, PREFIX, process_start_time, remove_stale_index_folders
@@ -453,29 +454,30 @@ def _index_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.name.startswith(PREFIX))
 
 
-def test_a_killed_server_s_index_folder_is_removed_by_the_next(tmp_path: Path) -> None:
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp)}
+def test_a_server_killed_while_indexing_leaves_no_cache_entry_and_the_next_builds_it_whole(tmp_path: Path) -> None:
     _model_and_corpus(tmp_path)
-    process, url = _cli(tmp_path, "--corpus", str(tmp_path / "corpus.txt"), env=env)
-    _indexed(url)  # the server indexes in the background: its folder exists once it has begun
+    rng = random.Random(2)
+    big = tmp_path / "big.txt"  # long enough to be killed half-way through indexing
+    big.write_text("".join(rng.choice(TINY_VOCAB) for _ in range(2_000_000)), encoding="utf-8")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "LSTM_INTERP_CACHE": str(cache)}
+    process, url = _cli(tmp_path, "--corpus", str(big), env=env)
+    deadline = time.monotonic() + WAIT_S
+    while not (cache / "indexes").is_dir() or not any((cache / "indexes").iterdir()):  # the build has begun
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     process.kill()  # SIGKILL: no clean-up runs
     process.wait(timeout=WAIT_S)
-    killed = _index_folders(tmp)
-    assert len(killed) == 1 and (killed[0] / OWNER_FILE).is_file()
-    lookalike = tmp / f"{PREFIX}not-ours"  # a name like ours, no marker: never touched
-    lookalike.mkdir()
-    (lookalike / "data.bin").write_bytes(b"keep")
-    process, url = _cli(tmp_path, "--corpus", str(tmp_path / "corpus.txt"), env=env)
+    left = list((cache / "indexes").iterdir())
+    assert left and all(p.name.startswith(".") for p in left), left  # a partial folder at most, no entry
+    process, url = _cli(tmp_path, "--corpus", str(big), env=env)
     try:
         _indexed(url)
-        left = _index_folders(tmp)
-        assert killed[0] not in left and lookalike in left and (lookalike / "data.bin").read_bytes() == b"keep"
-        assert len(left) == 2  # the look-alike and the running server's own
+        entries = list((cache / "indexes").iterdir())
+        assert len(entries) == 1 and not entries[0].name.startswith("."), entries  # the partial is gone
+        assert StateIndex.open(entries[0], verify=True).num_steps == 2_000_000
     finally:
         _stop(process)
-    assert _index_folders(tmp) == [lookalike]  # a server stopped by SIGTERM removes its own
 
 
 def test_only_folders_of_dead_owners_with_our_marker_are_removed(tmp_path: Path) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ import torch
 from lstm_interp.analysis import Match, StateIndex, find_cells, select_cells
 from lstm_interp.analysis.control_scores import usable_controls
 from lstm_interp.analysis.find_cells import row_rank
-from lstm_interp.analysis.index_cache import find_cached_index
+from lstm_interp.analysis.index_cache import cached_index
 from lstm_interp.features import FEATURES, ConstantFeatureError, feature_values
 from lstm_interp.interventions import Intervention, InterventionError, run_with_interventions
 from lstm_interp.models.char_lstm import CharLSTM
@@ -43,7 +42,6 @@ from lstm_interp.report._encode import display_codes
 from lstm_interp.serve import cost
 from lstm_interp.serve.api_error import ApiError
 from lstm_interp.serve.deadline import Deadline, unlimited
-from lstm_interp.serve.index_folders import index_folder
 from lstm_interp.serve.request_fields import INTERVENTION_OPS, MAX_INTERVENTIONS, RequestFields, _number, suspect
 from lstm_interp.tracing import Trace, trace
 from lstm_interp.tracing.quantities import QUANTITY_KINDS, quantities_of, state_quantity
@@ -76,8 +74,8 @@ class Explorer(RequestFields):
         model: the network.
         corpora: what to match in, each a text (``str``) or a UTF-8 file (``Path``, streamed), indexed at every one
             of ``thresholds`` (characters the model does not know are skipped): opened from the index cache when an
-            entry matches (:func:`~lstm_interp.analysis.index_cache.find_cached_index`; ``lstm-interp index``
-            builds them), else built into a temporary folder (:func:`~lstm_interp.serve.index_folders.index_folder`).
+            entry matches, else built into it (:func:`~lstm_interp.analysis.index_cache.cached_index`), so the next
+            start opens it.
         thresholds: the thresholds θ the corpora are indexed at; a match at another θ is refused, naming these.
         max_text_chars: the longest text traced.
     """
@@ -102,7 +100,6 @@ class Explorer(RequestFields):
         self.max_text_chars = max_text_chars
         self.thresholds = [float(t) for t in thresholds]
         self.lock = threading.Lock()
-        self.tempdir: tempfile.TemporaryDirectory[str] | None = None
         self.indexes: list[dict[float, StateIndex]] = []
         self.corpora = list(corpora)  # the first one is where the page opens (lstm_interp.serve.opening)
         self.corpus_names = [f"corpus {i}" if isinstance(c, str) else Path(c).name for i, c in enumerate(corpora)]
@@ -128,13 +125,11 @@ class Explorer(RequestFields):
                     def note(chars: int, total: int, done: int = done) -> None:
                         self.indexing = (done, entries, chars, total)
 
-                    # An index built ahead of time (`lstm-interp index MODEL CORPUS`) is opened in well under a
-                    # second; its entry is trusted only if its header says it is of this model, text and threshold.
-                    found = find_cached_index(self.model, text, threshold=theta)
-                    if found is None:
-                        self.tempdir = self.tempdir or index_folder()
-                        found = StateIndex.build(self.model, text, Path(self.tempdir.name) / f"corpus{i}-{j}",
-                                                 threshold=theta, on_unknown="skip", progress=note)  # fmt: skip
+                    # Opened from the index cache when an entry was built before (by an earlier start, or ahead of
+                    # time by `lstm-interp index MODEL CORPUS`), in well under a second; built into it otherwise. An
+                    # entry is trusted only if its own header says it is of this model, text and threshold.
+                    found = cached_index(self.model, text, threshold=theta, progress=note)
+                    assert found is not None  # one process: rank 0
                     indexes[theta] = found
                 built.append(indexes)
         except Exception as err:  # in the background: every corpus request says it, rather than a dead thread

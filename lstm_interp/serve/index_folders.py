@@ -1,12 +1,13 @@
-"""The temporary folders a server keeps its corpus indexes in, and the removal of those a killed server left (issue 21).
+"""The removal of the temporary index folders that servers killed before the index cache left behind (issue 21).
 
-A server indexes its corpora into ``<tempdir>/lstm-interp-serve-*`` (:func:`index_folder`; ``tempdir`` is
-:func:`tempfile.gettempdir`, so ``$TMPDIR`` moves it), removed when the server exits. A server killed with SIGKILL
-(or by the kernel's OOM killer) cannot remove its folder, and its indexes may be large. So each folder holds a marker,
-:data:`OWNER_FILE`, with the owner's process id and start time, and every server start removes the folders whose
-owner is gone (:func:`remove_stale_index_folders`). Only folders with our marker are ever removed: a folder without
-one (another program's, or one whose marker is not written yet) is left alone, as is one owned by another user or
-whose owner is still running (the start time tells a reused process id apart, where ``/proc`` has it).
+Servers used to index their corpora into ``<tempdir>/lstm-interp-serve-*`` (``tempdir`` is
+:func:`tempfile.gettempdir`, so ``$TMPDIR`` moves it), removed when the server exited. A server killed with SIGKILL
+(or by the kernel's OOM killer) could not remove its folder, and its indexes may be large. Each folder held a marker,
+:data:`OWNER_FILE`, with the owner's process id and start time, and every server start still removes the folders
+whose owner is gone (:func:`remove_stale_index_folders`). Servers now keep their indexes in the index cache
+(:mod:`lstm_interp.analysis.index_cache`), whose entries are written whole. Only folders with our marker are ever
+removed: a folder without one (another program's) is left alone, as is one owned by another user or whose owner is
+still running (the start time tells a reused process id apart, where ``/proc`` has it).
 """
 
 from __future__ import annotations
@@ -32,15 +33,6 @@ def process_start_time(pid: int) -> int | None:
     # The command name (field 2) is in parentheses and may hold spaces or ")": fields 3.. follow the last ")".
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19])
-
-
-def index_folder() -> tempfile.TemporaryDirectory[str]:
-    """A new ``<tempdir>/lstm-interp-serve-*`` folder, removed when the returned object is cleaned up or collected,
-    with the marker that lets a later server remove it should this process die without removing it."""
-    folder = tempfile.TemporaryDirectory(prefix=PREFIX)
-    owner = {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
-    (Path(folder.name) / OWNER_FILE).write_text(json.dumps(owner), encoding="utf-8")
-    return folder
 
 
 def _owner_alive(owner: dict[str, object]) -> bool:
