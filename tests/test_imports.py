@@ -94,3 +94,10 @@ def test_cli_sample_imports_no_lightning(make_model, tmp_path: Path):
     result = loaded_after(code)
     assert result["stdout"].splitlines()[-1] == "exit 0", result
     assert "lightning" not in result["loaded"] and "matplotlib" not in result["loaded"], result
+
+
+def test_the_explorer_and_the_corpus_passes_import_no_lightning_until_a_pass_runs():
+    # Lightning takes seconds to import; the explorer opens its cached indexes, and answers, without it.
+    code = "import lstm_interp.serve.app\nimport lstm_interp.analysis\nfrom lstm_interp.analysis import corpus_pass"
+    result = loaded_after(code)
+    assert "lightning" not in result["loaded"], result

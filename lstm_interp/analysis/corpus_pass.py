@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -45,6 +44,9 @@ from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing import trace, trace_segments
 from lstm_interp.tracing.trace import NamesFilter
 from lstm_interp.tracing.trace_segments import DEFAULT_SEGMENT_CHARS
+
+if TYPE_CHECKING:  # imported when a pass runs: Lightning takes seconds to import, which the explorer's start-up
+    import lightning.pytorch as pl  # (it opens indexes, never builds them on this thread) should not pay
 
 # The Trainer arguments a corpus pass takes by name (the CLI's flags are Lightning's own).
 TRAINER_ARGUMENTS = ("accelerator", "devices", "num_nodes", "strategy")
@@ -72,6 +74,8 @@ def pass_trainer(trainer: pl.Trainer | None = None, trainer_kwargs: Mapping[str,
         ValueError: both a Trainer and arguments, or arguments the Trainer refuses (Lightning's message).
         TypeError: ``trainer`` is not a Trainer.
     """
+    import lightning.pytorch as pl
+
     if trainer is not None:
         if trainer_kwargs:
             raise ValueError(f"give a `trainer` or its arguments, not both (got {sorted(trainer_kwargs)})")
@@ -101,93 +105,106 @@ def check_launcher(trainer: pl.Trainer) -> None:
         )
 
 
-class _CorpusPass(pl.LightningModule):
-    """The pass as a LightningModule: ``predict_step`` traces one shard into this rank's accumulator."""
+def _pass_module() -> type:
+    """The LightningModule class of a pass, defined on first use: importing this module imports no Lightning."""
+    global _PASS_MODULE
+    if _PASS_MODULE is not None:
+        return _PASS_MODULE
+    import lightning.pytorch as pl
 
-    def __init__(
-        self,
-        model: CharLSTM,
-        ids: np.ndarray,
-        plan: ShardPlan,
-        new_accumulator: Callable[[], Accumulator],
-        names_filter: NamesFilter,
-        segment_chars: int,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> None:
-        super().__init__()
-        self.model = model
-        self.ids, self.plan, self.names_filter, self.segment_chars = ids, plan, names_filter, segment_chars
-        self.progress = progress
-        self.done = 0
-        self.new_accumulator = new_accumulator
-        self.accumulator: Accumulator | None = None
-        self.failure: str | None = None
-        self.steps = 0
+    class _CorpusPass(pl.LightningModule):
+        """The pass as a LightningModule: ``predict_step`` traces one shard into this rank's accumulator."""
 
-    def predict_dataloader(self) -> DataLoader:
-        sampler = RankShards(self.plan, self.trainer.world_size, self.trainer.global_rank)
-        self.steps = len(sampler)
-        return DataLoader(CorpusShards(self.ids, self.plan), batch_size=None, sampler=sampler)
+        def __init__(
+            self,
+            model: CharLSTM,
+            ids: np.ndarray,
+            plan: ShardPlan,
+            new_accumulator: Callable[[], Accumulator],
+            names_filter: NamesFilter,
+            segment_chars: int,
+            progress: Callable[[int, int], None] | None = None,
+        ) -> None:
+            super().__init__()
+            self.model = model
+            self.ids, self.plan, self.names_filter, self.segment_chars = ids, plan, names_filter, segment_chars
+            self.progress = progress
+            self.done = 0
+            self.new_accumulator = new_accumulator
+            self.accumulator: Accumulator | None = None
+            self.failure: str | None = None
+            self.steps = 0
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
-        k = int(batch["index"])
-        if k >= 0 and self.failure is None:
-            try:
-                self._trace_shard(batch)
-            except Exception as err:  # sent to rank 0, which raises it for the whole run
-                lo, hi = self.plan.bounds(k)[1:]
-                self.failure = (f"shard {k} (characters {lo:,}-{hi:,}): {type(err).__name__}: {err}\n"
-                                f"{traceback.format_exc(limit=4)}")  # fmt: skip
-        if batch_idx == self.steps - 1:
-            return self._gather()
-        return k  # not None: Lightning warns about a predict_step that returns nothing
+        def predict_dataloader(self) -> DataLoader:
+            sampler = RankShards(self.plan, self.trainer.world_size, self.trainer.global_rank)
+            self.steps = len(sampler)
+            return DataLoader(CorpusShards(self.ids, self.plan), batch_size=None, sampler=sampler)
 
-    def _trace_shard(self, batch: dict[str, Any]) -> None:
-        state = None
-        if len(batch["prime"]):
-            state = trace(self.model, batch["prime"], names_filter="layers.0.hidden").final_state
-        if self.accumulator is None:
-            self.accumulator = self.new_accumulator()
-        if hasattr(self.accumulator, "context"):  # features that look back see the warm-up characters too
-            self.accumulator.context(batch["prime"])
-        segments = trace_segments(self.model, batch["ids"], self.segment_chars, names_filter=self.names_filter,
-                                  state=state)  # fmt: skip
-        for start, segment in segments:
-            self.accumulator.update(segment, int(batch["start"]) + start)
-            self.done += segment.num_steps
-            if self.progress is not None and self.trainer.global_rank == 0:
-                block = self.plan.rank_block(0, self.trainer.world_size)
-                total = sum(self.plan.bounds(k)[2] - self.plan.bounds(k)[1] for k in block)
-                self.progress(self.done, total)
+        def predict_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
+            k = int(batch["index"])
+            if k >= 0 and self.failure is None:
+                try:
+                    self._trace_shard(batch)
+                except Exception as err:  # sent to rank 0, which raises it for the whole run
+                    lo, hi = self.plan.bounds(k)[1:]
+                    self.failure = (f"shard {k} (characters {lo:,}-{hi:,}): {type(err).__name__}: {err}\n"
+                                    f"{traceback.format_exc(limit=4)}")  # fmt: skip
+            if batch_idx == self.steps - 1:
+                return self._gather()
+            return k  # not None: Lightning warns about a predict_step that returns nothing
 
-    def _gather(self) -> Any:
-        mine = (self.accumulator, self.failure)
-        world, rank = self.trainer.world_size, self.trainer.global_rank
-        if world > 1:
-            gathered: list[Any] | None = [None] * world if rank == 0 else None
-            try:
-                torch.distributed.gather_object(mine, gathered, dst=0)
-            except RuntimeError as err:  # a rank that died outright (killed, out of memory) leaves no error to send
-                raise CorpusPassError(
-                    f"rank {rank} of {world} could not collect the other ranks' results: one of them died during "
-                    f"the pass ({type(err).__name__}: {str(err)[:300]})"
-                ) from err
-        else:
-            gathered = [mine]
-        if rank != 0:
-            if self.failure is not None:
-                raise CorpusPassError(f"rank {rank} failed on {self.failure}")
-            return None
-        assert gathered is not None
-        failed = [(r, failure) for r, (_, failure) in enumerate(gathered) if failure is not None]
-        if failed:
-            r, failure = failed[0]
-            raise CorpusPassError(f"rank {r} of {world} failed on {failure}")
-        parts = [acc for acc, _ in gathered if acc is not None]
-        merged = parts[0]
-        for part in parts[1:]:
-            merged = merged.merge(part)
-        return merged
+        def _trace_shard(self, batch: dict[str, Any]) -> None:
+            state = None
+            if len(batch["prime"]):
+                state = trace(self.model, batch["prime"], names_filter="layers.0.hidden").final_state
+            if self.accumulator is None:
+                self.accumulator = self.new_accumulator()
+            if hasattr(self.accumulator, "context"):  # features that look back see the warm-up characters too
+                self.accumulator.context(batch["prime"])
+            segments = trace_segments(self.model, batch["ids"], self.segment_chars, names_filter=self.names_filter,
+                                      state=state)  # fmt: skip
+            for start, segment in segments:
+                self.accumulator.update(segment, int(batch["start"]) + start)
+                self.done += segment.num_steps
+                if self.progress is not None and self.trainer.global_rank == 0:
+                    block = self.plan.rank_block(0, self.trainer.world_size)
+                    total = sum(self.plan.bounds(k)[2] - self.plan.bounds(k)[1] for k in block)
+                    self.progress(self.done, total)
+
+        def _gather(self) -> Any:
+            mine = (self.accumulator, self.failure)
+            world, rank = self.trainer.world_size, self.trainer.global_rank
+            if world > 1:
+                gathered: list[Any] | None = [None] * world if rank == 0 else None
+                try:
+                    torch.distributed.gather_object(mine, gathered, dst=0)
+                except RuntimeError as err:  # a rank that died outright (killed, out of memory) leaves no error to send
+                    raise CorpusPassError(
+                        f"rank {rank} of {world} could not collect the other ranks' results: one of them died during "
+                        f"the pass ({type(err).__name__}: {str(err)[:300]})"
+                    ) from err
+            else:
+                gathered = [mine]
+            if rank != 0:
+                if self.failure is not None:
+                    raise CorpusPassError(f"rank {rank} failed on {self.failure}")
+                return None
+            assert gathered is not None
+            failed = [(r, failure) for r, (_, failure) in enumerate(gathered) if failure is not None]
+            if failed:
+                r, failure = failed[0]
+                raise CorpusPassError(f"rank {r} of {world} failed on {failure}")
+            parts = [acc for acc, _ in gathered if acc is not None]
+            merged = parts[0]
+            for part in parts[1:]:
+                merged = merged.merge(part)
+            return merged
+
+    _PASS_MODULE = _CorpusPass
+    return _CorpusPass
+
+
+_PASS_MODULE: type | None = None
 
 
 def corpus_pass(
@@ -238,7 +255,7 @@ def corpus_pass(
     plan = ShardPlan(scan.length, shard_chars, prime_chars)
     ids = encode_corpus(model._require_vocab(), scan)
     was_training = model.training
-    module = _CorpusPass(model.eval(), ids, plan, new_accumulator, names_filter, segment_chars, progress)
+    module = _pass_module()(model.eval(), ids, plan, new_accumulator, names_filter, segment_chars, progress)
     try:
         outputs = runner.predict(module, return_predictions=True)
     finally:

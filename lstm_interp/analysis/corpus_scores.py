@@ -27,9 +27,8 @@ import copy
 import functools
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
@@ -42,6 +41,9 @@ from lstm_interp.analysis.visible_effect import MIN_EFFECT
 from lstm_interp.features import compute_feature, get_feature
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing import Trace, display_values, state_quantity
+
+if TYPE_CHECKING:  # Lightning is imported by the pass itself, when it runs (it takes seconds to import)
+    import lightning.pytorch as pl
 
 DEFAULT_BINS = 2048
 DEFAULT_CONTEXT_CHARS = DEFAULT_PRIME_CHARS

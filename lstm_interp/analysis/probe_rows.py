@@ -18,9 +18,8 @@ import copy
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import numpy as np
 
 from lstm_interp.analysis._index_files import Corpus
@@ -29,6 +28,9 @@ from lstm_interp.analysis.corpus_shards import DEFAULT_PRIME_CHARS, DEFAULT_SHAR
 from lstm_interp.analysis.find_cells import _resolve_layers
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing import QUANTITY_ORDER, Trace, display_values
+
+if TYPE_CHECKING:  # Lightning is imported by the pass itself, when it runs (it takes seconds to import)
+    import lightning.pytorch as pl
 
 TraceLike = Trace | Iterable[Trace | tuple[int, Trace]]
 

@@ -29,9 +29,8 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import numpy as np
 
 from lstm_interp._io import atomic_folder, atomic_write_text, read_json_file
@@ -53,6 +52,9 @@ from lstm_interp.analysis.select_cells import check_span, check_threshold, units
 from lstm_interp.analysis.state_match import Match, rank_matches
 from lstm_interp.manifest import check_replaceable, model_provenance, read_manifest, verify_manifest, write_manifest
 from lstm_interp.models.char_lstm import CharLSTM
+
+if TYPE_CHECKING:  # Lightning is imported by the pass itself, when it runs (it takes seconds to import)
+    import lightning.pytorch as pl
 
 INDEX_KIND = "state_index"
 INDEX_FORMAT = "lstm_interp.state_index"

@@ -33,9 +33,8 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
@@ -66,6 +65,9 @@ from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.tracing import QUANTITIES, Trace, display_values, state_quantity
 from lstm_interp.tracing.most_variable_units import pinned_units
 from lstm_interp.tracing.trace_segments import DEFAULT_SEGMENT_CHARS
+
+if TYPE_CHECKING:  # Lightning is imported by the pass itself, when it runs (it takes seconds to import)
+    import lightning.pytorch as pl
 
 __all__ = ["UnitAtlas"]
 

@@ -28,9 +28,8 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -70,6 +69,9 @@ from lstm_interp.plots import (
 from lstm_interp.report.html_report import best_feature_match, write_html_report
 from lstm_interp.tracing import Trace, trace
 from lstm_interp.vocab import OnUnknown
+
+if TYPE_CHECKING:  # Lightning is imported by the pass itself, when it runs (it takes seconds to import)
+    import lightning.pytorch as pl
 
 DEFAULT_NGRAM_ORDER = 9
 DEFAULT_SEGMENT_CHARS = 8192
