@@ -102,6 +102,13 @@ def check_model_argument(parser: argparse.ArgumentParser, source: str) -> None:
         )
 
 
+def check_corpus_files(parser: argparse.ArgumentParser, paths: list[Path], argument: str) -> None:
+    """Exit with status 2 naming the first of ``paths`` that is not an existing file (before the model is loaded)."""
+    for path in paths:
+        if not path.is_file():
+            parser.error(f"argument {argument}: {str(path)!r} does not exist or is not a file")
+
+
 def read_text_file(parser: argparse.ArgumentParser, path: Path, argument: str, *, min_chars: int = 1) -> str:
     """The UTF-8 text of ``path``, given as ``argument`` (``"TEXT_FILE"``, ``"--file"``, ...).
 

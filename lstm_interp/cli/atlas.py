@@ -18,6 +18,7 @@ from lstm_interp.cli._arguments import (
     add_revision_argument,
     add_skip_unknown_argument,
     add_trainer_arguments,
+    check_corpus_files,
     check_model_argument,
     non_negative_int,
     positive_int,
@@ -139,9 +140,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp atlas") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     check_model_argument(parser, args.model)
-    for path in args.corpus:
-        if not path.is_file():
-            parser.error(f"argument CORPUS: {str(path)!r} does not exist or is not a file")
+    check_corpus_files(parser, args.corpus, "CORPUS")
     from lstm_interp.features import UnknownFeatureError, get_feature
 
     for name in args.features or []:

@@ -21,6 +21,7 @@ from lstm_interp.cli._arguments import (
     add_revision_argument,
     add_skip_unknown_argument,
     add_trainer_arguments,
+    check_corpus_files,
     check_model_argument,
     trainer_arguments,
 )
@@ -59,9 +60,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp index") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     check_model_argument(parser, args.model)
-    for path in args.corpus:
-        if not path.is_file():
-            parser.error(f"argument CORPUS: {str(path)!r} does not exist or is not a file")
+    check_corpus_files(parser, args.corpus, "CORPUS")
     from lstm_interp.analysis import StateIndex
     from lstm_interp.analysis.index_cache import cached_index
     from lstm_interp.hub.load_pretrained import load_pretrained

@@ -22,7 +22,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lstm_interp.cli._arguments import add_model_argument, check_model_argument, non_negative_int, positive_float
+from lstm_interp.cli._arguments import (
+    add_model_argument,
+    check_corpus_files,
+    check_model_argument,
+    non_negative_int,
+    positive_float,
+)
 from lstm_interp.hub.load_pretrained import load_pretrained
 
 DEFAULT_PORT = 8000
@@ -126,9 +132,7 @@ def _serve(argv: Sequence[str], prog: str) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     check_model_argument(parser, args.model)
-    for path in args.corpus:  # streamed when indexed, so only checked here, before the model is loaded
-        if not path.is_file():
-            parser.error(f"argument --corpus: {str(path)!r} does not exist or is not a file")
+    check_corpus_files(parser, args.corpus, "--corpus")
     if args.atlas is not None and not (args.atlas / "atlas.json").is_file():
         parser.error(f"argument --atlas: {str(args.atlas)!r} holds no atlas.json; make one with lstm-interp atlas")
     try:
