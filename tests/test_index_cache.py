@@ -103,6 +103,8 @@ def test_the_server_answers_at_once_and_says_how_far_indexing_is(tmp_path):
             page, errors = open_page(browser, url)
             status_text = "() => /indexing, \\d+%/.test(document.querySelector('#select-status').textContent)"
             page.wait_for_function(status_text)
+            beside = page.locator("#index-status")  # beside the select & match button, in the header
+            assert beside.is_visible() and re.fullmatch(r"corpus indexing, \d+%", beside.text_content() or "")
             page.screenshot(path=str(tmp_path / "indexing.png"))
             deadline = time.monotonic() + 300
             while request(f"{url}/api/info")[1]["indexing"] is not None:
@@ -110,6 +112,7 @@ def test_the_server_answers_at_once_and_says_how_far_indexing_is(tmp_path):
                 time.sleep(0.5)
             ready = "() => /corpora are indexed/.test(document.querySelector('#select-status').textContent)"
             page.wait_for_function(ready)
+            assert not page.locator("#index-status").is_visible()
             assert errors == []
         status, found = request(f"{url}/api/match", {"cells": [["layers.0", 1]], "top": 3})
         assert status == 200 and found["matches"]

@@ -555,9 +555,13 @@
   // select & match box says how far it is, asking /api/info once a second; a selection meanwhile gets the same
   // answer from the server (503, "indexing, n%").
   async function watchIndexing() {
+    const beside = $("index-status"); // next to the select & match button, where a reader looks for it
+    beside.hidden = false;
     while (true) {
       const info = await (await fetch("/api/info")).json();
+      beside.textContent = info.indexing === null ? "" : `corpus indexing, ${Math.floor(info.indexing)}%`;
       if (info.indexing === null) {
+        beside.hidden = true;
         state.info.corpus_steps = info.corpus_steps;
         if (/^indexing, /.test(selectStatus.textContent)) setStatus(selectStatus, "the corpora are indexed: select & match");
         return;
