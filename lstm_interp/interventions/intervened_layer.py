@@ -3,15 +3,18 @@
 The steps of a chunk are cut into runs by what acts on them, and each run takes the cheapest exact path:
 
 - **plain** (nothing acts): the layer's own fused kernel.
-- **edit** (only hidden-state interventions, each unit under at most one): still the fused kernel, on edited
-  weights. ``h_{t-1}[k]`` reaches step ``t`` only through the column ``W_hh[:, k]``; so that column is zeroed and
+- **edit** (hidden-state interventions, and LSTM cells or gates set to constants, each unit under at most one):
+  still the fused kernel, on edited weights. A gate set to constants gets zero rows in ``W_ih`` and ``W_hh`` and the
+  bias whose activation is the constant; a cell set to ``v`` gets its forget gate held at 1, its input gate at 0
+  and its carried ``c`` set to ``v``. For the hidden state: ``h_{t-1}[k]`` reaches step ``t`` only through the
+  column ``W_hh[:, k]``; so that column is zeroed and
   the replaced value ``v_{t-1}`` fed in as an extra input column with the same weights (the kernel computes
   ``[x_t, v_{t-1}] @ [W_ih, W_hh[:, k]]^T``). A :class:`~.Scale` by ``a`` is the column times ``a`` instead. The
   kernel's own ``h_t[k]`` is then overwritten in its output, which is all the next layer and the head read. Not
   for a GRU, whose reset gate multiplies the recurrent term (``n = tanh(W_in x + r * (W_hn h + b_hn))``), so it
   cannot move to the input side.
-- **step** (a cell or gate intervention, a GRU's hidden state, or a unit under two interventions at once): a step
-  loop that applies the interventions inside the step, in list order.
+- **step** (a cell or gate Scale or Patch, any GRU intervention, or a unit under two interventions at once): a
+  step loop that applies the interventions inside the step, in list order, and only to the intervened quantities.
 
 The layer's weights are only read: edited copies are new tensors, and nothing is written into the module.
 """
