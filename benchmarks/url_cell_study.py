@@ -232,19 +232,25 @@ def main() -> None:
     test = test_part(model.vocab.chars)
     if args.ends_only:
         text, ends = url_end_passages(test, before=args.context)
+        inside = url_targets(text)[1]
         print(f"every URL of the test part with {args.context} characters before it: {len(text):,} characters, "
-              f"{int(ends.sum())} URL ends, {args.value} ablation")  # fmt: skip
+              f"{int(ends.sum())} URL ends, {int(inside.sum())} inside-URL targets, {args.value} ablation")  # fmt: skip
         # The mean over ordinary text, URLs and all, traced once (a text would be traced again for every unit).
         reference = trace(model, test[:100_000], names_filter=f"{layer}.cell") if args.value == "mean" else None
-        study = ablation_study(model, text, [(layer, unit)], ends, value=args.value, reference=reference,
-                               n_random=args.random, seed=0)  # fmt: skip
-        study.targets = f"the character that ends a URL (every URL of the test part, {args.value} ablation)"
-        print(study.to_markdown())
-        write_experiment_folder(args.out / "url_end_all_ablation", "ablation", study.to_dict(),
-                                plot_ablation_study(study), model=model, texts={"text": text}, overwrite=True,
-                                arguments=vars(args) | {"units": f"{layer}:{unit}"})  # fmt: skip
-        rows = causal_rows(study) | {"chars": len(text), "context": args.context, "value": args.value}
-        (args.out / "summary_ends.json").write_text(json.dumps(rows, indent=1, default=float) + "\n")
+        # Both kinds of target on one sample and one ablation, so the two rows can be read together.
+        for targets, described, name, summary_file in (
+            (ends, "the character that ends a URL", "url_end_all", "summary_ends.json"),
+            (inside, "characters inside a URL", "url_inside_all", "summary_inside.json"),
+        ):
+            study = ablation_study(model, text, [(layer, unit)], targets, value=args.value, reference=reference,
+                                   n_random=args.random, seed=0)  # fmt: skip
+            study.targets = f"{described} (every URL of the test part, {args.value} ablation)"
+            print(study.to_markdown())
+            write_experiment_folder(args.out / f"{name}_ablation", "ablation", study.to_dict(),
+                                    plot_ablation_study(study), model=model, texts={"text": text}, overwrite=True,
+                                    arguments=vars(args) | {"units": f"{layer}:{unit}"})  # fmt: skip
+            rows = causal_rows(study) | {"chars": len(text), "context": args.context, "value": args.value}
+            (args.out / summary_file).write_text(json.dumps(rows, indent=1, default=float) + "\n")
         return
     text = heldout_urls(test, args.chars)
     ends, inside = url_targets(text)

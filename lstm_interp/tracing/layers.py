@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -67,6 +68,7 @@ def run_layers(
     store: dict[str, Tensor],
     input_projection: Callable[[slice], Tensor] | None = None,
     on_output: Callable[[slice, Tensor], None] | None = None,
+    on_chunk: Callable[[int, list[LayerState]], None] | None = None,
 ) -> list[LayerState]:
     """Trace stacked single-layer, unidirectional, ``batch_first`` recurrent modules over one sequence, in chunks.
 
@@ -82,15 +84,17 @@ def run_layers(
         input_projection: rows -> (L, 4H) precomputed ``x @ W_ih.T + b_ih + b_hh`` of the first LSTM layer
             (a per-character table lookup when the input is an embedding), or ``None``.
         on_output: called with (rows, last layer's hidden states) after each chunk.
+        on_chunk: called after each chunk with the steps done so far and the state there, every layer's (a run from
+            that state over the rest computes the same chunks); an exception it raises stops the run.
 
     Returns:
         The state after the last step (from the fused kernels).
     """
     state = list(state)
-    # Concatenated [W_ih, W_hh] of each LSTM layer, built once rather than once per chunk.
+    # Concatenated [W_ih, W_hh] of each LSTM layer whose gates are asked for, kept between calls (stacked_weight).
     stacked = [
-        torch.cat([lay.weight_ih_l0, lay.weight_hh_l0], dim=1).T.contiguous() if isinstance(lay, nn.LSTM) else None
-        for lay in layers
+        stacked_weight(lay) if isinstance(lay, nn.LSTM) and _gates_wanted(prefix, keep) else None
+        for lay, prefix in zip(layers, prefixes, strict=True)
     ]
     for start in range(0, length, chunk_size):
         rows = slice(start, min(start + chunk_size, length))
@@ -98,9 +102,8 @@ def run_layers(
         for i, (layer, prefix) in enumerate(zip(layers, prefixes, strict=True)):
             out, new_state = layer(x[None], state[i])
             hidden = out[0]  # (L, H), or (L, proj_size)
-            wanted = {n[len(prefix) + 1 :] for n in keep if n.startswith(prefix + ".")} - {"hidden"}
             acts: dict[str, Tensor] = {}
-            if wanted:
+            if _gates_wanted(prefix, keep):
                 projection = input_projection(rows) if i == 0 and input_projection is not None else None
                 acts = _gates(layer, x, hidden, state[i], projection, stacked[i])
             acts["hidden"] = hidden
@@ -112,7 +115,30 @@ def run_layers(
             x = hidden
         if on_output is not None:
             on_output(rows, x)
+        if on_chunk is not None:
+            on_chunk(rows.stop, list(state))
     return state
+
+
+# layer -> (the weights' identity and versions, their concatenation); weak, so a dropped model takes its entry along.
+_STACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], Tensor]] = weakref.WeakKeyDictionary()
+
+
+def stacked_weight(layer: nn.LSTM) -> Tensor:
+    """``[W_ih, W_hh]ᵀ`` of a single-layer LSTM, (I + H, 4H), contiguous: the gates' one matmul.
+
+    Building it copies both matrices (8 MB for a 512-unit layer, several milliseconds), which was most of a short
+    trace's time; it is kept until either weight changes (a new tensor, or an in-place update bumps its version),
+    so a live explorer tracing one character after another pays for it once.
+    """
+    w_ih, w_hh = layer.weight_ih_l0, layer.weight_hh_l0
+    key = (w_ih.data_ptr(), w_ih._version, w_hh.data_ptr(), w_hh._version, *w_ih.shape, *w_hh.shape)
+    found = _STACKED.get(layer)
+    if found is not None and found[0] == key and found[1].device == w_ih.device and found[1].dtype == w_ih.dtype:
+        return found[1]
+    stacked = torch.cat([w_ih, w_hh], dim=1).T.contiguous().detach()
+    _STACKED[layer] = (key, stacked)
+    return stacked
 
 
 def run_bidirectional_layers(
@@ -190,6 +216,11 @@ def _run_direction(
         on_output=lambda _, hidden: chunks.append(hidden),
     )
     return torch.cat(chunks), last
+
+
+def _gates_wanted(prefix: str, keep: set[str]) -> bool:
+    """Whether anything of the layer at ``prefix`` besides its hidden state (which the fused kernel gives) is kept."""
+    return any(n.startswith(prefix + ".") and n != f"{prefix}.hidden" for n in keep)
 
 
 def _gates(

@@ -336,6 +336,7 @@ def trace(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     state: State | None = None,
     on_unknown: OnUnknown = "error",
+    on_chunk: Callable[[int, State], None] | None = None,
 ) -> Trace:
     """Run ``model`` over ``text`` and record every gate, cell and hidden state, exactly.
 
@@ -354,6 +355,9 @@ def trace(
         chunk_size: characters per chunk.
         state: initial per-layer state (e.g. ``previous_trace.final_state``); zeros if ``None``.
         on_unknown: how to treat characters outside the vocabulary (see :meth:`CharVocab.encode`).
+        on_chunk: called after each chunk with the characters traced so far and the state there: a checkpoint
+            (:class:`~lstm_interp.tracing.resumable_trace.ResumableTrace` keeps them), or a place to stop, since an
+            exception it raises ends the trace.
 
     Raises:
         VocabularyError: the text has characters the model's vocabulary lacks.
@@ -406,6 +410,7 @@ def trace(
                 store=store,
                 input_projection=projection,
                 on_output=log_probs,
+                on_chunk=on_chunk,
             )
     finally:
         model.train(was_training)
