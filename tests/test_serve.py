@@ -1030,6 +1030,25 @@ def test_typing_colours_the_characters(page: Any, server: Server) -> None:
     assert "tanh(layers.1.cell[3]) = " in tip and "next:" in tip
 
 
+def test_typing_at_the_end_fetches_only_the_last_steps_and_shows_the_full_trace(page: Any, server: Server) -> None:
+    """Each keystroke's response carries the steps from the changed chunk on (the page's session), and what the
+    page shows after splicing them is byte for byte a full retrace: the codes, the top-5 rows and the loss."""
+    text = ('ab "xy" {ab}\n' * 8)[:100]
+    page.locator("#input").fill(text)
+    _traced(page, text)
+    for extra in 'x{"a':
+        text += extra
+        page.locator("#input").press_sequentially(extra)
+        _traced(page, text)
+    assert page.evaluate("window.lstmExplorer.partialTraces") >= 3
+    held = page.evaluate("[Array.from(window.lstmExplorer.state.codes), window.lstmExplorer.state.result]")
+    status, whole = request(f"{server.url}/api/trace", {"text": text, "layer": "layers.1", "quantity": "cell"})
+    assert status == 200 and whole["from"] == 0
+    assert held[0] == decoded(whole).flatten().tolist()
+    assert held[1]["top"] == whole["top"] and held[1]["loss"] == whole["loss"]
+    assert _backgrounds(page) == [colour_at(b / 127.5 - 1) for b in decoded(whole)[0].tolist()]
+
+
 def test_the_page_opens_on_a_passage_with_its_unit_selected(opened: Any, server: Server) -> None:
     _, initial = request(f"{server.url}/api/initial")
     text, layer, unit = initial["text"], initial["layer"], initial["unit"]

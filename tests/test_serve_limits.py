@@ -31,7 +31,7 @@ from test_serve import _first_line, _stop
 
 from lstm_interp.analysis import StateIndex
 from lstm_interp.interventions import Clamp, Scale, run_with_interventions
-from lstm_interp.serve.explorer import SEGMENT_STEPS, Explorer
+from lstm_interp.serve.explorer import EDIT_CHUNK, SEGMENT_STEPS, Explorer
 from lstm_interp.serve.index_folders import OWNER_FILE, PREFIX, process_start_time, remove_stale_index_folders
 from lstm_interp.tracing import trace
 
@@ -356,14 +356,17 @@ def test_a_value_json_cannot_hold_is_named_not_the_encoder_s_words() -> None:
 
 # ---------------------------------------------------------------------------------- segments of one run
 def test_a_run_in_segments_is_one_run() -> None:
-    """The deadline is checked between segments of a trace; the segmented run is the library's one run."""
+    """The deadline is checked between segments of a trace; the segmented run is the library's one run (a plain one
+    on the sessions' grid of EDIT_CHUNK steps, the same numbers as one chunk to float32 rounding)."""
     model = tiny_char_lstm(hidden_size=HIDDEN, weight_scale=3.0)
     explorer = Explorer(model, [], [0.3], 10_000)
     known = "".join(random.Random(0).choice(TINY_VOCAB) for _ in range(2 * SEGMENT_STEPS + 100))
     names = ["layers.0.cell", "layers.1.forget_gate", "log_probs"]
     ran = explorer.run(known, names)
-    plain = trace(model, known, names_filter=names)
+    plain = trace(model, known, names_filter=names, chunk_size=EDIT_CHUNK)
     assert all(torch.equal(ran[name], plain[name]) for name in names)
+    whole = trace(model, known, names_filter=names)
+    assert all(torch.allclose(ran[name], whole[name], atol=1e-5) for name in names)
     interventions = [
         Clamp("layers.0.forget_gate", [3], 0.2, steps=slice(SEGMENT_STEPS - 10, SEGMENT_STEPS + 10)),  # across one
         Scale("layers.1.hidden", [5, 6], 2.5),  # at every step

@@ -43,6 +43,7 @@ from lstm_interp.serve import cost
 from lstm_interp.serve.api_error import ApiError
 from lstm_interp.serve.deadline import Deadline, unlimited
 from lstm_interp.serve.request_fields import INTERVENTION_OPS, MAX_INTERVENTIONS, RequestFields, _number, suspect
+from lstm_interp.serve.sessions import Sessions, session_of
 from lstm_interp.tracing import Trace, trace
 from lstm_interp.tracing.quantities import QUANTITY_KINDS, quantities_of, state_quantity
 from lstm_interp.tracing.trace import DEFAULT_CHUNK_SIZE
@@ -51,9 +52,13 @@ __all__ = ["ApiError", "Explorer", "Job"]
 
 TOP_K = 5
 PATTERN_CELLS = 32  # selected cells whose on/off rows a match carries (the count of cells on covers them all)
-# A trace runs in segments of this many steps, the state carried from one to the next, and the deadline is checked
-# between them. It is the trace's own chunk, so a segmented run is the same computation as one whole run.
+# A run under interventions goes in segments of this many steps, the state carried from one to the next, and the
+# deadline is checked between them. It is the trace's own chunk, so a segmented run is the same computation as one.
 SEGMENT_STEPS = DEFAULT_CHUNK_SIZE
+# A plain run goes in chunks of this many steps from the text's start, the deadline checked between them: the grid of
+# the sessions' resumable traces (lstm_interp.serve.sessions), so a full trace and a resumed one agree bit for bit. An
+# appended character costs one chunk at most; a full trace of 5,000 characters about 20% more than in one chunk.
+EDIT_CHUNK = 32
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,8 @@ class Explorer(RequestFields):
         self.hidden_size: int = cfg.hidden_size
         self.max_text_chars = max_text_chars
         self.thresholds = [float(t) for t in thresholds]
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # reentrant: a trace job holds it across the run and reading the run's views
+        self.sessions = Sessions(model, EDIT_CHUNK)
         self.indexes: list[dict[float, StateIndex]] = []
         self.corpora = list(corpora)  # the first one is where the page opens (lstm_interp.serve.opening)
         self.corpus_names = [f"corpus {i}" if isinstance(c, str) else Path(c).name for i, c in enumerate(corpora)]
@@ -180,9 +186,12 @@ class Explorer(RequestFields):
         interventions: Sequence[Intervention] = (),
         deadline: Deadline | None = None,
     ) -> Trace:
-        """The trace of ``known`` under ``interventions``, in segments of :data:`SEGMENT_STEPS` steps, the
-        ``deadline`` checked before each (run_with_interventions has no hook to stop inside one)."""
+        """The trace of ``known`` under ``interventions``, the ``deadline`` checked between chunks: a plain run on
+        the :data:`EDIT_CHUNK` grid, an intervened one in segments of :data:`SEGMENT_STEPS` steps
+        (run_with_interventions has no hook to stop inside one)."""
         deadline = deadline if deadline is not None else unlimited()
+        if not interventions:
+            return self.run_edited(known, names, None, deadline)[0]
         parts: list[Trace] = []
         with self.lock, torch.inference_mode():
             for start in range(0, len(known), SEGMENT_STEPS):
@@ -198,6 +207,23 @@ class Explorer(RequestFields):
                 parts.append(part)
         return Trace.concat(parts)
 
+    def run_edited(
+        self, known: str, names: list[str], session: str | None, deadline: Deadline | None = None
+    ) -> tuple[Trace, int, int | None, int | None]:
+        """The plain trace of ``known``, resumed from the session's last text of ``names`` where they agree
+        (:mod:`~lstm_interp.serve.sessions`): ``(trace, start, held, version)``, ``start`` the first step traced
+        again, ``held`` the version of the response the entry last gave (the steps before ``start`` are that
+        response's), ``version`` this one's (``None`` without a session). Call it holding :attr:`lock` while the
+        trace is read: its tensors are the entry's buffers, which the session's next request writes over."""
+        deadline = deadline if deadline is not None else unlimited()
+        with self.lock, torch.inference_mode():
+            entry = self.sessions.entry(session, names)
+            held, entry.version = entry.version, None  # until the update is whole
+            result, start = entry.editing.update(known, check=deadline.check)
+            if session is not None:
+                entry.version = self.sessions.next_version()
+            return result, start, held, entry.version
+
     # ------------------------------------------------------------------ the routes
     def trace_job(self, data: dict[str, Any]) -> Job:
         """``POST /api/trace``: every unit's display codes at one layer and quantity, the top-5 and the loss."""
@@ -205,6 +231,7 @@ class Explorer(RequestFields):
         layer = self.layer_of(data, self.layers[-1])
         quantity = self.quantity_of(data)
         interventions = self.interventions_of(data, text)
+        session, base = session_of(data)
         name = f"{layer}.{quantity}"
         unknown, known = self.known(text)
 
@@ -214,21 +241,11 @@ class Explorer(RequestFields):
                 "chars": list(text), "unknown": unknown, "unknown_chars": sorted({text[i] for i in unknown}),
                 "layer": layer, "quantity": quantity,
                 "hidden_size": self.hidden_size, "steps": len(known), "values": "", "top": [], "loss": None,
-                "interventions": len(interventions),
+                "interventions": len(interventions), "from": 0, "version": None,
             }  # fmt: skip
             if known:
-                try:
-                    result = self.run(known, [name, "log_probs"], interventions, deadline)
-                except InterventionError as err:  # checked when built: what fails in the run is the numbers
-                    raise ApiError(422, f"{suspect(data['interventions'], interventions)} ({err})") from None
-                deadline.check()
-                codes = display_codes(result[name], quantity)  # (H, T)
-                response["values"] = base64.b64encode(codes.numpy().tobytes()).decode("ascii")
-                ids = self.vocab.encode(known)
-                response["top"], response["loss"] = self._predictions(result["log_probs"], ids)
-                if interventions:  # the same text without them, so the page can show what the interventions changed
-                    plain = self.run(known, ["log_probs"], (), deadline)
-                    response["base_top"], response["base_loss"] = self._predictions(plain["log_probs"], ids)
+                with self.lock:  # the session's buffers are read below: no other request may write them meanwhile
+                    self._trace_values(response, known, name, quantity, interventions, session, base, data, deadline)
             response["server_ms"] = (time.perf_counter() - started) * 1000
             return response
 
@@ -237,10 +254,46 @@ class Explorer(RequestFields):
     def trace_response(self, data: dict[str, Any]) -> dict[str, Any]:
         return self.trace_job(data)()
 
-    def _predictions(self, log_probs: torch.Tensor, ids: torch.Tensor) -> tuple[list[list[Any]], float | None]:
-        """The top-5 next characters at each step, and the mean loss in nats of predicting each next character."""
+    def _trace_values(
+        self,
+        response: dict[str, Any],
+        known: str,
+        name: str,
+        quantity: str,
+        interventions: Sequence[Intervention],
+        session: str | None,
+        base: int | None,
+        data: dict[str, Any],
+        deadline: Deadline,
+    ) -> None:
+        """Fill a trace response's values, top-5 rows and loss: from step ``from`` on when the page holds the
+        session's last response (``base``), the whole text otherwise."""
+        ids = self.vocab.encode(known)
+        if interventions:
+            try:
+                result = self.run(known, [name, "log_probs"], interventions, deadline)
+            except InterventionError as err:  # checked when built: what fails in the run is the numbers
+                raise ApiError(422, f"{suspect(data['interventions'], interventions)} ({err})") from None
+            # The same text without them, so the page can show what the interventions changed.
+            plain = self.run_edited(known, ["log_probs"], session, deadline)[0]
+            response["base_top"], response["base_loss"] = self._predictions(plain["log_probs"], ids)
+            start = 0
+        else:
+            result, start, held, response["version"] = self.run_edited(known, [name, "log_probs"], session, deadline)
+            start = start if base is not None and base == held else 0
+        deadline.check()
+        codes = display_codes(result[name][start:], quantity)  # (H, T - start)
+        response["values"] = base64.b64encode(codes.numpy().tobytes()).decode("ascii")
+        response["top"], response["loss"] = self._predictions(result["log_probs"], ids, start)
+        response["from"] = start
+
+    def _predictions(
+        self, log_probs: torch.Tensor, ids: torch.Tensor, start: int = 0
+    ) -> tuple[list[list[Any]], float | None]:
+        """The top-5 next characters at each step from ``start`` on, and the mean loss in nats of predicting each
+        next character of the whole text."""
         log_probs = log_probs.to(torch.float32)  # (T, V)
-        probs, top_ids = log_probs.exp().topk(min(TOP_K, len(self.vocab)), dim=-1)
+        probs, top_ids = log_probs[start:].exp().topk(min(TOP_K, len(self.vocab)), dim=-1)
         chars = self.vocab.chars
         top = [
             [[chars[i], round(p, 4)] for i, p in zip(row_ids, row_probs, strict=True)]
@@ -256,13 +309,16 @@ class Explorer(RequestFields):
         text = self.text_of(data)
         quantity = self.quantity_of(data)
         top = self.int_of(data, "top", 3, 1, 20)
+        session, _ = session_of(data)
         _, known = self.known(text)
 
         def work(deadline: Deadline) -> dict[str, Any]:
             if len(known) < 2:
                 return {"features": [], "constant": list(FEATURES), "quantity": quantity}
-            result = self.run(known, [f"{layer}.{quantity}" for layer in self.layers], (), deadline)
-            rows, constant = self.feature_rows(result, known, quantity, top, deadline)
+            with self.lock:  # the rankings read the session's buffers
+                names = [f"{layer}.{quantity}" for layer in self.layers]
+                result = self.run_edited(known, names, session, deadline)[0]
+                rows, constant = self.feature_rows(result, known, quantity, top, deadline)
             return {"features": rows, "constant": constant, "quantity": quantity}
 
         return Job(cost.features_cost(len(known)), work)
@@ -411,4 +467,3 @@ def _within(iv: Intervention, start: int, stop: int) -> Intervention | None:
     if lo >= hi:
         return None
     return dataclasses.replace(iv, steps=slice(lo - start, hi - start))
-

@@ -24,8 +24,12 @@
   const featureBox = $("features"), featureStatus = $("features-status"), chips = $("interventions");
   const opened = $("opened");
   const state = { info: null, initial: null, result: null, codes: null, column: [], seq: 0, featureSeq: 0, timer: 0,
-    featureTimer: 0, interventions: [], lastRenderMs: 0, lastTraceMs: 0, atlasKey: null, atlasSeq: 0 };
-  window.lstmExplorer = { renders: 0, traces: 0, atlasCards: 0, predictRenders: 0, state };
+    featureTimer: 0, interventions: [], lastRenderMs: 0, lastTraceMs: 0, atlasKey: null, atlasSeq: 0,
+    // This page's session (a random id): the server keeps its last traced text and retraces from the first changed
+    // character; `version` names the trace response the page holds, so the server may send only the steps after it.
+    session: Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join(""),
+    version: null };
+  window.lstmExplorer = { renders: 0, traces: 0, atlasCards: 0, predictRenders: 0, partialTraces: 0, state };
   document.body.dataset.renders = "0";
 
   function setStatus(el, message, isError) {
@@ -214,13 +218,16 @@
     try {
       const result = await post("/api/trace", {
         text, layer: layerSel.value, quantity: quantitySel.value, interventions: state.interventions,
+        session: state.session, base: state.version,
       });
-      if (seq !== state.seq) return; // a later keystroke's trace is on its way
+      if (seq !== state.seq) return; // a later keystroke's trace is on its way (the next request names no base)
       const raw = atob(result.values);
       // A plain loop: Uint8Array.from(raw, mapFn) was most of the page's own time per trace (RESULTS.md).
-      const codes = new Uint8Array(raw.length);
-      for (let i = 0; i < raw.length; i++) codes[i] = raw.charCodeAt(i);
-      state.codes = codes;
+      const fresh = new Uint8Array(raw.length);
+      for (let i = 0; i < raw.length; i++) fresh[i] = raw.charCodeAt(i);
+      if (result.from > 0) spliceSteps(result, fresh);
+      else state.codes = fresh;
+      state.version = result.version;
       state.result = result;
       build(result);
       recolour();
@@ -235,6 +242,20 @@
     } catch (err) {
       if (seq === state.seq) setStatus(status, String(err.message || err), true);
     }
+  }
+
+  // The server sent steps `from`..T only (the page held the session's last response, `base`): keep the steps
+  // before `from` of each unit's row, and of the top-5 rows, from what the page holds.
+  function spliceSteps(result, fresh) {
+    const from = result.from, T = result.steps, oldT = state.result.steps, H = result.hidden_size;
+    const codes = new Uint8Array(H * T), tail = T - from;
+    for (let u = 0; u < H; u++) {
+      codes.set(state.codes.subarray(u * oldT, u * oldT + from), u * T);
+      codes.set(fresh.subarray(u * tail, (u + 1) * tail), u * T + from);
+    }
+    state.codes = codes;
+    result.top = state.result.top.slice(0, from).concat(result.top);
+    window.lstmExplorer.partialTraces += 1;
   }
 
   function scheduleTrace() {
@@ -272,7 +293,7 @@
   async function featuresNow(text, seq) {
     const mine = ++state.featureSeq;
     try {
-      const found = await post("/api/features", { text, quantity: quantitySel.value, top: 3 });
+      const found = await post("/api/features", { text, quantity: quantitySel.value, top: 3, session: state.session });
       if (mine !== state.featureSeq || seq !== state.seq) return;
       showFeatures(found);
     } catch (err) {
