@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from lstm_interp.models.char_lstm import CharLSTM
     from lstm_interp.models.char_lstm_module import CharLSTMModule
     from lstm_interp.report import run_analysis, write_html_report
-    from lstm_interp.tracing import Trace, trace, trace_cell, trace_rnn, trace_segments
+    from lstm_interp.tracing import ResumableTrace, Trace, trace, trace_cell, trace_rnn, trace_segments
     from lstm_interp.vocab import CharVocab, VocabularyError
 
 __version__ = "0.1.0"
@@ -57,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "lstm_interp.config",
     "EncodedCorpus": "lstm_interp.data",
     "LSTMActivationMonitor": "lstm_interp.callbacks",
+    "ResumableTrace": "lstm_interp.tracing",
     "Trace": "lstm_interp.tracing",
     "VocabularyError": "lstm_interp.vocab",
     "explain_unit": "lstm_interp.analysis",
@@ -89,6 +90,7 @@ __all__ = [
     "EncodedCorpus",
     "LSTMActivationMonitor",
     "Patch",
+    "ResumableTrace",
     "Scale",
     "StateIndex",
     "Trace",

@@ -519,3 +519,43 @@ def test_the_limits_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[st
     model.save_pretrained(tmp_path / "model")
     assert cli_main(["serve", str(tmp_path / "model"), "--request-timeout", "0"]) == 2
     assert "--request-timeout: must be a finite number > 0, got '0'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------- the opening, in steps
+def test_requests_made_during_the_opening_run_between_its_steps() -> None:
+    """The opening runs one passage per job on the model's thread: a request queued meanwhile waits for one step,
+    not the whole opening; the opening's value (or error) comes back whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lstm_interp.serve.app import _in_steps
+
+    order: list[str] = []
+    first_step = threading.Event()
+    release = threading.Event()
+
+    def steps():  # noqa: ANN202
+        order.append("step 1")
+        first_step.set()
+        release.wait(10)
+        yield
+        order.append("step 2")
+        yield
+        order.append("step 3")
+        return "opened"
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        opening = _in_steps(worker, steps())
+        assert first_step.wait(10)
+        request = worker.submit(order.append, "a request")  # queued while step 1 runs
+        release.set()
+        request.result(10)
+        assert opening.result(10) == "opened"
+    assert order == ["step 1", "a request", "step 2", "step 3"]
+
+    def failing():  # noqa: ANN202
+        yield
+        raise RuntimeError("no passage")
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        with pytest.raises(RuntimeError, match="no passage"):
+            _in_steps(worker, failing()).result(10)

@@ -44,8 +44,8 @@ import ipaddress
 import json
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ from lstm_interp.serve.deadline import ClientGone, WorkQueue
 from lstm_interp.serve.explorer import Explorer, Job
 from lstm_interp.serve.index_folders import remove_stale_index_folders
 from lstm_interp.serve.json_safety import check_unicode, json_response
-from lstm_interp.serve.opening import initial_state
+from lstm_interp.serve.opening import opening_steps
 from lstm_interp.tracing.quantities import state_quantity
 
 # The page is served with this policy: scripts and requests only from this server, nothing inline but styles, so
@@ -276,10 +276,10 @@ def create_app(
     worker = executor if executor is not None else ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-interp")
     explorer = worker.submit(Explorer, model, [*corpus_texts, *files], thresholds, max_text_chars,
                              background=index_in_background).result()  # fmt: skip
-    # Queued now, not awaited: it runs on the model's thread before any request's work, and the server starts at
-    # once (with the 2x512 models and a corpus it takes a few seconds on 2 cores; the page waits for it, not the
-    # start-up).
-    opening = worker.submit(initial_state, explorer)
+    # Started now, not awaited, so the server starts at once: with the 2x512 models and a corpus the opening takes a
+    # few seconds on 2 cores. It runs on the model's thread one passage at a time, each step queued behind the
+    # requests that came meanwhile, so what a reader types is traced within a step, not after the whole opening.
+    opening = _in_steps(worker, opening_steps(explorer))
     queue = WorkQueue(worker, request_timeout_s, queue_timeout_s)
     assets = {
         "/": (_bundled("lstm_interp.serve", "page.html"), "text/html"),
@@ -374,6 +374,28 @@ def _atlas(atlas: UnitAtlas | str | os.PathLike | None, model: CharLSTM) -> Unit
             "make one of this model: lstm-interp atlas MODEL CORPUS --out DIR"
         )
     return loaded
+
+
+def _in_steps(worker: Executor, steps: Generator[None, None, Any]) -> Future[Any]:
+    """Run a generator on ``worker`` one step (up to its next ``yield``) per job, each job queued after the last has
+    run, so that other jobs submitted meanwhile go between; the future holds what it returns, or what it raised."""
+    done: Future[Any] = Future()
+
+    def advance() -> None:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            done.set_result(finished.value)
+        except Exception as err:  # the page's /api/initial says it
+            done.set_exception(err)
+        else:
+            try:
+                worker.submit(advance)
+            except RuntimeError as err:  # the worker was shut down (the server is stopping)
+                done.set_exception(err)
+
+    worker.submit(advance)
+    return done
 
 
 def _positive(value: object) -> bool:

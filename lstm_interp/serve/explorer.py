@@ -34,13 +34,13 @@ import torch
 from lstm_interp.analysis import Match, StateIndex, find_cells, select_cells
 from lstm_interp.analysis.control_scores import usable_controls
 from lstm_interp.analysis.find_cells import row_rank
-from lstm_interp.analysis.index_cache import cached_index
 from lstm_interp.features import FEATURES, ConstantFeatureError, feature_values
 from lstm_interp.interventions import Intervention, InterventionError, run_with_interventions
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.report._encode import display_codes
 from lstm_interp.serve import cost
 from lstm_interp.serve.api_error import ApiError
+from lstm_interp.serve.corpus_indexes import CorpusIndexes
 from lstm_interp.serve.deadline import Deadline, unlimited
 from lstm_interp.serve.request_fields import INTERVENTION_OPS, MAX_INTERVENTIONS, RequestFields, _number, suspect
 from lstm_interp.serve.sessions import Sessions, session_of
@@ -83,6 +83,11 @@ class Explorer(RequestFields):
             start opens it.
         thresholds: the thresholds θ the corpora are indexed at; a match at another θ is refused, naming these.
         max_text_chars: the longest text traced.
+        background: index the corpora on a thread of their own (:class:`~lstm_interp.serve.corpus_indexes.
+            CorpusIndexes`): the explorer is made at once, and corpus requests answer 503 "indexing, n%" meanwhile.
+
+    Plain traces are resumed per page session (:mod:`~lstm_interp.serve.sessions`): a keystroke retraces from the
+    first changed character, on a grid of :data:`EDIT_CHUNK` steps that every plain trace here shares.
     """
 
     def __init__(
@@ -106,67 +111,24 @@ class Explorer(RequestFields):
         self.thresholds = [float(t) for t in thresholds]
         self.lock = threading.RLock()  # reentrant: a trace job holds it across the run and reading the run's views
         self.sessions = Sessions(model, EDIT_CHUNK)
-        self.indexes: list[dict[float, StateIndex]] = []
         self.corpora = list(corpora)  # the first one is where the page opens (lstm_interp.serve.opening)
         self.corpus_names = [f"corpus {i}" if isinstance(c, str) else Path(c).name for i, c in enumerate(corpora)]
-        # While the indexes are built: (entries done, entries in all, characters traced, characters in all).
-        self.indexing: tuple[int, int, int, int] | None = (0, len(corpora) * len(self.thresholds), 0, 0)
-        self.index_error: str | None = None
-        if background:
-            threading.Thread(target=self._index_all, name="lstm-interp-index", daemon=True).start()
-        else:
-            self._index_all(raise_errors=True)
+        self.corpus_indexes = CorpusIndexes(model, self.corpora, self.thresholds, background=background)
 
-    def _index_all(self, raise_errors: bool = False) -> None:
-        """Open or build every corpus's index at every threshold, noting the progress; the indexes are published
-        together when all are ready (a request never sees some corpora and not others)."""
-        built: list[dict[float, StateIndex]] = []
-        entries = len(self.corpora) * len(self.thresholds)
-        try:
-            for i, text in enumerate(self.corpora):
-                indexes = {}
-                for j, theta in enumerate(self.thresholds):
-                    done = i * len(self.thresholds) + j
+    @property
+    def indexes(self) -> list[dict[float, StateIndex]]:
+        """Per corpus, its index at each threshold; empty until all are ready."""
+        return self.corpus_indexes.indexes
 
-                    def note(chars: int, total: int, done: int = done) -> None:
-                        self.indexing = (done, entries, chars, total)
-
-                    # Opened from the index cache when an entry was built before (by an earlier start, or ahead of
-                    # time by `lstm-interp index MODEL CORPUS`), in well under a second; built into it otherwise. An
-                    # entry is trusted only if its own header says it is of this model, text and threshold.
-                    found = cached_index(self.model, text, threshold=theta, progress=note)
-                    assert found is not None  # one process: rank 0
-                    indexes[theta] = found
-                built.append(indexes)
-        except Exception as err:  # in the background: every corpus request says it, rather than a dead thread
-            if raise_errors:
-                raise
-            self.index_error = f"{type(err).__name__}: {err}"
-            return
-        self.indexes = built
-        self.indexing = None
+    @property
+    def indexing(self) -> tuple[int, int, int, int] | None:
+        return self.corpus_indexes.indexing
 
     def indexing_percent(self) -> float | None:
-        """How far the corpus indexes are built, 0-100; ``None`` once they are ready."""
-        if self.indexing is None:
-            return None
-        done, entries, chars, total = self.indexing
-        return 100.0 * (done + (chars / total if total else 0.0)) / max(entries, 1)
+        return self.corpus_indexes.percent()
 
     def require_indexes(self) -> None:
-        """Raise the answer of a corpus request made before the indexes are ready: 503 with the progress (the page
-        shows it, and asks again), or 500 with the error that stopped the build.
-
-        Raises:
-            ApiError: no corpus, a build still running, or one that failed.
-        """
-        if not self.corpora:
-            raise ApiError(400, "no corpus to match in: start the server with --corpus FILE")
-        if self.index_error is not None:
-            raise ApiError(500, f"indexing the corpora failed: {self.index_error}")
-        percent = self.indexing_percent()
-        if percent is not None:
-            raise ApiError(503, f"indexing, {percent:.0f}%: select and match in the corpora work once it is done")
+        self.corpus_indexes.require()
 
     def info(self) -> dict[str, Any]:
         return {

@@ -24,6 +24,7 @@ the page opens on the first passage and the unit whose displayed value varies mo
 from __future__ import annotations
 
 import re
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,6 +134,8 @@ def read_head(corpus: str | Path, chars: int) -> str:
 def initial_state(explorer: Explorer) -> dict[str, Any]:
     """The page's opening: the passage, and the layer, quantity and unit to show on it (see the module docstring).
 
+    It is :func:`opening_steps` run to its end.
+
     Returns:
         ``text``, ``source`` (``"corpus"``, ``"probe"`` or ``"sample"``), ``corpus`` and ``corpus_name`` (or
         ``None``), ``span`` (``[start, end)`` in the corpus's characters, or ``None``), ``window_feature`` (the
@@ -141,10 +144,22 @@ def initial_state(explorer: Explorer) -> dict[str, Any]:
         :meth:`~lstm_interp.analysis.CellScore.to_dict` plus ``strength``, or ``None``) and ``reason``, one
         sentence for the page.
     """
+    steps = opening_steps(explorer)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def opening_steps(explorer: Explorer) -> Generator[None, None, dict[str, Any]]:
+    """:func:`initial_state` in steps of one passage traced each: a generator that yields between them and returns
+    the opening. The server runs one step at a time on the model's thread, so that a reader's requests made
+    meanwhile are answered between steps rather than after the whole opening (seconds with a corpus on 2 cores)."""
     length = min(PASSAGE_CHARS, explorer.max_text_chars)
-    candidates = _corpus_candidates(explorer, length) if explorer.corpora else []
+    candidates = (yield from _corpus_candidates(explorer, length)) if explorer.corpora else []
     if not candidates:
-        candidates = _probe_candidates(explorer, length)
+        candidates = yield from _probe_candidates(explorer, length)
     quantity = explorer.state_quantity
     names = [f"{layer}.{quantity}" for layer in explorer.layers]
     first: tuple[Candidate, Trace] | None = None
@@ -152,6 +167,7 @@ def initial_state(explorer: Explorer) -> dict[str, Any]:
         _, known = explorer.known(candidate.text)
         if len(known) < 2:
             continue
+        yield
         result = explorer.run(known, names)
         first = first or (candidate, result)
         rows, _ = explorer.feature_rows(result, known, quantity, PANEL_TOP)
@@ -208,7 +224,7 @@ def _state(
     }  # fmt: skip
 
 
-def _corpus_candidates(explorer: Explorer, length: int) -> list[Candidate]:
+def _corpus_candidates(explorer: Explorer, length: int) -> Generator[None, None, list[Candidate]]:
     """Each varying feature's busiest passage of the first corpus, best-tracked feature first; then its start."""
     head = read_head(explorer.corpora[0], CORPUS_SCAN_CHARS)
     if not head:
@@ -226,6 +242,7 @@ def _corpus_candidates(explorer: Explorer, length: int) -> list[Candidate]:
         if len(known) < 2:
             continue
         if span not in traced:  # several features often share a window (position_in_line, chars_to_line_end)
+            yield
             traced[span] = (known, explorer.run(known, names))
         result = traced[span][1]
         try:
@@ -242,7 +259,7 @@ def _corpus_candidates(explorer: Explorer, length: int) -> list[Candidate]:
     return [c for _, c in ranked] + [Candidate(head[start[0] : start[1]], "corpus", 0, start)]
 
 
-def _probe_candidates(explorer: Explorer, length: int) -> list[Candidate]:
+def _probe_candidates(explorer: Explorer, length: int) -> Generator[None, None, list[Candidate]]:
     """The probes the model knows enough of (unknown characters dropped), lowest loss first; then a sample."""
     scored: list[tuple[float, Candidate]] = []
     for probe in PROBES:
@@ -250,6 +267,7 @@ def _probe_candidates(explorer: Explorer, length: int) -> list[Candidate]:
         if len(known) < max(2, MIN_PROBE_KNOWN * len(probe)):
             continue
         known = known[:length]
+        yield
         result = explorer.run(known, ["log_probs"])
         ids = explorer.vocab.encode(known)
         loss = -result["log_probs"].to(torch.float32)[:-1].gather(1, ids[1:, None].long()).mean().item()

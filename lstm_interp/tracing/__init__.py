@@ -15,6 +15,7 @@ from lstm_interp.tracing.quantities import (
     state_quantity,
 )
 from lstm_interp.tracing.recurrence import linear_scan
+from lstm_interp.tracing.resumable_trace import ResumableTrace
 from lstm_interp.tracing.trace import Trace, available_names, trace
 from lstm_interp.tracing.trace_segments import DEFAULT_SEGMENT_CHARS, trace_segments
 
@@ -25,6 +26,7 @@ __all__ = [
     "QUANTITIES",
     "QUANTITY_KINDS",
     "QUANTITY_ORDER",
+    "ResumableTrace",
     "Trace",
     "UnitVariance",
     "available_names",
