@@ -325,7 +325,7 @@ def nan_check(trace: Any) -> str | None:
 
 
 def api_cases() -> list[tuple[str, Callable[[], Any], str, Callable[[Any], str | None]]]:
-    from lstm_interp.interventions import Ablate, Clamp, Scale, run_with_interventions
+    from lstm_interp.interventions import Ablate, Clamp, Scale, generate_with_interventions, run_with_interventions
     from lstm_interp.tracing import trace
 
     model = tiny_model()
@@ -350,8 +350,8 @@ def api_cases() -> list[tuple[str, Callable[[], Any], str, Callable[[Any], str |
          accepted),
         ("steps=slice(1.5, None)",
          lambda: run(model, TEXT[:50], [Ablate("layers.1.cell", [0], steps=slice(1.5, None))]), "steps", accepted),
-        ("generate(interventions=Ablate(...)), one not in a list",
-         lambda: model.generate("He", 10, seed=0, interventions=Ablate("layers.1.cell", [0])), "interventions",
+        ("generate_with_interventions(..., Ablate(...)), one not in a list",
+         lambda: generate_with_interventions(model, "He", 10, Ablate("layers.1.cell", [0]), seed=0), "interventions",
          works),
         ("generate(None, 10)", lambda: model.generate(None, 10), r"None", accepted),
         ("steer(prompt=None)", lambda: __import__("lstm_interp.experiments.steer", fromlist=["steer"]).steer(

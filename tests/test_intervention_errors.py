@@ -25,6 +25,7 @@ from lstm_interp.interventions import (
     check_clamp_value,
     check_scale_factor,
     clamp_range,
+    generate_with_interventions,
     run_with_interventions,
 )
 from lstm_interp.interventions.intervention_rules import unit_ranges
@@ -120,14 +121,17 @@ CASES: list[tuple[str, Callable[[CharLSTM], object], type[Exception], str]] = [
     ("generate-prompt-none", lambda m: m.generate(None, 10), TypeError, r"`prompt` must be a non-empty string, got "
      r"NoneType None"),
     ("generate-prompt-int", lambda m: m.generate(5, 10), TypeError, r"got int 5"),
-    ("generate-interventions-str", lambda m: m.generate("ab", 10, interventions="abc"), TypeError,
+    ("generate-interventions-str", lambda m: generate_with_interventions(m, "ab", 10, "abc"), TypeError,
      r"`interventions` must be a list of Ablate/Clamp/Scale/Patch objects"),
-    ("generate-interventions-ints", lambda m: m.generate("ab", 10, interventions=[1]), TypeError, r"got \['int'\]"),
+    ("generate-interventions-ints", lambda m: generate_with_interventions(m, "ab", 10, [1]), TypeError,
+     r"got \['int'\]"),
+    ("generate-step-not-callable", lambda m: m.generate("ab", 10, step=3), TypeError, r"`step` must be a function"),
     ("generate-seed-str", lambda m: m.generate("ab", 10, seed="a"), TypeError,
      r"`seed` must be an integer or None, got str 'a'"),
     ("generate-unknown-char-hint", lambda m: m.generate("aZ", 10), VocabularyError,
      r"'Z'.*Use only characters the model knows in `prompt`\.$"),
-    ("generate-overflow-at-run-time", lambda m: m.generate("ab", 50, interventions=[Scale(CELL, range(8), 1e6)]),
+    ("generate-overflow-at-run-time",
+     lambda m: generate_with_interventions(m, "ab", 50, [Scale(CELL, range(8), 1e6)]),
      InterventionError, r"values became inf or NaN by step \d+ under the interventions \[Scale\('layers.0.cell', "
      r"units 0-7\)\]"),
     # steer
@@ -193,9 +197,10 @@ def test_one_intervention_alone_is_a_list_of_one(model: CharLSTM) -> None:
     listed = run_with_interventions(model, TEXT, [ablate])
     alone = run_with_interventions(model, TEXT, ablate)
     assert all(torch.equal(alone[n], listed[n]) for n in listed)
-    assert model.generate("ab", 20, seed=1, interventions=ablate) == model.generate(
-        "ab", 20, seed=1, interventions=[ablate]
+    assert generate_with_interventions(model, "ab", 20, ablate, seed=1) == generate_with_interventions(
+        model, "ab", 20, [ablate], seed=1
     )
+    assert generate_with_interventions(model, "ab", 20, [], seed=1) == model.generate("ab", 20, seed=1)
     assert steer(model, "ab", ablate, n_samples=1, length=5).interventions == ("ablate layers.0.cell[0,3] to zero "
                                                                                "(every step)",)  # fmt: skip
 

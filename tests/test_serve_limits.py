@@ -533,7 +533,7 @@ def test_requests_made_during_the_opening_run_between_its_steps() -> None:
     first_step = threading.Event()
     release = threading.Event()
 
-    def steps():  # noqa: ANN202
+    def steps():
         order.append("step 1")
         first_step.set()
         release.wait(10)
@@ -552,10 +552,9 @@ def test_requests_made_during_the_opening_run_between_its_steps() -> None:
         assert opening.result(10) == "opened"
     assert order == ["step 1", "a request", "step 2", "step 3"]
 
-    def failing():  # noqa: ANN202
+    def failing():
         yield
         raise RuntimeError("no passage")
 
-    with ThreadPoolExecutor(max_workers=1) as worker:
-        with pytest.raises(RuntimeError, match="no passage"):
-            _in_steps(worker, failing()).result(10)
+    with ThreadPoolExecutor(max_workers=1) as worker, pytest.raises(RuntimeError, match="no passage"):
+        _in_steps(worker, failing()).result(10)

@@ -18,7 +18,7 @@ from lstm_interp.cli._arguments import intervention_name, unit_spec
 from lstm_interp.experiments import SteerResult, SteerStatistic, steer
 from lstm_interp.experiments.steer import mean_line_length, paired_bootstrap_ci, quote_rate
 from lstm_interp.features import UnknownFeatureError, compute_feature
-from lstm_interp.interventions import Ablate, Clamp, InterventionError, Scale
+from lstm_interp.interventions import Ablate, Clamp, InterventionError, Scale, generate_with_interventions
 from lstm_interp.manifest import read_manifest
 from lstm_interp.plots import plot_steer, save_figure
 
@@ -112,8 +112,8 @@ def test_statistics_are_those_of_the_samples_by_hand(clamped: SteerResult) -> No
 
 def test_samples_are_those_generate_gives_with_the_same_seeds(model: CharLSTM, clamped: SteerResult) -> None:
     clamp = Clamp("layers.1.hidden", range(8), 1.0, steps=SAMPLED)
-    assert clamped.samples_with[2] == model.generate(
-        PROMPT, LENGTH, seed=5, interventions=[clamp], include_prompt=False
+    assert clamped.samples_with[2] == generate_with_interventions(
+        model, PROMPT, LENGTH, [clamp], seed=5, include_prompt=False
     )
     assert clamped.samples_without[2] == model.generate(PROMPT, LENGTH, seed=5, include_prompt=False)
 
@@ -121,7 +121,8 @@ def test_samples_are_those_generate_gives_with_the_same_seeds(model: CharLSTM, c
 def test_a_mean_ablation_samples_as_generate_does(model: CharLSTM) -> None:
     ablate = Ablate("layers.0.cell", [1, 4], value="mean", reference='ab "xy" {a}\n' * 5, steps=SAMPLED)
     result = steer(model, PROMPT, [ablate], n_samples=2, length=40)
-    assert result.samples_with[1] == model.generate(PROMPT, 40, seed=1, interventions=[ablate], include_prompt=False)
+    sampled = generate_with_interventions(model, PROMPT, 40, [ablate], seed=1, include_prompt=False)
+    assert result.samples_with[1] == sampled
     assert result.interventions == ("ablate layers.0.cell[1,4] to its mean (steps 5-end)",)
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from torch import Tensor
 
 from lstm_interp.features import compute_feature, get_feature
+from lstm_interp.interventions.generate_with_interventions import generate_with_interventions
 from lstm_interp.interventions.intervention import Ablate, Clamp, Intervention, Patch, Scale, intervention_list
 from lstm_interp.interventions.intervention_rules import clamp_range
 from lstm_interp.interventions.run_with_interventions import resolve
@@ -241,7 +242,7 @@ def steer(
     options = {"temperature": temperature, "top_k": top_k, "include_prompt": False}
     with_samples, without_samples = [], []
     for i in range(n_samples):
-        with_samples.append(model.generate(prompt, length, seed=seed + i, interventions=acting, **options))
+        with_samples.append(generate_with_interventions(model, prompt, length, acting, seed=seed + i, **options))
         without_samples.append(model.generate(prompt, length, seed=seed + i, **options))
     statistics = [
         SteerStatistic.from_values(

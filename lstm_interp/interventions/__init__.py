@@ -1,5 +1,6 @@
 """Causal interventions: ablate, clamp, scale or patch any unit of a recurrent network, exactly, while it runs."""
 
+from lstm_interp.interventions.generate_with_interventions import generate_with_interventions
 from lstm_interp.interventions.intervene import intervene
 from lstm_interp.interventions.intervention import Ablate, Clamp, Intervention, Patch, Scale
 from lstm_interp.interventions.intervention_rules import (
@@ -22,6 +23,7 @@ __all__ = [
     "check_clamp_value",
     "check_scale_factor",
     "clamp_range",
+    "generate_with_interventions",
     "intervene",
     "run_with_interventions",
 ]

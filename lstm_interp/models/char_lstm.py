@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Union
 
@@ -55,6 +55,8 @@ PAPER_URL = "https://arxiv.org/abs/1506.02078"
 # One entry per layer: (h, c) for an LSTM, h for a GRU or RNN; each tensor is (1, B, H).
 LayerState = Union[tuple[Tensor, Tensor], Tensor]  # noqa: UP007 (a runtime alias: `|` needs Python 3.10 types)
 State = list[LayerState]
+# What generate_stream runs on each piece of input: (tokens (1, L), state, position of tokens[0, 0]) -> (logits, state).
+StepFunction = Callable[[Tensor, Union[State, None], int], tuple[Tensor, State]]  # noqa: UP007 (runtime alias)
 
 _RNN_CLASSES: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -159,7 +161,7 @@ class CharLSTM(
         top_k: int | None = None,
         seed: int | None = None,
         include_prompt: bool = True,
-        interventions: Sequence[Any] | None = None,
+        step: StepFunction | None = None,
     ) -> str:
         """Sample ``length`` characters after ``prompt``: the characters of :meth:`generate_stream`, joined.
 
@@ -171,19 +173,16 @@ class CharLSTM(
             seed: seed for a private random generator, so that sampling is reproducible and leaves the global
                 RNG untouched.
             include_prompt: return ``prompt + sample`` (default) or the sample alone.
-            interventions: :class:`~lstm_interp.interventions.Ablate`/``Clamp``/``Scale``/``Patch`` objects acting
-                while it samples (steps count from the prompt's first character); see :meth:`generate_stream`.
+            step: what runs the network on each piece of input in place of :meth:`forward`; see
+                :meth:`generate_stream` (:func:`lstm_interp.interventions.generate_with_interventions` passes one).
 
         Raises:
             VocabularyError: if the prompt has characters outside the vocabulary.
-            ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1; an intervention
-                the model cannot take (``InterventionError``).
-            TypeError: a ``prompt``, ``length``, ``temperature``, ``top_k``, ``seed`` or ``interventions`` of the
-                wrong type (the message names it).
+            ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1.
+            TypeError: a ``prompt``, ``length``, ``temperature``, ``top_k``, ``seed`` or ``step`` of the wrong type
+                (the message names it).
         """
-        stream = self.generate_stream(
-            prompt, length, temperature=temperature, top_k=top_k, seed=seed, interventions=interventions
-        )
+        stream = self.generate_stream(prompt, length, temperature=temperature, top_k=top_k, seed=seed, step=step)
         sample = "".join(stream)
         return prompt + sample if include_prompt else sample
 
@@ -195,7 +194,7 @@ class CharLSTM(
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
-        interventions: Sequence[Any] | None = None,
+        step: StepFunction | None = None,
     ) -> Iterator[str]:
         """Sample ``length`` characters after ``prompt``, yielding each one (not the prompt) as soon as it is drawn.
 
@@ -214,19 +213,20 @@ class CharLSTM(
             top_k: if set, sample only among the ``top_k`` most likely characters.
             seed: seed for a private random generator, so that sampling is reproducible and leaves the global
                 RNG untouched (without it, the seed is drawn from the global RNG at the call).
-            interventions: interventions acting while it samples, exactly as in
-                :func:`~lstm_interp.interventions.run_with_interventions`; their steps count from the prompt's first
-                character (``steps=slice(len(prompt), None)`` acts on the sampled text only). Checked at the call.
+            step: ``step(tokens, state, position) -> (logits, state)``, run in place of :meth:`forward` on each
+                piece of input (the prompt, then one character at a time), ``position`` being the step of
+                ``tokens[0, 0]`` counted from the prompt's first character: the hook through which
+                :func:`lstm_interp.interventions.generate_with_interventions` samples with units ablated, clamped,
+                scaled or patched (the network knows nothing of interventions). Default: :meth:`forward`.
 
         Returns:
             An iterator over the ``length`` sampled characters, one string of one character each.
 
         Raises:
             VocabularyError: if the prompt has characters outside the vocabulary.
-            ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1; an intervention
-                the model cannot take (``InterventionError``).
-            TypeError: a ``prompt``, ``length``, ``temperature``, ``top_k``, ``seed`` or ``interventions`` of the
-                wrong type (the message names it).
+            ValueError: for an empty prompt, a negative length or temperature, or ``top_k`` < 1.
+            TypeError: a ``prompt``, ``length``, ``temperature``, ``top_k``, ``seed`` or ``step`` of the wrong type
+                (the message names it).
 
         Example::
 
@@ -258,21 +258,15 @@ class CharLSTM(
             tokens = vocab.encode(prompt).to(self.device)[None]  # (1, T)
         except VocabularyError as err:
             raise err.with_hint("Use only characters the model knows in `prompt`.") from None  # no on_unknown here
+        if step is not None and not callable(step):
+            raise TypeError(f"`step` must be a function (tokens, state, position) -> (logits, state), got {step!r:.80}")
         generator = torch.Generator(device=self.device)
-        forward: Callable[[Tensor, State | None, int], tuple[Tensor, State]] = self._forward_at
-        if interventions is not None:
-            # Function-level import: interventions are a later stage than the network (as the hub is).
-            from lstm_interp.interventions.intervention import intervention_list
-            from lstm_interp.interventions.run_with_interventions import intervened_forward
-
-            acting = intervention_list(interventions)  # one intervention alone is a list of one
-            if acting:
-                forward = intervened_forward(self, acting, tokens.shape[1] + int(length))
+        forward: StepFunction = step if step is not None else self._forward_at
         generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
         return self._sample_chars(tokens, int(length), temperature, top_k, generator, forward)
 
     def _forward_at(self, tokens: Tensor, state: State | None, position: int) -> tuple[Tensor, State]:
-        """``forward`` with the step of ``tokens[0, 0]``, which only interventions need."""
+        """``forward`` as a ``step`` of :meth:`generate_stream` (the position is for steps that act by step)."""
         return self(tokens, state)
 
     def _sample_chars(
@@ -282,7 +276,7 @@ class CharLSTM(
         temperature: float,
         top_k: int | None,
         generator: torch.Generator,
-        forward: Callable[[Tensor, State | None, int], tuple[Tensor, State]],
+        forward: StepFunction,
     ) -> Iterator[str]:
         """The sampling loop of :meth:`generate_stream` (its arguments checked): one character per step."""
         chars = self._require_vocab().chars
@@ -318,13 +312,11 @@ class CharLSTM(
             self.train(was_training)
 
     @torch.no_grad()
-    def predict_next(
-        self, text: str, k: int = 5, *, interventions: Sequence[Any] | None = None
-    ) -> list[list[tuple[str, float]]]:
+    def predict_next(self, text: str, k: int = 5) -> list[list[tuple[str, float]]]:
         """The ``k`` most likely next characters, with probabilities, after every position of ``text``.
 
-        With ``interventions`` (as :func:`~lstm_interp.interventions.run_with_interventions` takes them), the
-        predictions of the network under them.
+        (Under interventions: ``run_with_interventions(model, text, interventions)["log_probs"]``, from
+        :mod:`lstm_interp.interventions`.)
 
         Returns:
             One list per character of ``text``: ``[(char, probability), ...]``, most likely first; entry ``t``
@@ -338,12 +330,7 @@ class CharLSTM(
         was_training = self.training
         self.eval()
         try:
-            if interventions:
-                from lstm_interp.interventions.run_with_interventions import run_with_interventions
-
-                logits = run_with_interventions(self, text, interventions, names_filter="log_probs")["log_probs"][None]
-            else:
-                logits, _ = self(vocab.encode(text).to(self.device)[None])
+            logits, _ = self(vocab.encode(text).to(self.device)[None])
         finally:
             self.train(was_training)
         probs, ids = torch.softmax(logits[0].float(), dim=-1).topk(k, dim=-1)  # (T, k)
