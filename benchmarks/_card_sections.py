@@ -14,8 +14,8 @@ from typing import Any
 
 from lstm_interp import load_pretrained
 from lstm_interp._io import atomic_folder, atomic_write_text
-from lstm_interp.hub.model_card import save_model_card
 from lstm_interp.manifest import model_provenance, write_manifest
+from lstm_interp.models.model_card import save_model_card
 
 
 def add_card_sections(card: Path, sections: list[dict[str, Any]], pictures: dict[str, Path]) -> None:

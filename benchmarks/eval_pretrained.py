@@ -50,9 +50,9 @@ from lstm_interp import CharLSTM, EncodedCorpus, find_cells, trace
 from lstm_interp._io import atomic_folder, atomic_write_text
 from lstm_interp.features import busiest_window, compute_feature
 from lstm_interp.hub.load_pretrained import load_pretrained
-from lstm_interp.hub.model_card import save_model_card
 from lstm_interp.manifest import check_replaceable, model_provenance, write_manifest
-from lstm_interp.models.char_lstm import MODEL_FOLDER_NAMES
+from lstm_interp.models.model_card import save_model_card
+from lstm_interp.models.model_files import MODEL_FOLDER_NAMES
 from lstm_interp.plots import plot_cell_text, save_figure
 
 REPO = Path(__file__).resolve().parents[1]

@@ -61,8 +61,8 @@ from lstm_interp.analysis.find_cells import CellScore, CellTable
 from lstm_interp.analysis.visible_effect import MIN_EFFECT
 from lstm_interp.experiments.ablation_study import AblationStudy, ablation_study
 from lstm_interp.features import compute_feature
-from lstm_interp.hub.model_card import save_model_card
 from lstm_interp.manifest import model_provenance, write_manifest
+from lstm_interp.models.model_card import save_model_card
 from lstm_interp.plots import plot_cell_text, save_figure
 from lstm_interp.plots.ablation_study import plot_ablation_study
 from lstm_interp.report.experiment_folder import write_experiment_folder

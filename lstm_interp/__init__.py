@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from lstm_interp.tracing import ResumableTrace, Trace, trace, trace_cell, trace_rnn, trace_segments
     from lstm_interp.vocab import CharVocab, VocabularyError
 
-__version__ = "0.1.0"
+from lstm_interp._version import __version__
 
 # Exported name -> the module it is imported from on first use.
 _EXPORTS: dict[str, str] = {

@@ -115,7 +115,7 @@ def write_manifest(
         if rel == MANIFEST_NAME:
             continue
         listed[rel] = known.get(rel) or file_sha256(path)
-    from lstm_interp import __version__  # the package's top level is light (lazy exports)
+    from lstm_interp._version import __version__
 
     document = {
         "format": MANIFEST_FORMAT,

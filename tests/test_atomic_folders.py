@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from lstm_interp import CharLSTM
 from lstm_interp._io import PARTIAL_MARK, atomic_folder, remove_stale_partials
 from lstm_interp.manifest import ManifestError, verify_manifest
-from lstm_interp.models.char_lstm import MODEL_FILES
+from lstm_interp.models.model_files import MODEL_FILES
 
 # A writer process: save model <seed> into FOLDER over and over (or ROUNDS times after a start signal).
 WRITER = """

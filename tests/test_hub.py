@@ -350,7 +350,8 @@ def test_cli_push_then_pull_over_http(upload_hub, olah_hub, results_folder, tmp_
 
 
 def test_model_methods_publish_through_push_to_hub_with_the_same_card(upload_hub, olah_hub, results_folder, tmp_path):
-    """``CharLSTM.push_to_hub`` and ``save_pretrained(push_to_hub=True)``: one commit each, the template's card."""
+    """``CharLSTM.push_to_hub`` (huggingface_hub's own, through the network's ``save_pretrained``) and
+    ``save_pretrained(push_to_hub=True)``: one commit each, the template's card naming the repo."""
     saved = tmp_path / "saved"
     code = (
         "from lstm_interp.models.char_lstm import CharLSTM\n"
@@ -367,7 +368,7 @@ def test_model_methods_publish_through_push_to_hub_with_the_same_card(upload_hub
     method, save_push = commits(upload_hub)
     for commit in (method, save_push):
         paths = [line["value"]["path"] for line in commit.body if line["key"] == "file"]
-        assert paths == ["config.json", "vocab.json", "model.safetensors", "README.md", "manifest.json"]
+        assert sorted(paths) == ["README.md", "config.json", "manifest.json", "model.safetensors", "vocab.json"]
     assert method.body[0]["value"]["summary"] == "by method" and upload_hub.private["me/saved"] is True
     card = olah_hub.git("me/method", "show", "main:README.md")
     assert "This model comes with [lstm_interp](https://pypi.org/project/lstm-interp/)" in card

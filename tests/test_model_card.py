@@ -1,4 +1,4 @@
-"""Model cards rendered from a folder's config.json and results.json (``lstm_interp.hub.model_card``)."""
+"""Model cards rendered from a folder's config.json and results.json (``lstm_interp.models.model_card``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 
 from lstm_interp import CharLSTM
 from lstm_interp.hub import PRETRAINED, make_model_card, save_model_card
-from lstm_interp.models.char_lstm import LIBRARY_NAME, MODEL_TAGS, PAPER_URL
+from lstm_interp.models.model_files import LIBRARY_NAME, MODEL_TAGS, PAPER_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = sorted(p.parent.name for p in (ROOT / "model_cards").glob("*/config.json"))

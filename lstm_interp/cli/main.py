@@ -56,7 +56,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser: ``--help``, ``--version`` and the list of subcommands."""
-    from lstm_interp import __version__
+    from lstm_interp._version import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,

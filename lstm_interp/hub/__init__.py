@@ -5,10 +5,11 @@ Unlike the top-level package, this one imports its parts when imported: two of i
 that module is imported. It costs little: it imports huggingface_hub and torch, never Lightning or matplotlib.
 """
 
-from lstm_interp.hub.hub_files import RepoUnavailableError, hub_files
-from lstm_interp.hub.load_pretrained import PRETRAINED, load_pretrained
-from lstm_interp.hub.model_card import make_model_card, save_model_card
+from lstm_interp.hub.load_pretrained import load_pretrained
 from lstm_interp.hub.push_to_hub import push_to_hub
+from lstm_interp.models.hub_files import RepoUnavailableError, hub_files
+from lstm_interp.models.model_card import make_model_card, save_model_card
+from lstm_interp.models.model_files import PRETRAINED
 
 __all__ = [
     "PRETRAINED",

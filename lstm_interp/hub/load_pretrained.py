@@ -34,7 +34,7 @@ a repo id or a path never probes and never falls back: their errors are raised, 
 (repo or revision not found, file missing, not cached while offline, ...).
 
 Downloads go through huggingface_hub's :func:`~huggingface_hub.hf_hub_download` and its cache
-(:mod:`lstm_interp.hub.hub_files`), so its environment variables apply: ``HF_ENDPOINT`` (another Hub, or a mirror),
+(:mod:`lstm_interp.models.hub_files`), so its environment variables apply: ``HF_ENDPOINT`` (another Hub, or a mirror),
 ``HF_HUB_OFFLINE=1`` (cache only), ``HF_TOKEN`` (private repos), ``HF_HOME`` / ``HF_HUB_CACHE`` (where the cache
 lives). Weights are read from ``model.safetensors`` or with ``torch.load(weights_only=True)``: nothing is unpickled.
 """
@@ -55,9 +55,10 @@ import torch
 from huggingface_hub import constants
 from huggingface_hub.utils import get_session
 
-from lstm_interp.hub.hub_files import RepoUnavailableError
-from lstm_interp.models.char_lstm import MODEL_FILES, CharLSTM
+from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.models.checkpoint import load_checkpoint
+from lstm_interp.models.hub_files import RepoUnavailableError
+from lstm_interp.models.model_files import MODEL_FILES, PRETRAINED
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -66,12 +67,6 @@ logger = logging.getLogger("lstm_interp")
 
 SourceKind = Literal["pretrained", "checkpoint", "folder", "repo"]
 
-# The one table of pretrained models: canonical short name -> Hub repo id (the bundled folder has the short name).
-PRETRAINED: dict[str, str] = {
-    "novel": "lstm-interp/char-lstm-war-and-peace",
-    "code": "lstm-interp/char-lstm-linux-kernel",
-    "foldoc": "lstm-interp/char-lstm-foldoc",  # FOLDOC, the Free On-line Dictionary of Computing: the URL cell
-}
 # Other names for the same models.
 ALIASES: dict[str, str] = {"war-and-peace": "novel", "linux": "code"}
 # The package whose folders hold the bundled copies.

@@ -16,9 +16,10 @@ from huggingface_hub import CommitOperationAdd, HfApi
 
 from lstm_interp._io import scratch_folder
 from lstm_interp.hub.load_pretrained import load_pretrained, source_kind
-from lstm_interp.hub.model_card import CARD_NAME, RESULTS_NAME, save_model_card
 from lstm_interp.manifest import MANIFEST_NAME, model_provenance, write_manifest
-from lstm_interp.models.char_lstm import MODEL_FILES, CharLSTM
+from lstm_interp.models.char_lstm import CharLSTM
+from lstm_interp.models.model_card import CARD_NAME, RESULTS_NAME, save_model_card
+from lstm_interp.models.model_files import MODEL_FILES
 
 IMAGES_DIR = "images"
 IMAGE_SUFFIXES = (".png",)

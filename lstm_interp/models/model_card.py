@@ -1,7 +1,7 @@
 """The model card (``README.md``) of a saved model folder, rendered from its ``config.json`` and ``results.json``.
 
 The card is a huggingface_hub :class:`~huggingface_hub.ModelCard`: YAML metadata (``library_name: lstm_interp``,
-license, datasets, the tags ``MODEL_TAGS`` of :mod:`lstm_interp.models.char_lstm`, metrics and their values as a
+license, datasets, the tags ``MODEL_TAGS`` of :mod:`lstm_interp.models.model_files`, metrics and their values as a
 ``model-index`` of :class:`~huggingface_hub.EvalResult`) and the Jinja template ``template.md`` of the package
 ``lstm_interp.pretrained`` (the repository's ``model_cards/``). ``CharLSTM.save_pretrained``, ``CharLSTM.push_to_hub``
 and :func:`lstm_interp.hub.push_to_hub` all write this card.
@@ -58,9 +58,16 @@ from safetensors import SafetensorError, safe_open
 
 from lstm_interp._io import atomic_write_text, read_json_file
 from lstm_interp.config import CharLSTMConfig
-from lstm_interp.hub.load_pretrained import PRETRAINED
 from lstm_interp.manifest import refresh_manifest
-from lstm_interp.models.char_lstm import CONFIG_NAME, LIBRARY_NAME, MODEL_TAGS, PAPER_URL, VOCAB_NAME, WEIGHTS_NAME
+from lstm_interp.models.model_files import (
+    CONFIG_NAME,
+    LIBRARY_NAME,
+    MODEL_TAGS,
+    PAPER_URL,
+    PRETRAINED,
+    VOCAB_NAME,
+    WEIGHTS_NAME,
+)
 from lstm_interp.vocab import CharVocab
 
 RESULTS_NAME = "results.json"
