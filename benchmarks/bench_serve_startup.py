@@ -98,7 +98,8 @@ def main() -> None:
         corpus = Path(folder) / "corpus.txt"
         corpus.write_text(TEXT.read_text(encoding="utf-8")[: args.corpus_chars], encoding="utf-8")
         cache = Path(folder) / "cache"
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores; model {Path(args.model).name}; corpus: the "
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; model "
+              f"{Path(args.model).name}; corpus: the "
               f"first {args.corpus_chars:,} characters of War and Peace ({corpus.stat().st_size:,} bytes)")  # fmt: skip
         for label in ("cold (empty cache)", "cached"):
             r = start(args.model, corpus, cache)
