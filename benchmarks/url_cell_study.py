@@ -48,10 +48,12 @@ IMAGE = "images/url_cell_topk.png"
 SECTION_TITLE = "The URL cell, read and predicted"
 
 
-def test_part(vocab: str) -> str:
-    """FOLDOC's test part (the last 10 % of the file, the models' split), in the model's vocabulary."""
+def test_part(vocab: str, part: str = "test") -> str:
+    """FOLDOC's test part (the last 10 % of the file, the models' split), or its validation part (the 10 % before),
+    in the model's vocabulary."""
     text = (DATA / "foldoc.txt").read_text(encoding="utf-8")
-    return "".join(c for c in text[int(len(text) * 0.9) :] if c in vocab)
+    lo, hi = (0.9, 1.0) if part == "test" else (0.8, 0.9)
+    return "".join(c for c in text[int(len(text) * lo) : int(len(text) * hi)] if c in vocab)
 
 
 def heldout_urls(test: str, chars: int) -> str:
@@ -216,6 +218,8 @@ def main() -> None:
                         help="with --ends-only: characters before each URL, to warm the state")  # fmt: skip
     value = "with --ends-only: ablate to zero, or to the mean over the test part's first 100,000 characters"
     parser.add_argument("--value", choices=("zero", "mean"), default="zero", help=value)
+    part = "with --ends-only: the held-out part whose URLs are tested (validation: a replication)"
+    parser.add_argument("--part", choices=("test", "validation"), default="test", help=part)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_pretrained(CARD).eval()
@@ -231,9 +235,10 @@ def main() -> None:
     layer, unit = f"layers.{card_cell['layer']}", card_cell["unit"]
     test = test_part(model.vocab.chars)
     if args.ends_only:
+        test = test_part(model.vocab.chars, args.part)  # the mean below is over this part's first 100,000 characters
         text, ends = url_end_passages(test, before=args.context)
         inside = url_targets(text)[1]
-        print(f"every URL of the test part with {args.context} characters before it: {len(text):,} characters, "
+        print(f"every URL of the {args.part} part with {args.context} characters before it: {len(text):,} characters, "
               f"{int(ends.sum())} URL ends, {int(inside.sum())} inside-URL targets, {args.value} ablation")  # fmt: skip
         # The mean over ordinary text, URLs and all, traced once (a text would be traced again for every unit).
         reference = trace(model, test[:100_000], names_filter=f"{layer}.cell") if args.value == "mean" else None
@@ -244,12 +249,13 @@ def main() -> None:
         ):
             study = ablation_study(model, text, [(layer, unit)], targets, value=args.value, reference=reference,
                                    n_random=args.random, seed=0)  # fmt: skip
-            study.targets = f"{described} (every URL of the test part, {args.value} ablation)"
+            study.targets = f"{described} (every URL of the {args.part} part, {args.value} ablation)"
             print(study.to_markdown())
             write_experiment_folder(args.out / f"{name}_ablation", "ablation", study.to_dict(),
                                     plot_ablation_study(study), model=model, texts={"text": text}, overwrite=True,
                                     arguments=vars(args) | {"units": f"{layer}:{unit}"})  # fmt: skip
-            rows = causal_rows(study) | {"chars": len(text), "context": args.context, "value": args.value}
+            rows = causal_rows(study) | {"chars": len(text), "context": args.context, "value": args.value,
+                                         "part": args.part}  # fmt: skip
             (args.out / summary_file).write_text(json.dumps(rows, indent=1, default=float) + "\n")
         return
     text = heldout_urls(test, args.chars)
