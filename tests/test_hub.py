@@ -415,3 +415,13 @@ def test_load_pretrained_rejects_unknown_names_and_dtypes(tmp_path, make_model):
         load_pretrained(folder, revision="main")
     assert load_pretrained(str(folder)).head.weight.dtype == torch.float32
     assert load_pretrained(folder, dtype=torch.float64).head.weight.dtype == torch.float64
+
+
+def test_source_name_is_the_last_part_without_ckpt():
+    from lstm_interp.hub.load_pretrained import source_name
+
+    assert [source_name(s) for s in ("novel", "runs/best.ckpt", "me/my-model/", Path("a/b"), "/", ".ckpt")] == [
+        "novel", "best", "my-model", "b", "model", "model",
+    ]  # fmt: skip
+    with pytest.raises(TypeError, match="a model is named by a string or a path, got int"):
+        source_name(3)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from cli_run import run_cli
 from pictures import assert_picture
 
 from lstm_interp import CharLSTM
-from lstm_interp.cli._arguments import intervention_name, unit_spec
+from lstm_interp.cli._arguments import unit_spec
 from lstm_interp.experiments import SteerResult, SteerStatistic, steer
 from lstm_interp.experiments.steer import mean_line_length, paired_bootstrap_ci, quote_rate
 from lstm_interp.features import UnknownFeatureError, compute_feature
@@ -297,10 +297,3 @@ def test_unit_spec_refuses_bad_specs_quoting_them(text: str, match: str) -> None
     with pytest.raises(argparse.ArgumentTypeError, match=match) as caught:
         unit_spec(text)
     assert repr(text) in str(caught.value)
-
-
-def test_intervention_name_appends_the_state_quantity() -> None:
-    assert intervention_name("layers.1", "lstm") == "layers.1.cell"
-    assert intervention_name("layers.1", "gru") == "layers.1.hidden"
-    assert intervention_name("layers.0", "rnn") == "layers.0.hidden"
-    assert intervention_name("layers.1.forget_gate", "lstm") == "layers.1.forget_gate"

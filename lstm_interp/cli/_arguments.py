@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 MODEL_METAVAR = "MODEL"
@@ -100,6 +101,22 @@ def check_model_argument(parser: argparse.ArgumentParser, source: str) -> None:
             f"argument {MODEL_METAVAR}: {source!r} is not a folder or a file (no such path), nor an 'org/name' Hub "
             f"repo id or a pretrained name ({names})"
         )
+
+
+def check_features(parser: argparse.ArgumentParser, names: Sequence[str], argument: str) -> list[str]:
+    """The registered names of the features ``names`` (each once); exit with status 2 naming an unknown one (the
+    message lists the registered features)."""
+    from lstm_interp.features import UnknownFeatureError, get_feature
+
+    try:
+        return [get_feature(name).name for name in dict.fromkeys(names)]
+    except UnknownFeatureError as err:
+        parser.error(f"argument {argument}: {err}")
+
+
+def manifest_arguments(args: argparse.Namespace) -> dict[str, object]:
+    """The parsed arguments as a manifest records them: every one, paths as strings."""
+    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
 
 
 def check_corpus_files(parser: argparse.ArgumentParser, paths: list[Path], argument: str) -> None:
@@ -214,8 +231,8 @@ def unit_spec(text: str) -> tuple[str, list[int], float | None]:
 
     ``UNITS`` is a comma-separated list of unit indices and inclusive ranges (``254``, ``254,255``, ``0-7``).
     ``name`` is what was written before the colon (``layers.1`` or ``layers.1.cell``); without a quantity it means
-    the model's state quantity, which :func:`intervention_name` appends once the model is known. ``value`` is
-    ``None`` without ``=VALUE``.
+    the model's state quantity (:mod:`lstm_interp.interventions.unit_specs` gives a spec its meaning once the model
+    is known). ``value`` is ``None`` without ``=VALUE``.
 
     Example::
 
@@ -256,22 +273,3 @@ def unit_spec(text: str) -> tuple[str, list[int], float | None]:
                 f"the value after '=' must be a finite number, got {match['value']!r} in {text!r}"
             )
     return match["name"], units, value
-
-
-def intervention_name(layer_or_name: str, cell: str) -> str:
-    """The trace name a :func:`unit_spec` name means for a network of ``cell``: ``layers.1`` becomes
-    ``layers.1.cell`` for an LSTM (``layers.1.hidden`` for a GRU or RNN); a name with its quantity stays as it is.
-
-    Raises:
-        InterventionError: (a ``ValueError``) a name whose last part is neither a layer index nor a quantity of
-            ``cell`` (``layers.0.foo_gate``), listing the quantities the model has.
-    """
-    # Imported here: this module is loaded by commands that never touch torch (demo --help).
-    from lstm_interp.interventions.intervention_rules import check_quantity
-    from lstm_interp.tracing.quantities import state_quantity
-
-    last = layer_or_name.rsplit(".", 1)[-1]
-    if last.isdigit():  # a layer, layers.<i>: its state
-        return f"{layer_or_name}.{state_quantity(cell)}"
-    check_quantity(last, cell, repr(layer_or_name))
-    return layer_or_name

@@ -1,8 +1,6 @@
 """``lstm-interp ablate MODEL TEXT_FILE --unit layers.1:254 --target '"'``: does the model use these units?
 
-It parses the command line, opens MODEL with :func:`~lstm_interp.load_pretrained`, calls
-:func:`~lstm_interp.experiments.ablation_study` and writes its JSON and figure with
-:func:`~lstm_interp.report.experiment_folder.write_experiment_folder`; then it prints the table.
+Parses the command line and calls :func:`~lstm_interp.report.experiment_runs.run_ablation`; prints the table.
 """
 
 from __future__ import annotations
@@ -15,13 +13,11 @@ from lstm_interp.cli._arguments import (
     add_model_argument,
     add_overwrite_argument,
     check_model_argument,
-    intervention_name,
+    manifest_arguments,
     positive_int,
     read_text_file,
     unit_spec,
 )
-
-KIND = "ablation"
 
 
 def build_parser(prog: str = "lstm-interp ablate") -> argparse.ArgumentParser:
@@ -72,30 +68,24 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp ablate") -> int:
     check_model_argument(parser, args.model)
     if args.target == "":
         parser.error("argument --target: give at least one character, got ''")
-    text = read_text_file(parser, args.text_file, "TEXT_FILE", min_chars=2)
-    if args.chars is not None:
-        text = text[: args.chars]
-    from lstm_interp.experiments.ablation_study import ablation_study
+    text = read_text_file(parser, args.text_file, "TEXT_FILE", min_chars=2)[: args.chars]
     from lstm_interp.hub.load_pretrained import load_pretrained
-    from lstm_interp.plots.ablation_study import plot_ablation_study
-    from lstm_interp.report.experiment_folder import check_experiment_folder, write_experiment_folder
+    from lstm_interp.interventions.unit_specs import MixedQuantitiesError, ablation_units
+    from lstm_interp.report.experiment_folder import check_experiment_folder
+    from lstm_interp.report.experiment_runs import ABLATION_KIND, run_ablation
 
-    check_experiment_folder(args.out, KIND, overwrite=args.overwrite)
+    check_experiment_folder(args.out, ABLATION_KIND, overwrite=args.overwrite)
     model = load_pretrained(args.model)
-    names = [intervention_name(layer, model.config.cell) for layer, _, _ in args.units]
-    quantities = {name.rsplit(".", 1)[1] for name in names}
-    if len(quantities) > 1:
-        parser.error(f"argument --unit: every unit must be of one quantity, got {sorted(quantities)}")
-    units = [(name.rsplit(".", 1)[0], unit) for name, (_, unit_list, _) in zip(names, args.units, strict=True)
-             for unit in unit_list]  # fmt: skip
+    try:
+        quantity, units = ablation_units(args.units, model.config.cell)
+    except MixedQuantitiesError as err:
+        parser.error(f"argument --unit: {err}")
     targets = f"feature:{args.target_feature}" if args.target_feature else args.target
-    study = ablation_study(
-        model, text, units, targets, quantity=quantities.pop(), value="mean" if args.mean else "zero",
+    study = run_ablation(
+        model, text, units, targets, args.out, quantity=quantity, value="mean" if args.mean else "zero",
         n_random=args.random, together_feature=args.together_feature, k=args.k, seed=args.seed, log=print,
+        arguments=manifest_arguments(args), overwrite=args.overwrite,
     )  # fmt: skip
-    arguments = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-    write_experiment_folder(args.out, KIND, study.to_dict(), plot_ablation_study(study), model=model,
-                            texts={"text": text}, arguments=arguments, overwrite=args.overwrite)  # fmt: skip
     print(study.to_markdown())
-    print(f"Wrote {args.out}/{KIND}.json and {KIND}.png")
+    print(f"Wrote {args.out}/{ABLATION_KIND}.json and {ABLATION_KIND}.png")
     return 0

@@ -1,9 +1,8 @@
 """``lstm-interp analyze MODEL TEXT_FILE``: interpretable cells, gate saturation and an n-gram comparison.
 
-This module only parses the command line, reads the files, opens MODEL with :func:`~lstm_interp.load_pretrained`
-(a pretrained name, a folder, a ``.ckpt`` or a Hub repo id) and calls :func:`~lstm_interp.report.run_analysis`,
-which does the work and writes the folder; then it prints where everything went. ``explore`` is the same command
-with the text given as ``--text``.
+Parses the command line, reads the files, opens MODEL with :func:`~lstm_interp.load_pretrained` and calls
+:func:`~lstm_interp.report.run_analysis`, which does the work and writes the folder; then it prints where everything
+went. ``explore`` is the same command with the text given as ``--text``.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from lstm_interp.cli._arguments import (
     add_revision_argument,
     add_skip_unknown_argument,
     add_trainer_arguments,
+    check_features,
     check_model_argument,
     feature_controls,
     positive_int,
@@ -51,62 +51,25 @@ def build_parser(prog: str = "lstm-interp analyze") -> argparse.ArgumentParser:
 
 def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     """The options ``analyze`` shares with ``explore``: output folder, features, baseline, sizes, revision."""
-    parser.add_argument(
-        "--out",
-        "-o",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="the folder to write (default: lstm_interp_analysis/<model>_<text>, printed at the end)",
-    )
-    parser.add_argument(
-        "--features",
-        nargs="+",
-        default=None,
-        metavar="NAME",
-        help="the features to match units to (default: every registered feature that varies on the text)",
-    )
-    parser.add_argument(
-        "--controls",
-        type=feature_controls,
-        nargs="+",
-        default=None,
-        metavar="FEATURE=CONTROL",
-        help="score FEATURE's units also against these controls, comma-separated (FEATURE= for none); by default "
-        "each feature's registered controls, e.g. inside_if_condition=inside_parens",
-    )
+    parser.add_argument("--out", "-o", type=Path, default=None, metavar="DIR", help="the folder to write (default: "
+                        "lstm_interp_analysis/<model>_<text>, printed at the end)")  # fmt: skip
+    parser.add_argument("--features", nargs="+", default=None, metavar="NAME", help="the features to match units "
+                        "to (default: every registered feature that varies on the text)")  # fmt: skip
+    parser.add_argument("--controls", type=feature_controls, nargs="+", default=None, metavar="FEATURE=CONTROL",
+                        help="score FEATURE's units also against these controls, comma-separated (FEATURE= for none); "
+                        "by default each feature's registered controls, e.g. inside_if_condition=inside_parens",
+                        )  # fmt: skip
     parser.add_argument("--top", type=positive_int, default=10, metavar="K", help="units listed per feature (10)")
-    parser.add_argument(
-        "--baseline-text",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="train an n-gram on this text (the model's training text) and compare it with the model",
-    )
-    parser.add_argument(
-        "--ngram-order",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help=f"the baseline n-gram's order (default {DEFAULT_NGRAM_ORDER}; needs --baseline-text)",
-    )
-    parser.add_argument(
-        "--report-chars",
-        type=positive_int,
-        default=2000,
-        metavar="N",
-        help="characters of the text shown on the HTML page (default 2000)",
-    )
+    parser.add_argument("--baseline-text", type=Path, default=None, metavar="FILE", help="train an n-gram on this "
+                        "text (the model's training text) and compare it with the model")  # fmt: skip
+    parser.add_argument("--ngram-order", type=positive_int, default=None, metavar="N", help="the baseline n-gram's "
+                        f"order (default {DEFAULT_NGRAM_ORDER}; needs --baseline-text)")  # fmt: skip
+    parser.add_argument("--report-chars", type=positive_int, default=2000, metavar="N",
+                        help="characters of the text shown on the HTML page (default 2000)")  # fmt: skip
     add_revision_argument(parser)
     add_overwrite_argument(parser, "an earlier analysis")
     add_skip_unknown_argument(parser)
     add_trainer_arguments(parser)
-
-
-def default_out_dir(model: str, text_file: Path) -> Path:
-    """``lstm_interp_analysis/<model name>_<text file stem>`` in the current directory."""
-    name = Path(model.rstrip("/\\")).name.removesuffix(".ckpt") or "model"
-    return Path("lstm_interp_analysis") / f"{name}_{text_file.stem or 'text'}"
 
 
 def main(argv: Sequence[str], *, prog: str = "lstm-interp analyze") -> int:
@@ -127,51 +90,30 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp analyze") -> int:
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Check ``args`` (``model``, ``text_file`` and the options of :func:`add_analysis_options`), open the model,
     run the analysis and print the files it wrote."""
-    from lstm_interp.features import UnknownFeatureError, get_feature
-    from lstm_interp.hub.load_pretrained import load_pretrained
-    from lstm_interp.report.run_analysis import run_analysis
-
     check_model_argument(parser, args.model)
-    features = None
-    if args.features is not None:
-        try:
-            features = [get_feature(name) for name in dict.fromkeys(args.features)]
-        except UnknownFeatureError as err:
-            parser.error(f"argument --features: {err}")
+    features = None if args.features is None else check_features(parser, args.features, "--features")
     if args.ngram_order is not None and args.baseline_text is None:
         parser.error(
             f"argument --ngram-order: {args.ngram_order} needs --baseline-text FILE (the n-gram's training text)"
         )
     controls = None if args.controls is None else dict(args.controls)
     for feature, names in (controls or {}).items():
-        try:
-            [get_feature(name) for name in (feature, *names)]
-        except UnknownFeatureError as err:
-            parser.error(f"argument --controls: {err}")
+        check_features(parser, [feature, *names], "--controls")
     text = read_text_file(parser, args.text_file, "TEXT_FILE", min_chars=2)
     baseline = None
     if args.baseline_text is not None:
         baseline = read_text_file(parser, args.baseline_text, "--baseline-text", min_chars=2)
-    out = args.out if args.out is not None else default_out_dir(args.model, args.text_file)
-    model = load_pretrained(args.model, args.revision)
+    from lstm_interp.hub.load_pretrained import load_pretrained, source_name
+    from lstm_interp.report.run_analysis import run_analysis
+
+    out = args.out or Path("lstm_interp_analysis") / f"{source_name(args.model)}_{args.text_file.stem or 'text'}"
     written = run_analysis(
-        model,
-        text,
-        out,
-        features=features,
-        baseline_text=baseline,
-        ngram_order=args.ngram_order or DEFAULT_NGRAM_ORDER,
-        top=args.top,
-        report_chars=args.report_chars,
+        load_pretrained(args.model, args.revision), text, out, features=features, baseline_text=baseline,
+        ngram_order=args.ngram_order or DEFAULT_NGRAM_ORDER, top=args.top, report_chars=args.report_chars,
         title=f"{Path(args.model).name or args.model}: {args.text_file.name}",
-        on_unknown="skip" if args.skip_unknown else "error",
-        controls=controls,
-        overwrite=args.overwrite,
-        log=print,
-        shard_chars=args.shard_chars,
-        prime_chars=args.prime_chars,
-        **trainer_arguments(args),
-    )
+        on_unknown="skip" if args.skip_unknown else "error", controls=controls, overwrite=args.overwrite, log=print,
+        shard_chars=args.shard_chars, prime_chars=args.prime_chars, **trainer_arguments(args),
+    )  # fmt: skip
     if written is None:  # not rank 0 of a pass over several processes: rank 0 wrote the folder
         return 0
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())

@@ -1,12 +1,8 @@
 """``lstm-interp index MODEL CORPUS... [--out DIR]``: build a state index of a corpus, on Lightning's engine.
 
-It parses the command line and calls :meth:`~lstm_interp.analysis.StateIndex.build`: every shard of the corpus is
-traced (a :func:`~lstm_interp.analysis.corpus_pass.corpus_pass`, on the processes, GPUs or nodes the Trainer's own
-flags ask for: ``--devices 2``, ``--accelerator gpu --devices 8 --num_nodes 4``), each unit's on/off bits are written
-to ``DIR`` as one folder (built beside it and swapped into place by rank 0), and the index can then be opened with
-``StateIndex.open(DIR)`` to match a selected pattern over the whole corpus. Without ``--out`` it goes into the index
-cache (:mod:`lstm_interp.analysis.index_cache`), where ``lstm-interp serve MODEL --corpus CORPUS`` opens it at start-up
-instead of indexing the corpus again.
+Parses the command line and calls :meth:`~lstm_interp.analysis.StateIndex.build` (``--out DIR``) or
+:func:`~lstm_interp.analysis.index_cache.cached_index` (no ``--out``: the index cache, where ``lstm-interp serve MODEL
+--corpus CORPUS`` opens it at start-up); the Trainer's own flags pick the processes, GPUs or nodes of the pass.
 """
 
 from __future__ import annotations

@@ -1,39 +1,29 @@
 """``lstm-interp probe MODEL TEXT_FILE --features F1 F2 --out DIR``: how many units does each feature need?
 
-It parses the command line, opens MODEL with :func:`~lstm_interp.load_pretrained`, reads the text's units once
-(:func:`~lstm_interp.analysis.probe_rows` over :func:`~lstm_interp.trace_segments`, so memory stays bounded) and
-fits one sparse probe per feature (:func:`~lstm_interp.analysis.fit_probe`); with ``--causal`` it also ablates each
-probe's top units together against random sets (:func:`~lstm_interp.experiments.probe_ablation.probe_ablation`), on
-the last ``--causal-chars`` characters of the text (the held-out part, when the text is long enough).
-
-``DIR`` gets ``probes.json`` (one entry per feature: ``Probe.to_dict()``, and ``causal`` with ``--causal``), a
-figure per feature (``<feature>.png``, :func:`~lstm_interp.plots.plot_probe_curve`; ``<feature>_ablation.png`` with
-``--causal``) and ``manifest.json``, written as one folder the way
-:func:`~lstm_interp.report.experiment_folder.write_experiment_folder` writes one (built beside ``DIR`` and swapped
-into place; a folder holding files a probe run did not write is refused before any work, unless ``--overwrite``).
+Parses the command line and calls :func:`~lstm_interp.report.experiment_runs.run_probes`, which reads the text's
+units once, fits one sparse probe per feature (and with ``--causal`` ablates each probe's top units on the last
+``--causal-chars`` characters) and writes ``DIR``: ``probes.json``, a figure per feature and ``manifest.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from lstm_interp.cli._arguments import (
     add_model_argument,
     add_overwrite_argument,
     add_trainer_arguments,
+    check_features,
     check_model_argument,
+    manifest_arguments,
     positive_float,
     positive_int,
     read_text_file,
     trainer_arguments,
 )
 
-KIND = "probe"
-RESULT_NAME = "probes.json"
 DEFAULT_MAX_ROWS = 50_000  # lstm_interp.analysis.probe.DEFAULT_MAX_ROWS, without importing the analysis for --help
 
 
@@ -91,74 +81,36 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp probe") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     check_model_argument(parser, args.model)
-    from lstm_interp.features import UnknownFeatureError, get_feature
-
-    try:
-        features = [get_feature(name).name for name in dict.fromkeys(args.features)]
-    except UnknownFeatureError as err:
-        parser.error(f"argument --features: {err}")
+    features = check_features(parser, args.features, "--features")
     if args.target == "":
         parser.error("argument --target: give at least one character, got ''")
     text = read_text_file(parser, args.text_file, "TEXT_FILE", min_chars=2)[: args.chars]
-    from lstm_interp.analysis.probe import fit_probe
-    from lstm_interp.analysis.probe_rows import corpus_probe_rows
     from lstm_interp.hub.load_pretrained import load_pretrained
-    from lstm_interp.manifest import check_replaceable
-    from lstm_interp.tracing import state_quantity
+    from lstm_interp.report.experiment_folder import check_experiment_folder
+    from lstm_interp.report.experiment_runs import PROBE_KIND, probe_folder_names, run_probes
     from lstm_interp.tracing.quantities import quantities_of
 
-    owned = [RESULT_NAME, *(f"{name}{end}.png" for name in features for end in ("", "_ablation"))]
-    check_replaceable(args.out, KIND, owned, overwrite=args.overwrite)
+    check_experiment_folder(args.out, PROBE_KIND, overwrite=args.overwrite, names=probe_folder_names(features))
     model = load_pretrained(args.model)
-    quantity = args.quantity or state_quantity(model.config.cell)
-    if quantity not in quantities_of(model.config.cell):
-        parser.error(f"argument --quantity: {quantity!r} is not one of the model's: {quantities_of(model.config.cell)}")
-    layers = None if args.layers is None else [int(layer) if layer.isdigit() else layer for layer in args.layers]
-    rows = corpus_probe_rows(model, text, quantity, layers, max_rows=args.max_rows, with_text=True,
-                             shard_chars=args.shard_chars, prime_chars=args.prime_chars, **trainer_arguments(args))
-    if rows is None:  # not rank 0 of a pass over several processes: rank 0 fits and writes
-        return 0
-    print(f"read {quantity} of {', '.join(rows.layers)} at {len(rows.positions):,} of {rows.num_steps:,} positions")
-    results: dict[str, dict[str, Any]] = {}
-    figures = {}
-    from lstm_interp.plots.probe_curve import plot_probe_curve
-
-    for name in features:
-        probe = fit_probe(rows, name, quantity=quantity, heldout=args.heldout, alpha=args.alpha,
-                          l1_ratio=args.l1_ratio, seed=args.seed)  # fmt: skip
-        print(probe.summary())
-        results[name] = probe.to_dict()
-        figures[f"{name}.png"] = plot_probe_curve(probe)
-        if args.causal:
-            from lstm_interp.experiments.probe_ablation import probe_ablation
-            from lstm_interp.plots.ablation_study import plot_ablation_study
-
-            study = probe_ablation(model, text[-args.causal_chars :], probe, k=args.k, targets=args.target,
-                                   n_random_sets=args.random_sets, n_random=args.random, seed=args.seed,
-                                   log=print)  # fmt: skip
-            results[name]["causal"] = study.to_dict()
-            figures[f"{name}_ablation.png"] = plot_ablation_study(study)
-            print(study.to_markdown())
-    arguments = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-    _write_folder(args.out, results, figures, model, text, arguments, args.overwrite)
-    print(f"Wrote {args.out}/{RESULT_NAME}, {', '.join(figures)} and manifest.json")
+    if args.quantity is not None and args.quantity not in quantities_of(model.config.cell):
+        parser.error(
+            f"argument --quantity: {args.quantity!r} is not one of the model's: {quantities_of(model.config.cell)}"
+        )
+    written = run_probes(
+        model, text, features, args.out, quantity=args.quantity, layers=_layers(args.layers), max_rows=args.max_rows,
+        heldout=args.heldout, alpha=args.alpha, l1_ratio=args.l1_ratio, seed=args.seed, causal=args.causal, k=args.k,
+        n_random_sets=args.random_sets, n_random=args.random, targets=args.target, causal_chars=args.causal_chars,
+        arguments=manifest_arguments(args), overwrite=args.overwrite, log=print, shard_chars=args.shard_chars,
+        prime_chars=args.prime_chars, **trainer_arguments(args),
+    )  # fmt: skip
+    if written is not None:  # rank 0 of a pass over several processes wrote the folder
+        print(f"Wrote {args.out}/{written[0]}, {', '.join(written[1:])} and manifest.json")
     return 0
 
 
-def _write_folder(out: Path, results: dict[str, Any], figures: dict[str, Any], model: Any, text: str,
-                  arguments: dict[str, Any], overwrite: bool) -> None:  # fmt: skip
-    """``write_experiment_folder``'s steps, with one figure per feature instead of one in all."""
-    from lstm_interp._io import atomic_folder, atomic_write_text
-    from lstm_interp.manifest import check_replaceable, write_manifest
-    from lstm_interp.plots.save import save_figure
-
-    owned = [RESULT_NAME, *figures]
-    check_replaceable(out, KIND, owned, overwrite=overwrite)  # again: the folder may have changed meanwhile
-    with atomic_folder(out) as staging:
-        atomic_write_text(staging / RESULT_NAME, json.dumps(results, indent=1, allow_nan=False) + "\n")
-        for name, figure in figures.items():
-            save_figure(figure, staging / name)
-        write_manifest(staging, KIND, model=model, texts={"text": text}, arguments=arguments)
+def _layers(given: list[str] | None) -> list[int | str] | None:
+    """``--layers`` as the library takes them: indices (``1``) as numbers, names (``layers.1``) as they are."""
+    return None if given is None else [int(layer) if layer.isdigit() else layer for layer in given]
 
 
 def _share(text: str) -> float:

@@ -43,21 +43,11 @@ def build_parser(prog: str = "lstm-interp trace") -> argparse.ArgumentParser:
     source.add_argument("--text", help="the text to trace")
     source.add_argument("--file", type=Path, metavar="PATH", help="a UTF-8 text file to trace")
     parser.add_argument("--output", "-o", type=Path, required=True, metavar="OUT", help="the .safetensors to write")
-    parser.add_argument(
-        "--names",
-        nargs="+",
-        metavar="PATTERN",
-        default=None,
-        help="keep only these activations: names or globs such as 'layers.*.cell' (default: all)",
-    )
+    parser.add_argument("--names", nargs="+", metavar="PATTERN", default=None, help="keep only these activations: "
+                        "names or globs such as 'layers.*.cell' (default: all)")  # fmt: skip
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="storage dtype (default float32)")
-    parser.add_argument(
-        "--chunk-size",
-        type=positive_int,
-        default=DEFAULT_CHUNK_SIZE,
-        metavar="N",
-        help=f"characters per chunk; memory is the trace plus one chunk (default {DEFAULT_CHUNK_SIZE})",
-    )
+    parser.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE, metavar="N", help="characters "
+                        f"per chunk; memory is the trace plus one chunk (default {DEFAULT_CHUNK_SIZE})")  # fmt: skip
     add_skip_unknown_argument(parser)
     return parser
 
@@ -96,15 +86,8 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp trace") -> int:
     if args.output.is_dir():
         parser.error(f"argument --output: {str(args.output)!r} is a folder; give a file name ending in .safetensors")
     text = _read_text(parser, args)
-    model = load_pretrained(args.model)
-    result = trace(
-        model,
-        text,
-        names_filter=args.names,
-        dtype=DTYPES[args.dtype],
-        chunk_size=args.chunk_size,
-        on_unknown="skip" if args.skip_unknown else "error",
-    )
+    result = trace(load_pretrained(args.model), text, names_filter=args.names, dtype=DTYPES[args.dtype],
+                   chunk_size=args.chunk_size, on_unknown="skip" if args.skip_unknown else "error")  # fmt: skip
     result.save(args.output)
     print(summarize(result, args.output))
     return 0

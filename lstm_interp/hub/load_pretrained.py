@@ -195,6 +195,23 @@ def source_kind(source: str | os.PathLike) -> SourceKind:
     )
 
 
+def source_name(source: str | os.PathLike) -> str:
+    """A short name for what ``source`` names, for the folders a command writes about it by default: the last part
+    of the path or repo id, without ``.ckpt`` (``"model"`` when nothing is left). Nothing is read.
+
+    Raises:
+        TypeError: for something that is neither a string nor a path.
+
+    Example::
+
+        >>> source_name("novel"), source_name("runs/best.ckpt"), source_name("me/my-model/")
+        ('novel', 'best', 'my-model')
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"a model is named by a string or a path, got {type(source).__name__}: {source!r}")
+    return Path(os.fspath(source).rstrip("/\\")).name.removesuffix(CHECKPOINT_SUFFIX) or "model"
+
+
 def _short_name(source: str | os.PathLike) -> str | None:
     """The canonical short name ``source`` stands for (aliases and case folded), or ``None``; paths never do."""
     if not isinstance(source, str):
