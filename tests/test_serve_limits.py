@@ -558,3 +558,19 @@ def test_requests_made_during_the_opening_run_between_its_steps() -> None:
 
     with ThreadPoolExecutor(max_workers=1) as worker, pytest.raises(RuntimeError, match="no passage"):
         _in_steps(worker, failing()).result(10)
+
+
+def test_a_background_index_build_waits_for_the_opening(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build starts when its event is set (create_app sets it once the opening is worked out), not before."""
+    from lstm_interp.serve.corpus_indexes import CorpusIndexes
+
+    monkeypatch.setenv("LSTM_INTERP_CACHE", str(tmp_path / "cache"))
+    opened = threading.Event()
+    indexes = CorpusIndexes(tiny_char_lstm(), ['ab "xy" {ab}\n' * 20], [0.3], background=True, start_after=opened)
+    time.sleep(0.5)
+    assert indexes.indexes == [] and indexes.indexing == (0, 1, 0, 0) and indexes.percent() == 0.0
+    opened.set()
+    deadline = time.monotonic() + 60
+    while indexes.percent() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert indexes.error is None and len(indexes.indexes) == 1 and 0.3 in indexes.indexes[0]

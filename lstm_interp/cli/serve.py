@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import signal
 import socket
 import sys
@@ -28,10 +29,15 @@ from lstm_interp.cli._arguments import (
     check_model_argument,
     non_negative_int,
     positive_float,
+    positive_int,
 )
 from lstm_interp.hub.load_pretrained import load_pretrained
 
 DEFAULT_PORT = 8000
+# Half the cores: the page's requests run on one thread and a corpus index builds on another, each with a team of
+# torch threads; two teams of all the cores (torch's default) oversubscribe them, and on 2 busy cores a 400-character
+# trace took 5 s instead of 0.3 s (RESULTS.md, "Explorer start-up").
+DEFAULT_THREADS = max(1, (os.cpu_count() or 2) // 2)
 INTERRUPTED = 130  # the shell's status for a command ended by SIGINT (128 + 2)
 
 
@@ -86,6 +92,11 @@ def build_parser(prog: str = "lstm-interp serve") -> argparse.ArgumentParser:
         "--max-request-cost", type=positive_float, default=None, metavar="UNITS",
         help="refuse (413) a request whose estimated cost is over UNITS, about a millisecond of the reference "
         "model's work each (default 500 per second of --request-timeout)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
+        help="torch's CPU threads (default: half the cores): the page's traces and a background index build each run "
+        "a team of this many, and more teams than cores slow both many times over",
     )  # fmt: skip
     parser.add_argument("--open", action="store_true", help="open the page in a web browser once serving")
     return parser
@@ -143,6 +154,9 @@ def _serve(argv: Sequence[str], prog: str) -> int:
         missing = err.name or str(err)
         raise OSError(f"{missing} is not installed; install the extra: pip install 'lstm-interp[serve]'") from err
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     # The model is loaded, indexed and run on one thread: torch is fastest when all its work stays on one (create_app).
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-interp")
     model = worker.submit(load_pretrained, args.model).result()

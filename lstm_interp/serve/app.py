@@ -44,6 +44,7 @@ import ipaddress
 import json
 import math
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from importlib import resources
@@ -274,12 +275,16 @@ def create_app(
     remove_stale_index_folders()
     # Every request's work runs on this one thread, in turn (see `executor` above).
     worker = executor if executor is not None else ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-interp")
+    # A background index build starts once the opening is worked out: it imports Lightning and traces, and on two
+    # cores that slowed the first trace a reader asked for by seconds (the GIL and the cores shared three ways).
+    opened = threading.Event()
     explorer = worker.submit(Explorer, model, [*corpus_texts, *files], thresholds, max_text_chars,
-                             background=index_in_background).result()  # fmt: skip
+                             background=index_in_background, index_after=opened).result()  # fmt: skip
     # Started now, not awaited, so the server starts at once: with the 2x512 models and a corpus the opening takes a
     # few seconds on 2 cores. It runs on the model's thread one passage at a time, each step queued behind the
     # requests that came meanwhile, so what a reader types is traced within a step, not after the whole opening.
     opening = _in_steps(worker, opening_steps(explorer))
+    opening.add_done_callback(lambda _: opened.set())
     queue = WorkQueue(worker, request_timeout_s, queue_timeout_s)
     assets = {
         "/": (_bundled("lstm_interp.serve", "page.html"), "text/html"),

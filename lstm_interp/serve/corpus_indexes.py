@@ -18,6 +18,9 @@ from lstm_interp.analysis.index_cache import cached_index
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.serve.api_error import ApiError
 
+# The longest a background build waits for its start_after event: a server whose opening failed still indexes.
+START_AFTER_TIMEOUT_S = 60.0
+
 
 class CorpusIndexes:
     """Every corpus's :class:`~lstm_interp.analysis.StateIndex` at every threshold.
@@ -28,10 +31,19 @@ class CorpusIndexes:
         thresholds: the thresholds θ each corpus is indexed at.
         background: build on a thread of its own (the constructor returns at once); else before it returns, raising
             what the build raises.
+        start_after: with ``background``, the build waits until this event is set (at most
+            :data:`START_AFTER_TIMEOUT_S`): the live explorer sets it once its opening passage is worked out, so that
+            the build (which imports Lightning and traces on two cores) does not slow the page's first seconds.
     """
 
     def __init__(
-        self, model: CharLSTM, corpora: Sequence[str | Path], thresholds: Sequence[float], *, background: bool = False
+        self,
+        model: CharLSTM,
+        corpora: Sequence[str | Path],
+        thresholds: Sequence[float],
+        *,
+        background: bool = False,
+        start_after: threading.Event | None = None,
     ) -> None:
         self.model = model
         self.corpora = list(corpora)
@@ -40,6 +52,7 @@ class CorpusIndexes:
         # While the indexes are built: (entries done, entries in all, characters traced, characters in all).
         self.indexing: tuple[int, int, int, int] | None = (0, len(self.corpora) * len(self.thresholds), 0, 0)
         self.error: str | None = None
+        self._start_after = start_after if background else None  # a build in the caller's thread starts at once
         if background:
             threading.Thread(target=self._index_all, name="lstm-interp-index", daemon=True).start()
         else:
@@ -50,6 +63,8 @@ class CorpusIndexes:
         together when all are ready."""
         built: list[dict[float, StateIndex]] = []
         entries = len(self.corpora) * len(self.thresholds)
+        if self._start_after is not None:
+            self._start_after.wait(START_AFTER_TIMEOUT_S)
         try:
             for i, text in enumerate(self.corpora):
                 indexes = {}

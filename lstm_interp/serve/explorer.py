@@ -85,6 +85,8 @@ class Explorer(RequestFields):
         max_text_chars: the longest text traced.
         background: index the corpora on a thread of their own (:class:`~lstm_interp.serve.corpus_indexes.
             CorpusIndexes`): the explorer is made at once, and corpus requests answer 503 "indexing, n%" meanwhile.
+        index_after: with ``background``, the indexing starts when this event is set (create_app sets it once the
+            opening passage is worked out), or after a minute.
 
     Plain traces are resumed per page session (:mod:`~lstm_interp.serve.sessions`): a keystroke retraces from the
     first changed character, on a grid of :data:`EDIT_CHUNK` steps that every plain trace here shares.
@@ -98,6 +100,7 @@ class Explorer(RequestFields):
         max_text_chars: int,
         *,
         background: bool = False,
+        index_after: threading.Event | None = None,
     ) -> None:
         self.model = model.eval()
         self.vocab = model._require_vocab()
@@ -113,7 +116,9 @@ class Explorer(RequestFields):
         self.sessions = Sessions(model, EDIT_CHUNK)
         self.corpora = list(corpora)  # the first one is where the page opens (lstm_interp.serve.opening)
         self.corpus_names = [f"corpus {i}" if isinstance(c, str) else Path(c).name for i, c in enumerate(corpora)]
-        self.corpus_indexes = CorpusIndexes(model, self.corpora, self.thresholds, background=background)
+        self.corpus_indexes = CorpusIndexes(
+            model, self.corpora, self.thresholds, background=background, start_after=index_after
+        )
 
     @property
     def indexes(self) -> list[dict[float, StateIndex]]:
