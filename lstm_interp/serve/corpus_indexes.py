@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lstm_interp.analysis import StateIndex
-from lstm_interp.analysis.index_cache import cached_index
+from lstm_interp.analysis.index_cache import cached_index, find_cached_index
 from lstm_interp.models.char_lstm import CharLSTM
 from lstm_interp.serve.api_error import ApiError
 
@@ -31,9 +31,10 @@ class CorpusIndexes:
         thresholds: the thresholds θ each corpus is indexed at.
         background: build on a thread of its own (the constructor returns at once); else before it returns, raising
             what the build raises.
-        start_after: with ``background``, the build waits until this event is set (at most
+        start_after: with ``background``, a build waits until this event is set (at most
             :data:`START_AFTER_TIMEOUT_S`): the live explorer sets it once its opening passage is worked out, so that
-            the build (which imports Lightning and traces on two cores) does not slow the page's first seconds.
+            the build (which imports Lightning and traces on two cores) does not slow the page's first seconds. An
+            index in the cache is opened at once.
     """
 
     def __init__(
@@ -63,8 +64,6 @@ class CorpusIndexes:
         together when all are ready."""
         built: list[dict[float, StateIndex]] = []
         entries = len(self.corpora) * len(self.thresholds)
-        if self._start_after is not None:
-            self._start_after.wait(START_AFTER_TIMEOUT_S)
         try:
             for i, text in enumerate(self.corpora):
                 indexes = {}
@@ -77,7 +76,11 @@ class CorpusIndexes:
                     # Opened from the index cache when an entry was built before (by an earlier start, or ahead of
                     # time by `lstm-interp index MODEL CORPUS`), in well under a second; built into it otherwise. An
                     # entry is trusted only if its own header says it is of this model, text and threshold.
-                    found = cached_index(self.model, text, threshold=theta, progress=note)
+                    found = find_cached_index(self.model, text, threshold=theta)
+                    if found is None:
+                        if self._start_after is not None:  # a build waits (once) for the page's first seconds
+                            self._start_after.wait(START_AFTER_TIMEOUT_S)
+                        found = cached_index(self.model, text, threshold=theta, progress=note)
                     assert found is not None  # one process: rank 0
                     indexes[theta] = found
                 built.append(indexes)
