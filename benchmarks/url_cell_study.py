@@ -127,18 +127,25 @@ def cell_summary(card_cell: dict[str, Any]) -> dict[str, Any]:
     return {key: card_cell[key] for key in keys} | {"partials": partials}
 
 
-def causal_reading(r: dict[str, Any]) -> str:
+def causal_reading(r: dict[str, Any], act: str = "zeroing the cell") -> str:
     """One sentence on what the cell's ablation did at a kind of target, against the random units."""
     together = r.get("together")
     also = (f" The top 5 `inside_url` units zeroed together: {together['effect']:+.3f}, percentile "
             f"{together['percentile']:.0f} among 20 random sets of 5." if together else "")  # fmt: skip
     if r["low"] > r["random_p95"]:
-        return f"zeroing the cell raises the loss above the 95th percentile of random units.{also}"
+        return f"{act} raises the loss above the 95th percentile of random units, interval and all.{also}"
     if r["high"] < 0 and r["percentile"] <= 5:
         return (
-            f"zeroing the cell *lowers* the loss ({r['effect']:+.3f}, its interval below zero), lower than "
+            f"{act} *lowers* the loss ({r['effect']:+.3f}, its interval below zero), lower than "
             f"{100 - r['percentile']:.0f}% of the random units' changes: the model uses the cell here, and predicts "
-            f"better without it. The target (a rise above the random units' 95th percentile) is not met.{also}"
+            f"better without it.{also}"
+        )
+    if r["effect"] > r["random_p95"] and r["low"] > 0 and r["percentile_ci"][0] >= 95:
+        return (
+            f"{act} raises the loss ({r['effect']:+.3f}, interval {r['low']:+.3f} to {r['high']:+.3f}) more "
+            f"than the random units' 95th percentile ({r['random_p95']:+.3f}; percentile {r['percentile']:.0f}, "
+            f"interval {r['percentile_ci'][0]:.0f}-{r['percentile_ci'][1]:.0f}), though the interval's low end is "
+            f"not above that percentile.{also}"
         )
     if r["effect"] > r["random_p95"]:
         return (
@@ -146,34 +153,76 @@ def causal_reading(r: dict[str, Any]) -> str:
             f"percentile, but its interval ({r['low']:+.3f} to {r['high']:+.3f}) reaches below it: the rise is not "
             f"established.{also}"
         )
-    return f"no effect beyond the random units' (the target, a rise above their 95th percentile, is not met).{also}"
+    return f"no effect beyond the random units'.{also}"
+
+
+def conclusion(causal: dict[str, Any]) -> str:
+    """What the mean-ablation rows say together, by the rule written down before the replication was run: the rise
+    at URL ends counts as shown if, on the validation part's URLs, its interval is above zero and its percentile
+    among the random units at least 95."""
+    end, inside, replication = (causal.get(k) for k in ("mean_end", "mean_inside", "mean_end_validation"))
+    if not (end and inside and replication):
+        return ""
+    shown = replication["low"] > 0 and replication["percentile_ci"][0] >= 95
+    inside_shown = inside["low"] > inside["random_p95"]
+    return (
+        f"**Reading.** Inside URLs the cell is used: set to its mean it raises the loss there "
+        f"({inside['effect']:+.3f}) above every random unit, and costs nothing elsewhere "
+        f"({inside['other_delta']:+.4f}). At the character that ends a URL, setting it to its mean raises the loss "
+        f"in both held-out parts: {end['effect']:+.3f} on the test part, more than {end['percentile']:.0f} of the 100 "
+        f"random units, though that interval's low end ({end['low']:+.3f}) falls just below their 95th percentile "
+        f"({end['random_p95']:+.3f}); and {replication['effect']:+.3f} on the validation part's "
+        f"{replication['targets']} URL ends, interval {replication['low']:+.3f} to {replication['high']:+.3f}, "
+        f"well above theirs ({replication['random_p95']:+.3f}). "
+        + (
+            "By the rule fixed before the replication ran (its interval above zero, its percentile at least 95), "
+            "the rise at URL ends is shown"
+            if shown
+            else "The replication does not meet the rule fixed before it ran, so the rise at URL ends is not shown"
+        )
+        + (", and inside URLs it is shown on the test part alone." if inside_shown else ".")
+        + " Zeroing the cell instead lowers the loss at the ends of the densest window: zero is not a neutral "
+        "value for this cell."
+    )
+
+
+# The rows of the card's causal table: (key in summary["causal"], what the targets are, the ablation).
+CAUSAL_ROWS = [
+    ("mean_end", "the character that ends a URL, every URL of the test part", "mean"),
+    ("mean_inside", "characters inside a URL, every URL of the test part", "mean"),
+    ("mean_end_validation", "the character that ends a URL, every URL of the validation part (replication)", "mean"),
+    ("url_end", "the character that ends a URL, the densest 50,000 characters", "zero"),
+    ("url_inside", "characters inside a URL, the densest 50,000 characters", "zero"),
+    ("url_end_all", "the character that ends a URL, every URL of the test part", "zero"),
+]
 
 
 def card_section(summary: dict[str, Any]) -> dict[str, str]:
     """The card's section: the picture's reading, the causal table and the loss against the n-gram."""
-    cell, loss = summary["cell"], summary["loss"]
+    cell, loss, causal = summary["cell"], summary["loss"], summary["causal"]
     rows = [
-        "| targets | positions | Δ loss, URL cell (95% CI) | random units: mean, 95th percentile | cell's percentile |",
-        "|---|---:|---:|---:|---:|",
+        "| ablation | targets | positions | Δ loss, URL cell (95% CI) | random units: mean, 95th percentile | "
+        "cell's percentile (95% CI) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     readings = []
-    kinds = [("the character that ends a URL", "url_end"), ("characters inside a URL", "url_inside"),
-             ("the character that ends a URL, every URL of the test part", "url_end_all")]  # fmt: skip
-    for label, key in kinds:
-        if key not in summary["causal"]:
+    for key, label, value in CAUSAL_ROWS:
+        if key not in causal:
             continue
-        r = summary["causal"][key]
+        r = causal[key]
+        low, high = r["percentile_ci"]
         rows.append(
-            f"| {label} | {r['targets']:,} | {r['effect']:+.3f} ({r['low']:+.3f} to {r['high']:+.3f}) | "
-            f"{r['random_mean']:+.3f}, {r['random_p95']:+.3f} | {r['percentile']:.0f} |"
+            f"| {value} | {label} | {r['targets']:,} | {r['effect']:+.3f} ({r['low']:+.3f} to {r['high']:+.3f}) | "
+            f"{r['random_mean']:+.3f}, {r['random_p95']:+.3f} | {r['percentile']:.0f} ({low:.0f}-{high:.0f}) |"
         )
-        readings.append(f"At {label}: {causal_reading(r)}")
-    window, every = summary["causal"].get("url_end"), summary["causal"].get("url_end_all")
+        act = "setting the cell to its mean" if value == "mean" else "zeroing the cell"
+        readings.append(f"- {value} ablation, {label}: {causal_reading(r, act)}")
+    window, every = causal.get("url_end"), causal.get("url_end_all")
+    disagree = ""
     if window and every and (window["effect"] > 0) != (every["effect"] > 0):
-        readings.append(
-            f"The two URL-end rows disagree in sign: the {window['targets']} ends of the densest window and the "
-            f"{every['targets']} of the whole test part. At URL ends the cell's effect depends on the passage, and "
-            "neither row establishes a rise above the random units'."
+        disagree = (
+            f" Zeroed, the cell's effect at URL ends changes sign between the {window['targets']} ends of the densest "
+            f"window and the {every['targets']} of the whole test part."
         )
     parts = [
         "Karpathy's blog post ends on a Wikipedia model's cell that turns on inside URLs, shown with the model's "
@@ -189,16 +238,23 @@ def card_section(summary: dict[str, Any]) -> dict[str, str]:
         "(tanh(c): blue +1, white 0, red −1), then the five "
         "likeliest next characters, best first, darker green for more probable, bold where it is the character "
         "that came next.",
-        f"**Causal test** ({summary['chars']:,} held-out characters with the most URL characters, {summary['random']} "
-        "random units of the same layer; 95% bootstrap intervals over positions; the last row, where present, on "
-        "every URL of the test part with the 100 characters before it, passages end to end, for more URL ends). "
-        "Ablating the cell to zero changes the loss (nats per character) at:",
+        "**Causal test.** The cell's state is set to its mean over held-out text (the first 100,000 characters of "
+        "the part tested, URLs and all) at every step, against 100 random units of the same layer set to theirs; "
+        "the change in loss (nats per character) at the targets, with 95% intervals from 1,000 bootstrap "
+        "resamples of the target positions. The mean, not zero, is the neutral value for this cell: it rests "
+        "strongly negative outside URLs and positive inside, so zeroing it at a URL's last character moves it "
+        'halfway to "no longer in a URL", which may itself help predict the end. "Every URL" is each URL of '
+        "the part with the 100 characters before it, passages end to end; the validation part's URLs were tested "
+        "after the test part's, as a replication. The zero-ablation rows are the first test, kept:" + disagree,
         "\n".join(rows),
-        " ".join(readings),
+        "\n".join(readings),
+        summary.get("conclusion", ""),
         f"**Loss.** Test loss {loss['lstm']:.4f} nats/char against {loss['ngram20']:.4f} for our interpolated "
         f"Kneser-Ney 20-gram on the same 80/10/10 split ({100 * (1 - loss['lstm'] / loss['ngram20']):.1f}% lower; "
         "the target was 5%).",
-        "Reproduce with `python benchmarks/url_cell_study.py --chars 50000 --card`.",
+        "Reproduce with `python benchmarks/url_cell_study.py --chars 50000 --card` (the densest window, zero "
+        "ablation, and the picture), `--ends-only [--value mean] [--part validation]` (every URL), then "
+        "`--card-only --also DIR ...` (the card from their summaries).",
     ]
     return {"title": SECTION_TITLE, "text": "\n\n".join(parts), "image": IMAGE}
 
@@ -212,6 +268,8 @@ def main() -> None:
     parser.add_argument("--card", action="store_true", help="write the picture and the section into the foldoc card")
     parser.add_argument("--card-only", action="store_true",
                         help="write the card from the summary.json and picture of an earlier run in --out")  # fmt: skip
+    parser.add_argument("--also", type=Path, nargs="*", default=[],
+                        help="with --card-only: folders of --ends-only runs whose rows the card shows too")  # fmt: skip
     parser.add_argument("--ends-only", action="store_true",
                         help="only the URL-end test, on every URL of the test part with its context")  # fmt: skip
     parser.add_argument("--context", type=int, default=100,
@@ -230,6 +288,14 @@ def main() -> None:
         summary["cell"] = summary["cell"] | cell_summary(card_cell)
         if (args.out / "summary_ends.json").is_file():
             summary["causal"]["url_end_all"] = json.loads((args.out / "summary_ends.json").read_text(encoding="utf-8"))
+        for folder in args.also:  # every-URL runs of other ablations or parts: their rows, by what they ran
+            for name, kind in (("summary_ends.json", "end"), ("summary_inside.json", "inside")):
+                if (folder / name).is_file():
+                    r = json.loads((folder / name).read_text(encoding="utf-8"))
+                    if r.get("value") == "mean":
+                        part = "" if r.get("part", "test") == "test" else f"_{r['part']}"
+                        summary["causal"][f"mean_{kind}{part}"] = r
+        summary["conclusion"] = conclusion(summary["causal"])
         add_card_sections(CARD, [card_section(summary)], {IMAGE: args.out / "url_cell_topk.png"})
         return
     layer, unit = f"layers.{card_cell['layer']}", card_cell["unit"]
