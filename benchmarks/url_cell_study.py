@@ -245,7 +245,7 @@ def card_section(summary: dict[str, Any]) -> dict[str, str]:
         "strongly negative outside URLs and positive inside, so zeroing it at a URL's last character moves it "
         'halfway to "no longer in a URL", which may itself help predict the end. "Every URL" is each URL of '
         "the part with the 100 characters before it, passages end to end; the validation part's URLs were tested "
-        "after the test part's, as a replication. The zero-ablation rows are the first test, kept:" + disagree,
+        "after the test part's, as a replication. The zero-ablation rows are the first test, kept." + disagree,
         "\n".join(rows),
         "\n".join(readings),
         summary.get("conclusion", ""),
