@@ -165,8 +165,11 @@ class RequestFields:
 
     def known(self, text: str) -> tuple[list[int], str]:
         """The indices of ``text``'s characters outside the vocabulary, and the text of the others."""
-        unknown = [i for i, char in enumerate(text) if char not in self.vocab]
-        return unknown, "".join(char for char in text if char in self.vocab)
+        # A set of the characters, not the vocabulary's own `in`: a Python call per character was a few milliseconds
+        # of every keystroke's 20 at 5,000 characters.
+        chars = frozenset(self.vocab.chars)
+        unknown = [i for i, char in enumerate(text) if char not in chars]
+        return unknown, ("".join(char for char in text if char in chars) if unknown else text)
 
 
 def suspect(specs: list[Any], interventions: Sequence[Intervention]) -> str:
