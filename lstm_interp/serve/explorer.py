@@ -57,8 +57,9 @@ PATTERN_CELLS = 32  # selected cells whose on/off rows a match carries (the coun
 SEGMENT_STEPS = DEFAULT_CHUNK_SIZE
 # A plain run goes in chunks of this many steps from the text's start, the deadline checked between them: the grid of
 # the sessions' resumable traces (lstm_interp.serve.sessions), so a full trace and a resumed one agree bit for bit. An
-# appended character costs one chunk at most; a full trace of 5,000 characters about 20% more than in one chunk.
-EDIT_CHUNK = 32
+# appended character costs one chunk at most. 16 rather than 32: at 5,000 characters a keystroke's median 15.8 ms
+# against 20.2, a full retrace 3.2 s against 2.7 (1.96 s in one chunk); RESULTS.md, "Keystroke latency".
+EDIT_CHUNK = 16
 
 
 @dataclass(frozen=True)
