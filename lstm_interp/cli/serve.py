@@ -35,8 +35,8 @@ from lstm_interp.hub.load_pretrained import load_pretrained
 
 DEFAULT_PORT = 8000
 # Half the cores: the page's requests run on one thread and a corpus index builds on another, each with a team of
-# torch threads; two teams of all the cores (torch's default) oversubscribe them, and on 2 busy cores a 400-character
-# trace took 5 s instead of 0.3 s (RESULTS.md, "Explorer start-up").
+# torch threads; two teams of all the cores (torch's default) oversubscribe them and slow both (RESULTS.md, "Explorer
+# start-up").
 DEFAULT_THREADS = max(1, (os.cpu_count() or 2) // 2)
 INTERRUPTED = 130  # the shell's status for a command ended by SIGINT (128 + 2)
 
