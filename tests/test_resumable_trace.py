@@ -79,6 +79,22 @@ def test_an_appended_character_retraces_one_chunk_at_most() -> None:
     assert editing.update(text)[1] == len(text)  # the same text again: nothing traced
 
 
+def test_typing_after_a_paste_does_not_copy_the_trace() -> None:
+    # Growing the buffers copies every kept row: the first characters typed after a paste must find room.
+    model = tiny_char_lstm()
+    editing = ResumableTrace(model, names_filter=["layers.1.cell", "log_probs"], every=16)
+    rng = random.Random(1)
+    text = random_text(rng, 2000)
+    editing.update(text)
+    kept = {name: buffer.data_ptr() for name, buffer in editing._buffers.items()}
+    for _ in range(200):
+        text += rng.choice(TINY_VOCAB)
+        result, _ = editing.update(text)
+    assert {name: buffer.data_ptr() for name, buffer in editing._buffers.items()} == kept
+    full = trace(model, text, names_filter=["layers.1.cell", "log_probs"], chunk_size=16)
+    assert all(torch.equal(result[name], full[name]) for name in full)
+
+
 def test_a_stopped_update_leaves_what_is_still_valid() -> None:
     """A deadline (``check`` raising) part way: the next update resumes correctly, and never from what was cut."""
     model = tiny_char_lstm(weight_scale=2.0)

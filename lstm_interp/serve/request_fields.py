@@ -165,11 +165,13 @@ class RequestFields:
 
     def known(self, text: str) -> tuple[list[int], str]:
         """The indices of ``text``'s characters outside the vocabulary, and the text of the others."""
-        # A set of the characters, not the vocabulary's own `in`: a Python call per character was a few milliseconds
-        # of every keystroke's 20 at 5,000 characters.
+        # Deleting the vocabulary's characters with str.translate finds in C whether any other is left: a Python
+        # test per character was a few milliseconds of every keystroke at 5,000 characters, and most texts have none.
+        if not text.translate(dict.fromkeys(map(ord, self.vocab.chars))):
+            return [], text
         chars = frozenset(self.vocab.chars)
         unknown = [i for i, char in enumerate(text) if char not in chars]
-        return unknown, ("".join(char for char in text if char in chars) if unknown else text)
+        return unknown, "".join(char for char in text if char in chars)
 
 
 def suspect(specs: list[Any], interventions: Sequence[Intervention]) -> str:
