@@ -114,11 +114,6 @@ def check_features(parser: argparse.ArgumentParser, names: Sequence[str], argume
         parser.error(f"argument {argument}: {err}")
 
 
-def manifest_arguments(args: argparse.Namespace) -> dict[str, object]:
-    """The parsed arguments as a manifest records them: every one, paths as strings."""
-    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-
-
 def check_corpus_files(parser: argparse.ArgumentParser, paths: list[Path], argument: str) -> None:
     """Exit with status 2 naming the first of ``paths`` that is not an existing file (before the model is loaded)."""
     for path in paths:

@@ -13,7 +13,6 @@ from lstm_interp.cli._arguments import (
     add_model_argument,
     add_overwrite_argument,
     check_model_argument,
-    manifest_arguments,
     positive_int,
     read_text_file,
     unit_spec,
@@ -84,7 +83,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp ablate") -> int:
     study = run_ablation(
         model, text, units, targets, args.out, quantity=quantity, value="mean" if args.mean else "zero",
         n_random=args.random, together_feature=args.together_feature, k=args.k, seed=args.seed, log=print,
-        arguments=manifest_arguments(args), overwrite=args.overwrite,
+        arguments=vars(args), overwrite=args.overwrite,
     )  # fmt: skip
     print(study.to_markdown())
     print(f"Wrote {args.out}/{ABLATION_KIND}.json and {ABLATION_KIND}.png")

@@ -1,8 +1,5 @@
-"""``lstm-interp demo``: the first thing to run; the demo itself is :func:`lstm_interp.demo.run_demo`.
-
-This module only turns the command line into :func:`~lstm_interp.demo.run_demo`'s keywords (each option is one,
-dashes for underscores), runs it, and prints its closing :func:`~lstm_interp.demo.summary`.
-"""
+"""``lstm-interp demo``: the first thing to run; it runs :func:`lstm_interp.demo.run_demo` and prints its closing
+:func:`~lstm_interp.demo.summary`."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""``lstm-interp explore MODEL --text FILE``: the analysis report of a pretrained model on any text.
-
-The same command as ``lstm-interp analyze MODEL TEXT_FILE``, with the text as an option: ``MODEL`` is anything
-:func:`~lstm_interp.load_pretrained` opens, most often ``novel`` (alias ``war-and-peace``) or ``code`` (alias
-``linux``), which come through the Hub (or its cache), or from the copy bundled in the wheel when the Hub cannot be
-reached. :func:`~lstm_interp.report.run_analysis` writes ``cells.json``, figures, the gate saturation table and
-``report.html``, which opens on the unit that best tracks each feature (the quote cell of the novel model, say).
-"""
+"""``lstm-interp explore MODEL --text FILE``: ``lstm-interp analyze MODEL TEXT_FILE`` with the text as an option,
+for a pretrained model most often (``novel``, ``code``: :func:`~lstm_interp.load_pretrained` falls back to the copy
+bundled in the wheel when the Hub cannot be reached)."""
 
 from __future__ import annotations
 

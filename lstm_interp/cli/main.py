@@ -2,10 +2,9 @@
 
 The top-level parser only knows each subcommand's name and one line of help; the module that implements a
 subcommand is imported when it is chosen, so ``lstm-interp --help`` or ``sample`` never pays for importing Lightning.
-Every command that opens a model takes the same MODEL argument, opened by :func:`lstm_interp.load_pretrained`: a
-pretrained name, a ``save_pretrained`` folder, a Lightning ``.ckpt`` or a Hub repo id (``cli/_arguments.py``).
-``fit``/``validate``/``test`` are handed whole to :class:`~lstm_interp.cli.char_lstm_cli.CharLSTMCLI` (a
-``LightningCLI``), which parses its own arguments and YAML configs.
+Every command that opens a model takes the same MODEL argument (``cli/_arguments.py``). ``fit``/``validate``/``test``
+are handed whole to :class:`~lstm_interp.cli.char_lstm_cli.CharLSTMCLI` (a ``LightningCLI``), which parses its own
+arguments and YAML configs.
 
 Exit codes: 0 on success, 2 for a bad argument (argparse's convention, with a one-line message naming the value),
 1 for an error while running (a model folder without its files, text outside the vocabulary, ...), reported in one

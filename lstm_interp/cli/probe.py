@@ -17,7 +17,6 @@ from lstm_interp.cli._arguments import (
     add_trainer_arguments,
     check_features,
     check_model_argument,
-    manifest_arguments,
     positive_float,
     positive_int,
     read_text_file,
@@ -100,7 +99,7 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp probe") -> int:
         model, text, features, args.out, quantity=args.quantity, layers=_layers(args.layers), max_rows=args.max_rows,
         heldout=args.heldout, alpha=args.alpha, l1_ratio=args.l1_ratio, seed=args.seed, causal=args.causal, k=args.k,
         n_random_sets=args.random_sets, n_random=args.random, targets=args.target, causal_chars=args.causal_chars,
-        arguments=manifest_arguments(args), overwrite=args.overwrite, log=print, shard_chars=args.shard_chars,
+        arguments=vars(args), overwrite=args.overwrite, log=print, shard_chars=args.shard_chars,
         prime_chars=args.prime_chars, **trainer_arguments(args),
     )  # fmt: skip
     if written is not None:  # rank 0 of a pass over several processes wrote the folder

@@ -1,26 +1,18 @@
 """``lstm-interp serve MODEL``: the live explorer, a local web page that traces what you type.
 
-MODEL is anything :func:`lstm_interp.load_pretrained` opens. Each ``--corpus FILE`` is indexed when the server
-starts, so that a span brushed on the page can be matched in it (LSTMVis's select & match); with ``--atlas DIR`` (a
-folder ``lstm-interp atlas`` wrote for this model) the page shows the atlas card of the unit it shows. It listens on
-127.0.0.1 by default: it runs a model on whatever it is sent, and is meant for one user on their own machine.
-Each request is bounded: by its estimated cost before it starts (``--max-request-cost``) and by a deadline once it
-runs (``--request-timeout``); see ``docs/explorer_api.md``. Ctrl+C and SIGTERM stop it without a traceback.
+Each ``--corpus FILE`` is indexed when the server starts, so that a span brushed on the page can be matched in it
+(LSTMVis's select & match); with ``--atlas DIR`` (a folder ``lstm-interp atlas`` wrote for this model) the page shows
+the atlas card of the unit it shows. It listens on 127.0.0.1 by default: it runs a model on whatever it is sent, and
+is meant for one user on their own machine. Each request is bounded: by its estimated cost before it starts
+(``--max-request-cost``) and by a deadline once it runs (``--request-timeout``); see ``docs/explorer_api.md``. The
+server itself is :func:`~lstm_interp.serve.run_server.run_server`'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import os
-import signal
-import socket
 import sys
-import threading
-import time
-import webbrowser
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lstm_interp.cli._arguments import (
@@ -31,13 +23,8 @@ from lstm_interp.cli._arguments import (
     positive_float,
     positive_int,
 )
-from lstm_interp.hub.load_pretrained import load_pretrained
+from lstm_interp.serve.run_server import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, ServerArgumentError, run_server
 
-DEFAULT_PORT = 8000
-# Half the cores: the page's requests run on one thread and a corpus index builds on another, each with a team of
-# torch threads; two teams of all the cores (torch's default) oversubscribe them and slow both (RESULTS.md, "Explorer
-# start-up").
-DEFAULT_THREADS = max(1, (os.cpu_count() or 2) // 2)
 INTERRUPTED = 130  # the shell's status for a command ended by SIGINT (128 + 2)
 
 
@@ -69,7 +56,7 @@ def build_parser(prog: str = "lstm-interp serve") -> argparse.ArgumentParser:
         "--atlas", type=Path, default=None, metavar="DIR",
         help="a unit atlas of this model (lstm-interp atlas MODEL CORPUS --out DIR): the page shows each unit's card",
     )  # fmt: skip
-    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"the address to listen on (default {DEFAULT_HOST})")
     parser.add_argument(
         "--port", type=port_number, default=DEFAULT_PORT, metavar="N",
         help=f"the port (default {DEFAULT_PORT}; 0 picks a free one, printed once bound)",
@@ -102,122 +89,28 @@ def build_parser(prog: str = "lstm-interp serve") -> argparse.ArgumentParser:
     return parser
 
 
-def _url(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/"
-
-
 def main(argv: Sequence[str], *, prog: str = "lstm-interp serve") -> int:
     """Run ``lstm-interp serve`` with ``argv`` (the arguments after ``serve``) until stopped.
 
     Returns:
         0 when stopped by SIGTERM, quietly; :data:`INTERRUPTED` (130) on Ctrl+C, with one line; either way with no
-        traceback, whether the server was loading, indexing or serving, and after the normal exit's clean-up (the
-        temporary index folders are removed); 2 for bad arguments.
+        traceback, whether the server was loading, indexing or serving, and after
+        :func:`~lstm_interp.serve.run_server.run_server`'s clean-up; 2 for bad arguments.
     """
-    # SIGTERM's default action ends the process at once, skipping the clean-up: turn it into an exception, as
-    # Python does SIGINT (signal handlers can only be set on the main thread).
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     try:
-        return _serve(argv, prog)
+        check_model_argument(parser, args.model)  # imports torch: a Ctrl+C meanwhile is an interruption too
+        check_corpus_files(parser, args.corpus, "--corpus")
+        if args.atlas is not None and not (args.atlas / "atlas.json").is_file():
+            parser.error(f"argument --atlas: {str(args.atlas)!r} holds no atlas.json; make one with lstm-interp atlas")
+        run_server(args.model, corpus_files=args.corpus, thresholds=args.threshold, atlas=args.atlas, host=args.host,
+                   port=args.port, allow_hosts=args.allow_host, request_timeout_s=args.request_timeout,
+                   queue_timeout_s=args.queue_timeout, max_request_cost=args.max_request_cost, threads=args.threads,
+                   open_browser=args.open)  # fmt: skip
+    except ServerArgumentError as err:
+        parser.error(str(err))
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr, flush=True)
         return INTERRUPTED
-    except _Terminated:
-        return 0
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
-
-
-class _Terminated(Exception):
-    """SIGTERM arrived (see main)."""
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise _Terminated
-
-
-def _serve(argv: Sequence[str], prog: str) -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    check_model_argument(parser, args.model)
-    check_corpus_files(parser, args.corpus, "--corpus")
-    if args.atlas is not None and not (args.atlas / "atlas.json").is_file():
-        parser.error(f"argument --atlas: {str(args.atlas)!r} holds no atlas.json; make one with lstm-interp atlas")
-    try:
-        import uvicorn
-
-        from lstm_interp.serve.app import allowed_hosts, create_app
-    except ImportError as err:
-        missing = err.name or str(err)
-        raise OSError(f"{missing} is not installed; install the extra: pip install 'lstm-interp[serve]'") from err
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    # The model is loaded, indexed and run on one thread: torch is fastest when all its work stays on one (create_app).
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-interp")
-    model = worker.submit(load_pretrained, args.model).result()
-    if args.corpus:
-        thresholds = ", ".join(f"{t:g}" for t in args.threshold)
-        print(f"indexing {len(args.corpus)} corpus file(s) at threshold {thresholds} in the background (or opening "
-              "them from the index cache); select & match say how far it is", file=sys.stderr, flush=True)  # fmt: skip
-    try:
-        app = create_app(model, corpus_files=args.corpus, thresholds=args.threshold, executor=worker,
-                         index_in_background=True,
-                         allowed_hosts=allowed_hosts(args.host, args.allow_host),
-                         request_timeout_s=args.request_timeout, queue_timeout_s=args.queue_timeout,
-                         max_request_cost=args.max_request_cost, atlas=args.atlas)  # fmt: skip
-    except ValueError as err:
-        parser.error(str(err))
-    # Bound here rather than by uvicorn, so that with --port 0 the port is known (and printed) before serving.
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((args.host, args.port))
-    except OSError as err:
-        sock.close()
-        raise OSError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
-    url = _url(args.host, sock.getsockname()[1])
-    if not ipaddress.ip_address(sock.getsockname()[0]).is_loopback:
-        # The API runs the model on whatever it is sent, without authentication: say so before anyone can reach it.
-        print(f"warning: listening on {args.host}, not loopback: anyone who can reach this port can use the model",
-              file=sys.stderr, flush=True)  # fmt: skip
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    # A Ctrl+C between "Serving" and uvicorn's own handlers (set inside server.run, after its event loop is made)
-    # would raise KeyboardInterrupt inside asyncio's set-up, with a traceback. So the signals are caught from here
-    # on: one that comes before uvicorn listens asks it to stop at once (should_exit, checked after its start-up);
-    # uvicorn restores these handlers when it stops and raises to them the signals it caught meanwhile.
-    stops: list[int] = []
-
-    def stop(signum: int, frame: object) -> None:
-        stops.append(signum)
-        server.should_exit = True
-
-    caught = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
-    previous = {signum: signal.signal(signum, stop) for signum in caught}
-    print(f"Serving {args.model} at {url} (Ctrl+C to stop)", flush=True)
-    if args.open:
-        threading.Thread(target=_open_when_started, args=(server, url), daemon=True).start()
-    try:
-        server.run(sockets=[sock])
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        worker.shutdown(wait=False, cancel_futures=True)
-    if signal.SIGINT in stops:
-        raise KeyboardInterrupt  # main prints one line and returns 130
-    if signal.SIGTERM in stops:
-        raise _Terminated  # main returns 0, quietly
     return 0
-
-
-def _open_when_started(server: object, url: str, timeout: float = 30.0) -> None:
-    # The browser's first request must find the socket listening, which uvicorn does only inside server.run().
-    deadline = time.monotonic() + timeout
-    while not getattr(server, "started", False) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    webbrowser.open(url)

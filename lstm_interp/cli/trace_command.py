@@ -1,7 +1,5 @@
 """``lstm-interp trace MODEL``: run a model over a text, save every gate/cell/hidden state to ``.safetensors``.
 
-MODEL is anything :func:`lstm_interp.load_pretrained` opens (a pretrained name, a folder, a ``.ckpt``, a repo id).
-
 The file is a :class:`~lstm_interp.tracing.Trace` (``Trace.load(path)`` reads it back): one (T, H) tensor per
 name such as ``layers.0.forget_gate``, plus the character ids and the text in its metadata.
 """
