@@ -14,8 +14,8 @@ the last bit differently, which is why the chunk holding the change is traced ag
 the changed character). An appended character costs at most one chunk of steps; an edit in the middle costs the
 characters after it.
 
-Memory: the kept activations (``names_filter``) for the text, grown by doubling, and one state per chunk (for the
-2x512 models, 8 KB each).
+Memory: the kept activations (``names_filter``) for the text and an eighth more, grown by doubling, and one state
+per chunk (for the 2x512 models, 8 KB each).
 """
 
 from __future__ import annotations
