@@ -1,0 +1,29 @@
+"""The CLI repeats a few of the library's defaults so that ``--help`` imports no torch; they must not drift apart.
+
+The CLI always passes its value, so a copy that drifted would silently override the library's default.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("cli_module", "library_module", "name"),
+    [
+        ("analyze", "report.run_analysis", "DEFAULT_NGRAM_ORDER"),
+        ("atlas", "analysis.unit_atlas", "DEFAULT_K"),
+        ("atlas", "analysis.unit_atlas", "DEFAULT_WINDOW"),
+        ("atlas", "analysis.unit_atlas", "DEFAULT_BINS"),
+        ("atlas", "analysis.unit_atlas", "DEFAULT_FEATURE_CHARS"),
+        ("atlas", "analysis.unit_atlas", "DEFAULT_ABLATION_CHARS"),
+        ("atlas", "analysis.unit_atlas", "DEFAULT_SEGMENT_CHARS"),
+        ("probe", "analysis.probe", "DEFAULT_MAX_ROWS"),
+    ],
+)
+def test_the_cli_copies_the_library_default(cli_module: str, library_module: str, name: str) -> None:
+    # Modules by path: several share their name with the function they define, which their package exports.
+    cli_value = getattr(import_module(f"lstm_interp.cli.{cli_module}"), name)
+    assert cli_value == getattr(import_module(f"lstm_interp.{library_module}"), name), f"cli.{cli_module}.{name}"
