@@ -1,10 +1,9 @@
-"""The arguments the ``lstm-interp`` commands share: the MODEL every command that opens a model takes, text files,
-and argparse types.
+"""The arguments the ``lstm-interp`` commands share: MODEL, text files, a corpus pass, and argparse types.
 
 MODEL is whatever :func:`lstm_interp.load_pretrained` opens: a pretrained name (``novel``, ``code``, ...), a folder
-written by ``save_pretrained``, a Lightning ``.ckpt`` of a ``CharLSTMModule`` or an ``org/name`` Hub repo id. A
-command adds it with :func:`add_model_argument`, checks it with :func:`check_model_argument` before doing any work
-(a MODEL that can be nothing exits with status 2, naming it), then opens it with ``load_pretrained(args.model)``.
+written by ``save_pretrained``, a Lightning ``.ckpt`` of a ``CharLSTMModule`` or an ``org/name`` Hub repo id;
+``cli/main.py`` checks it with :func:`check_model_argument` before any work. Every ``check_*`` here exits with
+status 2 and one line naming the argument and its value.
 """
 
 from __future__ import annotations
@@ -12,66 +11,84 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-MODEL_METAVAR = "MODEL"
 MODEL_HELP = (
     "the model: a pretrained name (novel, war-and-peace, code, linux, foldoc), a save_pretrained folder, "
     "a Lightning .ckpt or an 'org/name' Hub repo id"
 )
+# (flag, type, default, metavar, help): an option written on one row; see add_options.
+Option = tuple[str, Callable[[str], Any], Any, "str | None", str]
+# The defaults of lstm_interp.analysis.corpus_shards, without importing the analysis for --help.
+DEFAULT_SHARD_CHARS, DEFAULT_PRIME_CHARS = 65_536, 1_024
+# The most characters a command samples without --max-length: about a minute on a laptop CPU for a small model;
+# a typo such as --length 100000000000 would otherwise run for days (`sample` caps each sample, `steer` all of them).
+MAX_LENGTH = 1_000_000
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> argparse.Action:
     """Add the positional MODEL argument (``args.model``), with the same name and help in every command."""
-    return parser.add_argument("model", metavar=MODEL_METAVAR, help=MODEL_HELP)
+    return parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
 
 
-def add_revision_argument(parser: argparse.ArgumentParser) -> argparse.Action:
-    """Add ``--revision``: the Hub branch, tag or commit of MODEL."""
-    return parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit of MODEL (default: main)")
+def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *rows: Option) -> None:
+    """Add an option per row ``(flag, type, default, metavar, help)``; the help ends with ``(default X)`` unless
+    the default is ``None`` (then the help says what happens)."""
+    for flag, kind, default, metavar, text in rows:
+        shown = f"{default:,}" if isinstance(default, int) and default >= 10_000 else default
+        suffix = "" if default is None else f" (default {shown})"
+        parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=text + suffix)
 
 
-def add_skip_unknown_argument(parser: argparse.ArgumentParser) -> argparse.Action:
-    """Add ``--skip-unknown``: drop the characters outside the model's vocabulary (``on_unknown="skip"``)."""
-    return parser.add_argument(
-        "--skip-unknown", action="store_true", help="drop characters the model does not know instead of failing"
-    )
+def add_output_options(
+    parser: argparse.ArgumentParser, writer: str, *, default: Path | None = None, default_help: str | None = None
+) -> None:
+    """Add ``--out``/``-o`` (required without a ``default`` or a ``default_help`` saying what it is) and
+    ``--overwrite``, the one way past the refusal to replace a folder holding files ``writer`` did not write."""
+    shown = default_help or default
+    parser.add_argument("--out", "-o", type=Path, default=default, required=shown is None, metavar="DIR",
+                        help="the folder to write" + (f" (default: {shown})" if shown else ""))  # fmt: skip
+    overwrite = f"replace --out even if it holds files {writer} did not write (they are deleted)"
+    parser.add_argument("--overwrite", action="store_true", help=overwrite)
 
 
-def add_overwrite_argument(parser: argparse.ArgumentParser, writer: str = "an earlier run") -> argparse.Action:
-    """Add ``--overwrite``, the one way past the refusal to replace a folder holding files ``writer`` did not write."""
-    return parser.add_argument(
-        "--overwrite", action="store_true",
-        help=f"replace --out even if it holds files {writer} did not write (they are deleted)",
-    )  # fmt: skip
-
-
-# The defaults of lstm_interp.analysis.corpus_shards, without importing the analysis for --help.
-DEFAULT_SHARD_CHARS, DEFAULT_PRIME_CHARS = 65_536, 1_024
-
-
-def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add Lightning's own flags for a corpus pass (``--accelerator``, ``--devices``, ``--num_nodes``,
-    ``--strategy``) and the shards' ``--shard-chars`` and ``--prime-chars``."""
+def add_corpus_pass_options(parser: argparse.ArgumentParser, *, skip_unknown: bool = True) -> None:
+    """Add ``--revision``, ``--skip-unknown`` (unless the command needs the text as it is) and a pass over the text
+    on Lightning's engine: the Trainer's own ``--accelerator``, ``--devices``, ``--num_nodes``, ``--strategy``, and
+    the shards' sizes."""
+    parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit of MODEL (default: main)")
+    if skip_unknown:
+        add_skip_unknown_argument(parser)
     group = parser.add_argument_group("the pass on Lightning's engine (flags named as the Trainer's arguments)")
     group.add_argument("--accelerator", default=None, help="cpu, gpu, mps, auto, ... (Lightning's default: auto)")
     devices = "processes (or GPUs) per node: 2, auto, -1, or a list 0,1 (Lightning's default: auto)"
     group.add_argument("--devices", default=None, type=_devices, help=devices)
     group.add_argument("--num_nodes", default=None, type=positive_int, metavar="N", help="machines (default 1)")
     group.add_argument("--strategy", default=None, help="ddp, auto, ... (ddp_spawn cannot return the result)")
-    group.add_argument("--shard-chars", default=DEFAULT_SHARD_CHARS, type=positive_int, metavar="N",
-                       help=f"characters per shard ({DEFAULT_SHARD_CHARS:,}); results depend on it, never on the "
-                            "number of processes")  # fmt: skip
-    prime = f"characters before each shard its state is warmed on ({DEFAULT_PRIME_CHARS:,})"
-    group.add_argument("--prime-chars", default=DEFAULT_PRIME_CHARS, type=non_negative_int, metavar="N", help=prime)
+    add_options(
+        group,
+        ("--shard-chars", positive_int, DEFAULT_SHARD_CHARS, "N",
+         "characters per shard; results depend on it, never on the number of processes"),
+        ("--prime-chars", non_negative_int, DEFAULT_PRIME_CHARS, "N", "characters before each shard its state is "
+         "warmed on"),
+    )  # fmt: skip
 
 
-def trainer_arguments(args: argparse.Namespace) -> dict[str, object]:
-    """The Trainer's arguments given on the command line (the others keep Lightning's defaults), with the
-    progress bar on: one bar, on rank 0."""
+def add_skip_unknown_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--skip-unknown``: ``on_unknown="skip"``, dropping the characters outside the model's vocabulary."""
+    parser.add_argument("--skip-unknown", dest="on_unknown", action="store_const", const="skip", default="error",
+                        help="drop characters the model does not know instead of failing")  # fmt: skip
+
+
+def corpus_pass_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of a corpus pass (:func:`add_corpus_pass_options`): the Trainer's arguments given on the command
+    line (the others keep Lightning's defaults), with one progress bar, on rank 0."""
     given = {name: getattr(args, name) for name in ("accelerator", "devices", "num_nodes", "strategy")}
-    return {name: value for name, value in given.items() if value is not None} | {"enable_progress_bar": True}
+    given |= {"on_unknown": getattr(args, "on_unknown", None)}
+    shards = {"shard_chars": args.shard_chars, "prime_chars": args.prime_chars, "enable_progress_bar": True}
+    return {name: value for name, value in given.items() if value is not None} | shards
 
 
 def _devices(text: str) -> int | str:
@@ -85,27 +102,21 @@ def _devices(text: str) -> int | str:
 
 
 def check_model_argument(parser: argparse.ArgumentParser, source: str) -> None:
-    """Exit with status 2 naming ``source`` if :func:`~lstm_interp.load_pretrained` can only fail on it.
-
-    That is: not an existing path, not an ``org/name`` repo id and not a pretrained name (a name such as
-    ``runs/best.ckpt`` that does not exist is refused too). Nothing is read or downloaded.
-    """
-    # Imported here: the argparse types below are also used by commands that never open a model (demo).
+    """Refuse ``source`` if :func:`~lstm_interp.load_pretrained` can only fail on it: not an existing path, not an
+    ``org/name`` repo id and not a pretrained name. Nothing is read or downloaded."""
     from lstm_interp.hub.load_pretrained import ALIASES, PRETRAINED, source_kind
 
     try:
         source_kind(source)
     except (FileNotFoundError, ValueError):
-        names = ", ".join([*PRETRAINED, *ALIASES])
         parser.error(
-            f"argument {MODEL_METAVAR}: {source!r} is not a folder or a file (no such path), nor an 'org/name' Hub "
-            f"repo id or a pretrained name ({names})"
+            f"argument MODEL: {source!r} is not a folder or a file (no such path), nor an 'org/name' Hub repo id or "
+            f"a pretrained name ({', '.join([*PRETRAINED, *ALIASES])})"
         )
 
 
 def check_features(parser: argparse.ArgumentParser, names: Sequence[str], argument: str) -> list[str]:
-    """The registered names of the features ``names`` (each once); exit with status 2 naming an unknown one (the
-    message lists the registered features)."""
+    """The registered names of the features ``names`` (each once); an unknown one is refused, listing them all."""
     from lstm_interp.features import UnknownFeatureError, get_feature
 
     try:
@@ -115,20 +126,16 @@ def check_features(parser: argparse.ArgumentParser, names: Sequence[str], argume
 
 
 def check_corpus_files(parser: argparse.ArgumentParser, paths: list[Path], argument: str) -> None:
-    """Exit with status 2 naming the first of ``paths`` that is not an existing file (before the model is loaded)."""
+    """Refuse the first of ``paths`` that is not an existing file (before the model is loaded)."""
     for path in paths:
         if not path.is_file():
             parser.error(f"argument {argument}: {str(path)!r} does not exist or is not a file")
 
 
 def read_text_file(parser: argparse.ArgumentParser, path: Path, argument: str, *, min_chars: int = 1) -> str:
-    """The UTF-8 text of ``path``, given as ``argument`` (``"TEXT_FILE"``, ``"--file"``, ...).
-
-    A missing file, or one shorter than ``min_chars`` characters, exits with status 2 naming the argument and the
-    path (the user typed a wrong name); bytes that are not UTF-8 raise a ``ValueError`` naming the byte.
-    """
-    if not path.is_file():
-        parser.error(f"argument {argument}: {str(path)!r} does not exist or is not a file")
+    """The UTF-8 text of ``path``, given as ``argument``; a missing file or one shorter than ``min_chars`` is
+    refused, and bytes that are not UTF-8 raise a ``ValueError`` naming the byte."""
+    check_corpus_files(parser, [path], argument)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -142,22 +149,11 @@ def read_text_file(parser: argparse.ArgumentParser, path: Path, argument: str, *
     return text
 
 
-# The most characters a command samples without --max-length: about a minute on a laptop CPU for a small model;
-# a typo such as --length 100000000000 would otherwise run for days (`sample` caps each sample, `steer` all of them).
-MAX_LENGTH = 1_000_000
-
-
 def check_sampled_length(
     parser: argparse.ArgumentParser, argument: str, length: int, max_length: int, *, unit: str, shown: str = ""
 ) -> None:
-    """Exit with status 2, before the model is opened, when a command would sample ``length`` characters, more than
-    ``max_length`` (its ``--max-length``, default :data:`MAX_LENGTH`).
-
-    Args:
-        argument: the flag(s) that set ``length`` (``"--length"``), named in the message.
-        unit: what ``max_length`` counts (``"characters per sample"``).
-        shown: how ``length`` came about (``"20 sample pairs × 300 characters × 2"``); ``length`` alone by default.
-    """
+    """Refuse, before the model is opened, a command that would sample ``length`` characters (``shown``: how that
+    came about), more than its ``--max-length`` of ``unit``."""
     if length > max_length:
         parser.error(
             f"argument {argument}: {shown + ' = ' if shown else ''}{length} is above the limit of {max_length} "
@@ -182,7 +178,6 @@ def non_negative_int(text: str) -> int:
 
 
 def _finite_number(text: str, *, zero_allowed: bool) -> float:
-    """``text`` as a finite float above 0 (or at least 0), else an argparse error quoting it."""
     bound = ">= 0" if zero_allowed else "> 0"
     try:
         value = float(text)
@@ -203,16 +198,8 @@ def temperature(text: str) -> float:
     return _finite_number(text, zero_allowed=True)
 
 
-UNIT_SPEC_FORM = "LAYER[.QUANTITY]:UNITS[=VALUE], such as 'layers.1:254' or 'layers.1.cell:254,255=2.5'"
-# The most units one spec may name. A range is checked against it before it is expanded (0-999999999 would fill
-# the memory); units beyond the layer's own size are refused, naming it, once the model is open.
-MAX_SPEC_UNITS = 1 << 16
-_UNIT_SPEC = re.compile(r"(?P<name>[A-Za-z_]\w*(?:\.\w+)+):(?P<units>[^=]+)(?:=(?P<value>.*))?")
-_UNIT_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
-
-
 def feature_controls(text: str) -> tuple[str, list[str]]:
-    """``FEATURE=CONTROL[,CONTROL...]`` (``FEATURE=`` for none) as ``(feature, [controls])``."""
+    """An argparse type: ``FEATURE=CONTROL[,CONTROL...]`` (``FEATURE=`` for none) as ``(feature, [controls])``."""
     feature, sep, controls = text.partition("=")
     if not sep or not feature.strip():
         raise argparse.ArgumentTypeError(
@@ -222,49 +209,11 @@ def feature_controls(text: str) -> tuple[str, list[str]]:
 
 
 def unit_spec(text: str) -> tuple[str, list[int], float | None]:
-    """An argparse type: ``LAYER[.QUANTITY]:UNITS[=VALUE]`` as ``(name, units, value)``.
+    """An argparse type: ``LAYER[.QUANTITY]:UNITS[=VALUE]``, read by
+    :func:`~lstm_interp.interventions.unit_specs.parse_unit_spec` (imported when parsing, not for ``--help``)."""
+    from lstm_interp.interventions.unit_specs import parse_unit_spec
 
-    ``UNITS`` is a comma-separated list of unit indices and inclusive ranges (``254``, ``254,255``, ``0-7``).
-    ``name`` is what was written before the colon (``layers.1`` or ``layers.1.cell``); without a quantity it means
-    the model's state quantity (:mod:`lstm_interp.interventions.unit_specs` gives a spec its meaning once the model
-    is known). ``value`` is ``None`` without ``=VALUE``.
-
-    Example::
-
-        >>> unit_spec("layers.1.cell:254,255=2.5")
-        ('layers.1.cell', [254, 255], 2.5)
-        >>> unit_spec("layers.0:0-2")
-        ('layers.0', [0, 1, 2], None)
-    """
-    match = _UNIT_SPEC.fullmatch(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"expected {UNIT_SPEC_FORM}, got {text!r}")
-    units: list[int] = []
-    for part in match["units"].split(","):
-        bounds = _UNIT_RANGE.fullmatch(part.strip())
-        if bounds is None:
-            raise argparse.ArgumentTypeError(
-                f"units must be indices or ranges such as 254,255 or 0-7, got {part!r} in {text!r}"
-            )
-        first, last = int(bounds[1]), int(bounds[2] or bounds[1])
-        if last < first:
-            raise argparse.ArgumentTypeError(f"the range {part!r} in {text!r} ends before it starts")
-        if len(units) + last - first + 1 > MAX_SPEC_UNITS:
-            raise argparse.ArgumentTypeError(
-                f"the range {part.strip()!r} in {text!r} names {last - first + 1:,} units; a spec names at most "
-                f"{MAX_SPEC_UNITS:,} (no layer is wider), and a layer's units run from 0 to its hidden size - 1"
-            )
-        units.extend(range(first, last + 1))
-    if len(set(units)) != len(units):
-        raise argparse.ArgumentTypeError(f"the units of {text!r} repeat a unit: {units}")
-    value = None
-    if match["value"] is not None:
-        try:
-            value = float(match["value"])
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(
-                f"the value after '=' must be a finite number, got {match['value']!r} in {text!r}"
-            )
-    return match["name"], units, value
+    try:
+        return parse_unit_spec(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

@@ -1,38 +1,28 @@
-"""``lstm-interp atlas MODEL CORPUS --out DIR``: every unit of every layer, one page each, from one pass over a corpus.
-
-Parses the command line, checks the corpus files and the output folder, opens MODEL and calls
-:func:`~lstm_interp.report.atlas_pages.run_atlas`, which builds the :class:`~lstm_interp.analysis.UnitAtlas` and
-writes its folder (``atlas.json``, ``index.html``, ``units/*.html``); then it prints where to look.
-"""
+"""``lstm-interp atlas MODEL CORPUS --out DIR``: :func:`~lstm_interp.report.atlas_pages.run_atlas`, a page per unit."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 from lstm_interp.cli._arguments import (
+    add_corpus_pass_options,
     add_model_argument,
-    add_overwrite_argument,
-    add_revision_argument,
-    add_skip_unknown_argument,
-    add_trainer_arguments,
+    add_options,
+    add_output_options,
     check_corpus_files,
     check_features,
-    check_model_argument,
+    corpus_pass_arguments,
     non_negative_int,
     positive_int,
-    trainer_arguments,
 )
 
 # The library's defaults (lstm_interp.analysis.unit_atlas), repeated so that --help imports no torch.
 DEFAULT_K, DEFAULT_WINDOW, DEFAULT_BINS = 20, 40, 40
-DEFAULT_FEATURE_CHARS, DEFAULT_ABLATION_CHARS = 20_000, 1_000
-DEFAULT_SEGMENT_CHARS = 16_384
+DEFAULT_FEATURE_CHARS, DEFAULT_ABLATION_CHARS, DEFAULT_SEGMENT_CHARS = 20_000, 1_000, 16_384
 
 
-def build_parser(prog: str = "lstm-interp atlas") -> argparse.ArgumentParser:
-    """The parser of ``lstm-interp atlas``."""
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
@@ -45,50 +35,30 @@ def build_parser(prog: str = "lstm-interp atlas") -> argparse.ArgumentParser:
         epilog="Example: lstm-interp atlas novel book.txt --out atlas_novel/, then open atlas_novel/index.html",
     )
     add_model_argument(parser)
+    parser.add_argument("corpus", type=Path, nargs="+", metavar="CORPUS", help="UTF-8 text files, read end to end")
+    add_output_options(parser, "an earlier atlas", default_help="lstm_interp_atlas/<model>_<corpus>")
     add = parser.add_argument
-    add("corpus", type=Path, nargs="+", metavar="CORPUS", help="UTF-8 text files, read end to end")
-    add("--out", "-o", type=Path, default=None, metavar="DIR",
-        help="the folder to write (default: lstm_interp_atlas/<model>_<corpus>)")  # fmt: skip
-    add("--layers", nargs="+", default=None, metavar="LAYER",
-        help="the layers to describe, e.g. layers.1 (default: all)")  # fmt: skip
-    add("--quantity", default=None,
-        help="the quantity described (default the state: cell for an LSTM, hidden otherwise)")  # fmt: skip
-    add("--top-k", dest="k", type=positive_int, default=DEFAULT_K, metavar="K",
-        help=f"top and bottom contexts per unit ({DEFAULT_K})")  # fmt: skip
-    add("--window", type=positive_int, default=DEFAULT_WINDOW, metavar="N",
-        help=f"characters either side of a context; a kept peak dominates them ({DEFAULT_WINDOW})")  # fmt: skip
-    add("--bins", type=positive_int, default=DEFAULT_BINS, metavar="N",
-        help=f"histogram bins over -1..+1 ({DEFAULT_BINS})")  # fmt: skip
-    add("--feature-chars", type=non_negative_int, default=DEFAULT_FEATURE_CHARS, metavar="N",
-        help=f"score features on the first N characters ({DEFAULT_FEATURE_CHARS:,}; 0: none)")  # fmt: skip
-    add("--ablation-chars", type=non_negative_int, default=DEFAULT_ABLATION_CHARS, metavar="N",
-        help="zero each unit over the first N characters, one run per unit "
-        f"({DEFAULT_ABLATION_CHARS:,}; 0: none)")  # fmt: skip
+    add("--layers", nargs="+", default=None, metavar="LAYER", help="layers to describe, e.g. layers.1 (default: all)")
+    add("--quantity", default=None, help="the quantity described (default the state: cell of an LSTM, else hidden)")
+    add_options(
+        parser,
+        ("--top-k", positive_int, DEFAULT_K, "K", "top and bottom contexts per unit"),
+        ("--window", positive_int, DEFAULT_WINDOW, "N", "characters either side of a context; a kept peak dominates "
+         "them"),
+        ("--bins", positive_int, DEFAULT_BINS, "N", "histogram bins over -1..+1"),
+        ("--feature-chars", non_negative_int, DEFAULT_FEATURE_CHARS, "N", "score features on the first N characters; "
+         "0: none"),
+        ("--ablation-chars", non_negative_int, DEFAULT_ABLATION_CHARS, "N", "zero each unit over the first N "
+         "characters, one run per unit; 0: none"),
+        ("--segment-chars", positive_int, DEFAULT_SEGMENT_CHARS, "N", "characters traced at a time"),
+    )  # fmt: skip
     add("--features", nargs="+", default=None, metavar="NAME", help="registered features to score (default: all)")
-    add("--segment-chars", type=positive_int, default=DEFAULT_SEGMENT_CHARS, metavar="N",
-        help=f"characters traced at a time ({DEFAULT_SEGMENT_CHARS:,})")  # fmt: skip
     add("--title", default=None, help="the pages' title (default: Unit atlas: <model>)")
-    add_revision_argument(parser)
-    add_skip_unknown_argument(parser)
-    add_overwrite_argument(parser, "an earlier atlas")
-    add_trainer_arguments(parser)
+    add_corpus_pass_options(parser)
     return parser
 
 
-def main(argv: Sequence[str], *, prog: str = "lstm-interp atlas") -> int:
-    """Run ``lstm-interp atlas`` with ``argv``; returns the exit status.
-
-    Bad arguments exit with status 2 (argparse): a MODEL that can be nothing, a missing corpus file, an unknown
-    feature (the message lists the registered ones).
-
-    Raises:
-        FileExistsError: ``--out`` holds files an atlas does not write (status 1, before any work).
-        FileNotFoundError, ValueError: a broken model, an unknown layer or quantity, text outside the vocabulary,
-            a file that is not UTF-8 (status 1, in one line, before the pass).
-    """
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    check_model_argument(parser, args.model)
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     check_corpus_files(parser, args.corpus, "CORPUS")
     check_features(parser, args.features or [], "--features")
     from lstm_interp.hub.load_pretrained import load_pretrained, source_name
@@ -99,10 +69,9 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp atlas") -> int:
     written = run_atlas(
         load_pretrained(args.model, args.revision), list(args.corpus), out,
         title=args.title or f"Unit atlas: {Path(args.model.rstrip('/')).name or args.model}", overwrite=args.overwrite,
-        log=print, layers=args.layers, quantity=args.quantity, k=args.k, window=args.window, bins=args.bins,
+        log=print, layers=args.layers, quantity=args.quantity, k=args.top_k, window=args.window, bins=args.bins,
         feature_chars=args.feature_chars, ablation_chars=args.ablation_chars, features=args.features,
-        segment_chars=args.segment_chars, on_unknown="skip" if args.skip_unknown else "error",
-        shard_chars=args.shard_chars, prime_chars=args.prime_chars, **trainer_arguments(args),
+        segment_chars=args.segment_chars, **corpus_pass_arguments(args),
     )  # fmt: skip
     if written is not None:  # rank 0
         print(f"Open {out / 'index.html'}")

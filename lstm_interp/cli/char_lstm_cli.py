@@ -1,8 +1,7 @@
 """``lstm-interp fit|validate|test``: a ``LightningCLI`` for :class:`CharLSTMModule` on a :class:`CharDataModule`.
 
-Everything the model, the data and the trainer accept is a flag (``--model.hidden_size 256``,
-``--data.files book.txt``, ``--trainer.max_steps 5000``) or a key of a YAML file given with ``--config``; see
-``configs/`` in the repository. The model's vocabulary is never given: it is linked from the data.
+Everything the model, the data and the trainer accept is a flag (``--model.hidden_size 256``) or a key of a YAML
+file given with ``--config`` (``configs/`` in the repository).
 """
 
 from __future__ import annotations
@@ -25,44 +24,24 @@ from lstm_interp.vocab import CharVocab
 MODEL_DIRNAME = "model"
 
 
-def vocab_chars(vocab: CharVocab) -> str:
-    """The characters of a vocabulary, as the string :class:`CharLSTMModule` takes (and keeps in its hparams)."""
-    return vocab.chars
-
-
 class CharLSTMCLI(LightningCLI):
     """``LightningCLI`` with the vocabulary linked from the data to the model and the network saved after ``fit``.
 
-    - ``model.vocab`` is computed from ``data.vocab`` once the data module exists, so one source of text sets
-      both and the two can never disagree.
-    - After ``fit``, the trained network is written with ``save_pretrained`` to ``<trainer.log_dir>/model``
-      (``config.json``, ``vocab.json``, ``model.safetensors``) and the path is printed; ``lstm-interp sample``
-      and :meth:`CharLSTM.from_pretrained` read that folder.
-    - Checkpoints given with ``--ckpt_path`` are loaded with ``weights_only=True`` unless ``--weights_only false``
-      is passed: a checkpoint of this module holds only tensors and plain values, and loading no pickled code
-      is the safe default.
-    - ``--ckpt_path`` is held against the request right after parsing, before anything is built or written, by
-      :func:`~lstm_interp.models.checkpoint_match.match_checkpoint` (see there for the rules): arguments left out
-      are taken from the checkpoint, contradicting ones exit with status 2 and one line naming both values, a
-      ``fit`` with nothing left to train exits with status 0 having written nothing, and a data vocabulary that is
-      not the checkpoint's is a ``ValueError`` before training. Names Lightning resolves (``last``, ``best``,
-      URLs, ...) are left to it.
-    - The optimiser and schedule are the module's own (``--model.optimizer``, ``--model.lr_schedule``), so
-      LightningCLI's generic ``--optimizer``/``--lr_scheduler`` groups are left out unless asked for.
-
-    Args:
-        model_class: the LightningModule (default :class:`CharLSTMModule`).
-        datamodule_class: the LightningDataModule (default :class:`CharDataModule`).
-        args: the command line, e.g. ``["fit", "--config", "configs/tiny.yaml"]``; ``None`` reads ``sys.argv``.
-        **kwargs: passed to ``LightningCLI``; ``save_config_kwargs`` defaults to ``{"overwrite": True}`` and
-            ``auto_configure_optimizers`` to ``False``.
+    - ``model.vocab`` is computed from ``data.vocab``, so one source of text sets both.
+    - After ``fit``, ``save_pretrained`` writes the network to ``<trainer.log_dir>/model`` and the path is printed.
+    - ``--ckpt_path`` is loaded with ``weights_only=True`` unless ``--weights_only false``, and held against the
+      request before anything is built, by :func:`~lstm_interp.models.checkpoint_match.match_checkpoint`: arguments
+      left out come from the checkpoint, contradicting ones exit with status 2 naming both values, and a ``fit``
+      with nothing left to train exits with status 0 having written nothing.
+    - The optimiser and schedule are the module's own (``--model.optimizer``), so LightningCLI's generic groups are
+      left out unless asked for (``auto_configure_optimizers``).
 
     Example::
 
         >>> args = ["fit", "--data.corpus", "war_and_peace", "--trainer.max_steps", "10"]
         >>> cli = CharLSTMCLI(args=args)  # doctest: +SKIP
-        >>> cli.trainer.log_dir  # doctest: +SKIP
-        'lightning_logs/version_0'
+        >>> cli.saved_model_dir  # doctest: +SKIP
+        PosixPath('lightning_logs/version_0/model')
     """
 
     def __init__(
@@ -82,7 +61,7 @@ class CharLSTMCLI(LightningCLI):
         super().__init__(model_class, datamodule_class, args=args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate", compute_fn=vocab_chars)
+        parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate", compute_fn=_vocab_chars)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         # LightningCLI warns when `args` is given while sys.argv has arguments too; `lstm-interp` always passes
@@ -164,13 +143,11 @@ def _plain(group: Any) -> dict[str, Any] | None:
     return group.as_dict() if isinstance(group, Namespace) else None
 
 
-def main(subcommand: str, args: Sequence[str], *, prog: str = "lstm-interp") -> int:
-    """Run ``lstm-interp <subcommand> <args>`` through :class:`CharLSTMCLI`; returns 0 (errors raise or exit).
+def _vocab_chars(vocab: CharVocab) -> str:
+    return vocab.chars  # the string CharLSTMModule takes (and keeps in its hparams)
 
-    Args:
-        subcommand: ``"fit"``, ``"validate"`` or ``"test"``.
-        args: the arguments after the subcommand.
-        prog: the program name shown in usage and error messages.
-    """
+
+def main(subcommand: str, args: Sequence[str], *, prog: str = "lstm-interp") -> int:
+    """Run ``lstm-interp fit|validate|test <args>`` through :class:`CharLSTMCLI`; returns 0 (errors raise or exit)."""
     CharLSTMCLI(args=[subcommand, *args], parser_kwargs={"prog": prog})
     return 0

@@ -1,14 +1,11 @@
-"""``lstm-interp demo``: the first thing to run; it runs :func:`lstm_interp.demo.run_demo` and prints its closing
-:func:`~lstm_interp.demo.summary`."""
+"""``lstm-interp demo``: the first thing to run, :func:`lstm_interp.demo.run_demo`, then its closing summary."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from lstm_interp.cli._arguments import positive_float, positive_int, temperature
+from lstm_interp.cli._arguments import add_options, positive_float, positive_int, temperature
 from lstm_interp.demo import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_HIDDEN_SIZE,
@@ -21,8 +18,8 @@ from lstm_interp.demo import (
 )
 
 
-def build_parser(prog: str = "lstm-interp demo") -> argparse.ArgumentParser:
-    """The parser of ``lstm-interp demo``; each option is a keyword of :func:`run_demo`, dashes for underscores."""
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    # Each option is a keyword of run_demo, dashes for underscores.
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
@@ -30,8 +27,8 @@ def build_parser(prog: str = "lstm-interp demo") -> argparse.ArgumentParser:
             "report its validation loss and print samples."
         ),
     )
-    options: list[tuple[str, Callable[[str], Any], Any, str, str]] = [
-        # flag, type, default, metavar, help
+    add_options(
+        parser,
         ("--output-dir", Path, Path(DEFAULT_OUTPUT_DIR), "DIR", "where everything goes"),
         ("--max-steps", positive_int, DEFAULT_MAX_STEPS, "N", "training steps"),
         ("--max-minutes", positive_float, DEFAULT_MAX_MINUTES, "M", "stop training after this long, steps or not"),
@@ -48,38 +45,20 @@ def build_parser(prog: str = "lstm-interp demo") -> argparse.ArgumentParser:
         ("--precision", str, "auto", "P", "Lightning precision, e.g. 32-true; auto: bf16-mixed where native"),
         ("--threads", positive_int, None, "N", "CPU threads; by default the cores not busy with other work"),
         ("--cache-dir", Path, None, "DIR", "where the encoded corpus is cached; by default ~/.cache/lstm_interp"),
-    ]
-    for flag, kind, default, metavar, text in options:
-        shown = f" (default {default})" if default is not None else ""
-        parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=text + shown)
-    parser.add_argument(
-        "--temperatures",
-        type=temperature,
-        nargs="+",
-        default=[0.5, 1.0],
-        metavar="T",
-        help="one sample each (default 0.5 1)",
     )
-    parser.add_argument(
-        "--no-stateful",
-        dest="stateful",
-        action="store_false",
-        help="train on shuffled windows, each from a zero state, instead of streams carried from batch to batch",
-    )
-    parser.add_argument(
-        "--train-on",
-        choices=["book", "dialogue"],
-        default="book",
-        help="the whole book, or only its paragraphs with dialogue (validation is the book's last 10%% either way)",
-    )
-    parser.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar (for logs and CI)")
+    add = parser.add_argument
+    add("--temperatures", type=temperature, nargs="+", default=[0.5, 1.0], metavar="T", help="one sample each "
+        "(default 0.5 1)")  # fmt: skip
+    add("--no-stateful", dest="stateful", action="store_false", help="train on shuffled windows, each from a zero "
+        "state, instead of streams carried from batch to batch")  # fmt: skip
+    add("--train-on", choices=["book", "dialogue"], default="book", help="the whole book, or only its paragraphs "
+        "with dialogue (validation is the book's last 10%% either way)")  # fmt: skip
+    add("--no-progress-bar", action="store_true", help="hide the progress bar (for logs and CI)")
     return parser
 
 
-def main(argv: Sequence[str], *, prog: str = "lstm-interp demo") -> int:
-    """Run ``lstm-interp demo`` with ``argv`` (the arguments after ``demo``); returns the exit status."""
-    options = vars(build_parser(prog).parse_args(argv))
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    options = vars(args)
     progress_bar = not options.pop("no_progress_bar")
-    result = run_demo(options.pop("output_dir"), progress_bar=progress_bar, **options)
-    print(summary(result))
+    print(summary(run_demo(options.pop("output_dir"), progress_bar=progress_bar, **options)))
     return 0

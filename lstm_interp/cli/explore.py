@@ -1,19 +1,15 @@
-"""``lstm-interp explore MODEL --text FILE``: ``lstm-interp analyze MODEL TEXT_FILE`` with the text as an option,
-for a pretrained model most often (``novel``, ``code``: :func:`~lstm_interp.load_pretrained` falls back to the copy
-bundled in the wheel when the Hub cannot be reached)."""
+"""``lstm-interp explore NAME --text FILE``: ``analyze`` with the text as an option, for a pretrained model."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 from lstm_interp.cli._arguments import MODEL_HELP
-from lstm_interp.cli.analyze import add_analysis_options, run_command
+from lstm_interp.cli.analyze import add_analysis_options, run
 
 
-def build_parser(prog: str = "lstm-interp explore") -> argparse.ArgumentParser:
-    """The parser of ``lstm-interp explore``."""
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
@@ -33,14 +29,4 @@ def build_parser(prog: str = "lstm-interp explore") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str], *, prog: str = "lstm-interp explore") -> int:
-    """Run ``lstm-interp explore`` with ``argv`` (the arguments after ``explore``); returns the exit status.
-
-    Bad arguments exit with status 2 (argparse), as for ``analyze``.
-
-    Raises:
-        FileNotFoundError, ValueError: an unknown repo or file on the Hub with no bundled copy to fall back to, text
-            outside the vocabulary, a feature constant on the text (the CLI prints them in one line, status 1).
-    """
-    parser = build_parser(prog)
-    return run_command(parser, parser.parse_args(argv))
+__all__ = ["build_parser", "run"]

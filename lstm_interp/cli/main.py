@@ -2,13 +2,15 @@
 
 The top-level parser only knows each subcommand's name and one line of help; the module that implements a
 subcommand is imported when it is chosen, so ``lstm-interp --help`` or ``sample`` never pays for importing Lightning.
-Every command that opens a model takes the same MODEL argument (``cli/_arguments.py``). ``fit``/``validate``/``test``
-are handed whole to :class:`~lstm_interp.cli.char_lstm_cli.CharLSTMCLI` (a ``LightningCLI``), which parses its own
-arguments and YAML configs.
+A command module has ``build_parser(prog)`` and ``run(parser, args)``: this module parses, checks MODEL
+(``cli/_arguments.py``) before any work, runs the command and turns what it raises into an exit status.
+``fit``/``validate``/``test`` are handed whole to :class:`~lstm_interp.cli.char_lstm_cli.CharLSTMCLI` (a
+``LightningCLI``), which parses its own arguments and YAML configs.
 
 Exit codes: 0 on success, 2 for a bad argument (argparse's convention, with a one-line message naming the value),
-1 for an error while running (a model folder without its files, text outside the vocabulary, ...), reported in one
-line without a traceback. Set ``LSTM_INTERP_DEBUG=1`` to get the traceback instead.
+1 for an error while running (a model folder without its files, text outside the vocabulary, a folder holding
+foreign files, ...), reported in one line without a traceback (``LSTM_INTERP_DEBUG=1`` shows it); 130 on Ctrl+C and
+141 when the reader of stdout has gone (``| head``), as a shell reports them, quietly.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 PROG = "lstm-interp"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 class Command(NamedTuple):
@@ -30,7 +34,6 @@ class Command(NamedTuple):
     help: str
 
 
-# Each module has `main(argv, *, prog) -> int`; the Lightning ones also take the subcommand name.
 COMMANDS: dict[str, Command] = {
     "fit": Command("lstm_interp.cli.char_lstm_cli", "train a model from a YAML config and flags (LightningCLI)"),
     "validate": Command("lstm_interp.cli.char_lstm_cli", "evaluate a model on the validation split (--ckpt_path)"),
@@ -77,8 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name, e.g. ``["sample", "model/", "--seed", "0"]``.
 
     Returns:
-        0 on success, 1 for an error while running, 2 for bad arguments. Argparse's and LightningCLI's
-        ``SystemExit`` is turned into the returned status, so that callers in Python get a number either way.
+        The exit status of the module docstring. Argparse's and LightningCLI's ``SystemExit`` is turned into the
+        returned status, so that callers in Python get a number either way.
 
     Example::
 
@@ -96,44 +99,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit_status(exit_.code)
 
 
-def _run_command(name: str, args: list[str]) -> int:
+def _run_command(name: str, argv: list[str]) -> int:
     prog = f"{PROG} {name}"
-    module = importlib.import_module(COMMANDS[name].module)
+    module, args = None, None
     try:
+        module = importlib.import_module(COMMANDS[name].module)
         if name in LIGHTNING_COMMANDS:
-            return module.main(name, args, prog=PROG)
-        return module.main(args, prog=prog)
+            return module.main(name, argv, prog=PROG)
+        parser = module.build_parser(prog)
+        args = parser.parse_args(argv)
+        if getattr(args, "model", None) is not None:
+            from lstm_interp.cli._arguments import check_model_argument
+
+            check_model_argument(parser, args.model)
+        return module.run(parser, args)
+    except KeyboardInterrupt:
+        # Ctrl+C is how a user stops a sample they have read enough of, or the server: one line, no traceback.
+        _flush_stdout()
+        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()  # the reader has gone (`| head`): nothing more written to stdout may fail at exit
+        return EXIT_BROKEN_PIPE
     except (OSError, ValueError) as err:
-        err = _cli_hint(name, err)
         # Missing files, malformed models and text outside the vocabulary (VocabularyError and ConfigError are
         # ValueErrors) are the user's to fix: one line says what and where; a traceback would only bury it.
         if os.environ.get("LSTM_INTERP_DEBUG"):
             raise
-        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(_cli_hint(module, args, err))}", file=sys.stderr)
         return 1
 
 
-# The way out of text outside the vocabulary, as each command's own flags say it.
-UNKNOWN_CHAR_HINTS = {
-    "sample": "Use only characters the model knows in --prompt.",
-    "steer": "Use only characters the model knows in --prompt.",
-    "trace": "Pass --skip-unknown to drop them.",
-    "analyze": "Pass --skip-unknown to drop them.",
-    "explore": "Pass --skip-unknown to drop them.",
-    "ablate": "Use only characters the model knows in TEXT_FILE: the loss is measured at every one.",
-    "atlas": "Pass --skip-unknown to drop them.",
-    "index": "Pass --skip-unknown to drop them.",
-    "probe": "Use only characters the model knows in TEXT_FILE: the features are computed on the text as it is.",
-}
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()  # what was printed before an interruption is still the user's
+    except BrokenPipeError:
+        _silence_stdout()
 
 
-def _cli_hint(name: str, err: BaseException) -> BaseException:
-    """A VocabularyError's hint rewritten with the flag of command ``name`` (its Python hint names ``on_unknown``)."""
+def _silence_stdout() -> None:
+    from lstm_interp.models.sample_stream import silence_stdout
+
+    silence_stdout()
+
+
+def _cli_hint(module: object, args: argparse.Namespace | None, err: BaseException) -> BaseException:
+    """A VocabularyError's hint rewritten with the command's own way out (its Python hint names ``on_unknown``):
+    ``--skip-unknown`` where the command has it, else the module's ``UNKNOWN_CHAR_HINT``."""
     from lstm_interp.vocab import VocabularyError
 
-    if isinstance(err, VocabularyError) and name in UNKNOWN_CHAR_HINTS:
-        return err.with_hint(UNKNOWN_CHAR_HINTS[name])
-    return err
+    if not isinstance(err, VocabularyError):
+        return err
+    hint = "Pass --skip-unknown to drop them." if hasattr(args, "on_unknown") else None
+    hint = hint or getattr(module, "UNKNOWN_CHAR_HINT", None)
+    return err if hint is None else err.with_hint(hint)
 
 
 def _one_line(err: BaseException) -> str:

@@ -1,33 +1,27 @@
-"""``lstm-interp probe MODEL TEXT_FILE --features F1 F2 --out DIR``: how many units does each feature need?
-
-Parses the command line and calls :func:`~lstm_interp.report.experiment_runs.run_probes`, which reads the text's
-units once, fits one sparse probe per feature (and with ``--causal`` ablates each probe's top units on the last
-``--causal-chars`` characters) and writes ``DIR``: ``probes.json``, a figure per feature and ``manifest.json``.
-"""
+"""``lstm-interp probe MODEL TEXT_FILE --features F1 F2 --out DIR``: how many units does each feature need?"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 from lstm_interp.cli._arguments import (
+    add_corpus_pass_options,
     add_model_argument,
-    add_overwrite_argument,
-    add_trainer_arguments,
+    add_options,
+    add_output_options,
     check_features,
-    check_model_argument,
+    corpus_pass_arguments,
     positive_float,
     positive_int,
     read_text_file,
-    trainer_arguments,
 )
 
 DEFAULT_MAX_ROWS = 50_000  # lstm_interp.analysis.probe.DEFAULT_MAX_ROWS, without importing the analysis for --help
+UNKNOWN_CHAR_HINT = "Use only characters the model knows in TEXT_FILE: the features are computed on the text as it is."
 
 
-def build_parser(prog: str = "lstm-interp probe") -> argparse.ArgumentParser:
-    """The parser of ``lstm-interp probe``."""
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
@@ -42,44 +36,35 @@ def build_parser(prog: str = "lstm-interp probe") -> argparse.ArgumentParser:
         ),
     )
     add_model_argument(parser)
-    parser.add_argument("text_file", type=Path, metavar="TEXT_FILE", help="the UTF-8 text to probe on")
-    parser.add_argument("--features", nargs="+", required=True, metavar="NAME", help="registered features to probe")
-    parser.add_argument("--quantity", default=None, help="the quantity probed (default: the state, cell of an LSTM)")
-    parser.add_argument("--layers", nargs="+", default=None, metavar="LAYER", help="layers.1 or 1 (default: all)")
-    parser.add_argument("--chars", type=positive_int, default=None, metavar="N", help="use the first N characters")
-    parser.add_argument("--max-rows", type=positive_int, default=DEFAULT_MAX_ROWS, metavar="N",
-                        help=f"the most positions kept, evenly spaced ({DEFAULT_MAX_ROWS:,})")  # fmt: skip
-    parser.add_argument("--heldout", type=_share, default=0.2, metavar="SHARE",
-                        help="the share of the text held out, at its end (0.2)")  # fmt: skip
-    parser.add_argument("--alpha", type=positive_float, nargs="+", default=[0.01], metavar="A",
-                        help="penalty strength; several: chosen on a validation slice (0.01)")  # fmt: skip
-    parser.add_argument("--l1-ratio", type=_l1_ratio, default=0.5, metavar="R", help="L1 share of the penalty (0.5)")
-    parser.add_argument("--seed", type=int, default=0, help="control task, random units and bootstrap (0)")
-    parser.add_argument("--causal", action="store_true", help="ablate each probe's top --k units against random sets")
-    parser.add_argument("--k", type=positive_int, default=5, help="top units ablated together (5)")
-    parser.add_argument("--random-sets", type=positive_int, default=100, metavar="N", help="random k-sets (100)")
-    parser.add_argument("--random", type=positive_int, default=100, metavar="N", help="random single units (100)")
-    parser.add_argument("--target", default=None, metavar="CHARS",
-                        help="--causal targets: predicted characters (default: where the feature is on)")  # fmt: skip
-    parser.add_argument("--causal-chars", type=positive_int, default=10_000, metavar="N",
-                        help="--causal runs the model --random + --random-sets + --k + 2 times over the last N "
-                        "characters of the text, in its held-out part (10,000)")  # fmt: skip
-    parser.add_argument("--out", "-o", type=Path, required=True, metavar="DIR", help="the folder to write")
-    add_overwrite_argument(parser)
-    add_trainer_arguments(parser)
+    add = parser.add_argument
+    add("text_file", type=Path, metavar="TEXT_FILE", help="the UTF-8 text to probe on")
+    add("--features", nargs="+", required=True, metavar="NAME", help="registered features to probe")
+    add("--quantity", default=None, help="the quantity probed (default: the state, cell of an LSTM)")
+    add("--layers", nargs="+", default=None, metavar="LAYER", help="layers.1 or 1 (default: all)")
+    add("--alpha", type=positive_float, nargs="+", default=[0.01], metavar="A",
+        help="penalty strength; several: chosen on a validation slice (default 0.01)")  # fmt: skip
+    add("--causal", action="store_true", help="ablate each probe's top --k units against random sets")
+    add("--target", default=None, metavar="CHARS",
+        help="--causal targets: predicted characters (default: where the feature is on)")  # fmt: skip
+    add_options(
+        parser,
+        ("--chars", positive_int, None, "N", "use the first N characters"),
+        ("--max-rows", positive_int, DEFAULT_MAX_ROWS, "N", "the most positions kept, evenly spaced"),
+        ("--heldout", _share, 0.2, "SHARE", "the share of the text held out, at its end"),
+        ("--l1-ratio", _l1_ratio, 0.5, "R", "L1 share of the penalty"),
+        ("--seed", int, 0, "SEED", "control task, random units and bootstrap"),
+        ("--k", positive_int, 5, "K", "top units ablated together"),
+        ("--random-sets", positive_int, 100, "N", "random k-sets"),
+        ("--random", positive_int, 100, "N", "random single units"),
+        ("--causal-chars", positive_int, 10_000, "N", "--causal runs the model --random + --random-sets + --k + 2 "
+         "times over the last N characters of the text, in its held-out part"),
+    )  # fmt: skip
+    add_output_options(parser, "a probe run")
+    add_corpus_pass_options(parser, skip_unknown=False)
     return parser
 
 
-def main(argv: Sequence[str], *, prog: str = "lstm-interp probe") -> int:
-    """Run ``lstm-interp probe`` with ``argv``; returns the exit status (bad arguments exit with 2, argparse).
-
-    Raises:
-        FileNotFoundError, ValueError: a broken model, text outside the vocabulary, a feature constant on the text
-            or on its held-out part, a folder holding foreign files (the CLI prints them in one line, status 1).
-    """
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    check_model_argument(parser, args.model)
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     features = check_features(parser, args.features, "--features")
     if args.target == "":
         parser.error("argument --target: give at least one character, got ''")
@@ -90,26 +75,21 @@ def main(argv: Sequence[str], *, prog: str = "lstm-interp probe") -> int:
     from lstm_interp.tracing.quantities import quantities_of
 
     check_experiment_folder(args.out, PROBE_KIND, overwrite=args.overwrite, names=probe_folder_names(features))
-    model = load_pretrained(args.model)
+    model = load_pretrained(args.model, args.revision)
     if args.quantity is not None and args.quantity not in quantities_of(model.config.cell):
         parser.error(
             f"argument --quantity: {args.quantity!r} is not one of the model's: {quantities_of(model.config.cell)}"
         )
+    layers = None if args.layers is None else [int(layer) if layer.isdigit() else layer for layer in args.layers]
     written = run_probes(
-        model, text, features, args.out, quantity=args.quantity, layers=_layers(args.layers), max_rows=args.max_rows,
+        model, text, features, args.out, quantity=args.quantity, layers=layers, max_rows=args.max_rows,
         heldout=args.heldout, alpha=args.alpha, l1_ratio=args.l1_ratio, seed=args.seed, causal=args.causal, k=args.k,
         n_random_sets=args.random_sets, n_random=args.random, targets=args.target, causal_chars=args.causal_chars,
-        arguments=vars(args), overwrite=args.overwrite, log=print, shard_chars=args.shard_chars,
-        prime_chars=args.prime_chars, **trainer_arguments(args),
+        arguments=vars(args), overwrite=args.overwrite, log=print, **corpus_pass_arguments(args),
     )  # fmt: skip
     if written is not None:  # rank 0 of a pass over several processes wrote the folder
         print(f"Wrote {args.out}/{written[0]}, {', '.join(written[1:])} and manifest.json")
     return 0
-
-
-def _layers(given: list[str] | None) -> list[int | str] | None:
-    """``--layers`` as the library takes them: indices (``1``) as numbers, names (``layers.1``) as they are."""
-    return None if given is None else [int(layer) if layer.isdigit() else layer for layer in given]
 
 
 def _share(text: str) -> float:

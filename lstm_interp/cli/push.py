@@ -1,26 +1,18 @@
-"""``lstm-interp push MODEL REPO_ID``: publish a model to the Hugging Face Hub in one commit.
+"""``lstm-interp push MODEL REPO_ID``: :func:`~lstm_interp.hub.push_to_hub`, a model and its card in one commit.
 
-MODEL is anything :func:`lstm_interp.load_pretrained` opens. The commit holds the model's three files and a model
-card rendered from them (see :func:`lstm_interp.hub.push_to_hub`); a ``save_pretrained`` folder is pushed as a
-folder, so its ``results.json`` and ``images/*.png`` go too and the card shows them. The token comes from
-``HF_TOKEN`` or ``hf auth login``; the Hub from ``HF_ENDPOINT`` (default huggingface.co).
+The token comes from ``HF_TOKEN`` or ``hf auth login``; the Hub from ``HF_ENDPOINT`` (default huggingface.co).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 
-import torch
-
-from lstm_interp.cli._arguments import add_model_argument, check_model_argument
-from lstm_interp.hub.push_to_hub import push_to_hub
+from lstm_interp.cli._arguments import add_model_argument
 
 DTYPES = ("float16", "bfloat16", "float32")
 
 
-def build_parser(prog: str = "lstm-interp push") -> argparse.ArgumentParser:
-    """The parser of ``lstm-interp push``."""
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Upload a model and a fresh model card to a Hugging Face Hub repo, in one commit.",
@@ -38,27 +30,15 @@ def build_parser(prog: str = "lstm-interp push") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str], *, prog: str = "lstm-interp push") -> int:
-    """Run ``lstm-interp push`` with ``argv`` (the arguments after ``push``); prints the commit URL.
-
-    Raises:
-        FileNotFoundError, ValueError: for a MODEL that cannot be opened; ``HfHubHTTPError`` (an
-            ``OSError``) when the Hub refuses (the CLI prints them in one line and exits with status 1).
-    """
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    check_model_argument(parser, args.model)
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.repo_id.count("/") != 1 or args.repo_id.startswith("/") or args.repo_id.endswith("/"):
         parser.error(f"argument REPO_ID: expected 'org/name', got {args.repo_id!r}")
+    import torch
+
+    from lstm_interp.hub.push_to_hub import push_to_hub
+
     # push_to_hub opens MODEL with load_pretrained (a folder goes with its results.json and images).
-    url = push_to_hub(
-        args.model,
-        args.repo_id,
-        private=args.private,
-        revision=args.revision,
-        commit_message=args.commit_message,
-        create_pr=args.create_pr,
-        dtype=getattr(torch, args.dtype) if args.dtype else None,
-    )
-    print(url)
+    print(push_to_hub(args.model, args.repo_id, private=args.private, revision=args.revision,
+                      commit_message=args.commit_message, create_pr=args.create_pr,
+                      dtype=getattr(torch, args.dtype) if args.dtype else None))  # fmt: skip
     return 0

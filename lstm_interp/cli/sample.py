@@ -1,36 +1,23 @@
-"""``lstm-interp sample MODEL``: generate text from a model and print it as it is sampled.
-
-Parses the command line and calls :func:`~lstm_interp.models.sample_stream.write_samples` on stdout (progress on
-stderr); nothing here imports Lightning, so sampling starts quickly. ``--length`` above
-:data:`~lstm_interp.cli._arguments.MAX_LENGTH` is refused with status 2 before the model is opened, unless
-``--max-length`` raises the limit. A reader that closes the pipe (``| head``) ends the command quietly with status
-141 (128 + SIGPIPE, as a shell reports it), and Ctrl-C with status 130, neither with a traceback.
-"""
+"""``lstm-interp sample MODEL``: :func:`~lstm_interp.models.sample_stream.write_samples` on stdout, as it samples."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
 from lstm_interp.cli._arguments import (
     MAX_LENGTH,
     add_model_argument,
-    check_model_argument,
     check_sampled_length,
     non_negative_int,
     positive_int,
     temperature,
 )
-from lstm_interp.hub.load_pretrained import load_pretrained
-from lstm_interp.models.sample_stream import flush_quietly, silence_stdout, write_samples
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader has gone
+UNKNOWN_CHAR_HINT = "Use only characters the model knows in --prompt."
 
 
-def build_parser(prog: str = "lstm-interp sample") -> argparse.ArgumentParser:
-    """The parser of ``lstm-interp sample``."""
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Generate text from a trained character-level model and print it.",
@@ -50,31 +37,14 @@ def build_parser(prog: str = "lstm-interp sample") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str], *, prog: str = "lstm-interp sample") -> int:
-    """Run ``lstm-interp sample`` with ``argv`` (the arguments after ``sample``); returns the exit status.
-
-    With one temperature the text is printed alone (ready to pipe); with several, each sample gets a header line.
-
-    Raises:
-        FileNotFoundError, ValueError: for a broken model or a prompt outside its vocabulary (the CLI prints
-            them in one line and exits with status 1).
-    """
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     # Before the model is opened: a length that would run for hours is refused at once, not after a download.
     check_sampled_length(parser, "--length", args.length, args.max_length, unit="characters per sample")
-    check_model_argument(parser, args.model)
-    try:
-        model = load_pretrained(args.model)
-        if args.prompt == "":
-            parser.error("argument --prompt: must not be empty, got ''")
-        write_samples(model, args.length, sys.stdout, prompt=args.prompt, temperatures=args.temperature,
-                      top_k=args.top_k, seed=args.seed, progress=sys.stderr)  # fmt: skip
-        return 0
-    except KeyboardInterrupt:
-        # Ctrl-C is how a user stops a sample they have read enough of: no traceback, the shell's status for it.
-        flush_quietly(sys.stdout)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        silence_stdout()  # the reader has gone (`| head`): nothing more written to stdout may fail at exit
-        return EXIT_BROKEN_PIPE
+    if args.prompt == "":
+        parser.error("argument --prompt: must not be empty, got ''")
+    from lstm_interp.hub.load_pretrained import load_pretrained
+    from lstm_interp.models.sample_stream import write_samples
+
+    write_samples(load_pretrained(args.model), args.length, sys.stdout, prompt=args.prompt,
+                  temperatures=args.temperature, top_k=args.top_k, seed=args.seed, progress=sys.stderr)  # fmt: skip
+    return 0

@@ -5,6 +5,7 @@ A spec is the tuple ``(name, units, value)`` that ``lstm-interp steer`` and ``ls
 ``layers.1.cell``), the unit indices, and the number after ``=`` (``None`` without one). This module gives a spec its
 meaning:
 
+- :func:`parse_unit_spec`: a spec read from its text, ``"layers.1.cell:254,255=2.5"``;
 - :func:`intervention_name`: the trace name a spec names on a network of a given cell (``layers.1`` is the layer's
   state: ``layers.1.cell`` for an LSTM, ``layers.1.hidden`` for a GRU or RNN);
 - :func:`check_unit_spec`: what can be checked before any model is opened (a clamp or scale needs a value, an ablation
@@ -24,6 +25,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -36,7 +39,7 @@ from lstm_interp.interventions.intervention_rules import (
 )
 from lstm_interp.tracing.quantities import state_quantity
 
-# (name as written, unit indices, the number after '=' or None), as lstm_interp.cli._arguments.unit_spec reads it.
+# (name as written, unit indices, the number after '=' or None), as parse_unit_spec reads it.
 UnitSpec = tuple[str, Sequence[int], "float | None"]
 SpecOp = Literal["clamp", "ablate", "scale"]
 SPEC_OPS: tuple[SpecOp, ...] = ("clamp", "ablate", "scale")
@@ -44,6 +47,62 @@ SPEC_OPS: tuple[SpecOp, ...] = ("clamp", "ablate", "scale")
 
 class MixedQuantitiesError(InterventionError):
     """Units to ablate named in more than one quantity (an ablation study ablates one quantity)."""
+
+
+UNIT_SPEC_FORM = "LAYER[.QUANTITY]:UNITS[=VALUE], such as 'layers.1:254' or 'layers.1.cell:254,255=2.5'"
+# The most units one spec may name. A range is checked against it before it is expanded (0-999999999 would fill
+# the memory); units beyond the layer's own size are refused, naming it, once the model is open.
+MAX_SPEC_UNITS = 1 << 16
+_UNIT_SPEC = re.compile(r"(?P<name>[A-Za-z_]\w*(?:\.\w+)+):(?P<units>[^=]+)(?:=(?P<value>.*))?")
+_UNIT_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
+
+
+def parse_unit_spec(text: str) -> UnitSpec:
+    """``LAYER[.QUANTITY]:UNITS[=VALUE]`` as ``(name, units, value)``, as ``lstm-interp steer`` and ``ablate`` read it.
+
+    ``UNITS`` is a comma-separated list of unit indices and inclusive ranges (``254``, ``254,255``, ``0-7``).
+    ``name`` is what was written before the colon (``layers.1`` or ``layers.1.cell``); without a quantity it means
+    the model's state quantity (:func:`intervention_name`). ``value`` is ``None`` without ``=VALUE``.
+
+    Raises:
+        InterventionError: a text not of that form, quoting it and the part at fault (a unit repeated, a range that
+            ends before it starts or names more than :data:`MAX_SPEC_UNITS` units, a value that is not finite).
+
+    Example::
+
+        >>> parse_unit_spec("layers.1.cell:254,255=2.5")
+        ('layers.1.cell', [254, 255], 2.5)
+        >>> parse_unit_spec("layers.0:0-2")
+        ('layers.0', [0, 1, 2], None)
+    """
+    match = _UNIT_SPEC.fullmatch(text.strip())
+    if match is None:
+        raise InterventionError(f"expected {UNIT_SPEC_FORM}, got {text!r}")
+    units: list[int] = []
+    for part in match["units"].split(","):
+        bounds = _UNIT_RANGE.fullmatch(part.strip())
+        if bounds is None:
+            raise InterventionError(f"units must be indices or ranges such as 254,255 or 0-7, got {part!r} in {text!r}")
+        first, last = int(bounds[1]), int(bounds[2] or bounds[1])
+        if last < first:
+            raise InterventionError(f"the range {part!r} in {text!r} ends before it starts")
+        if len(units) + last - first + 1 > MAX_SPEC_UNITS:
+            raise InterventionError(
+                f"the range {part.strip()!r} in {text!r} names {last - first + 1:,} units; a spec names at most "
+                f"{MAX_SPEC_UNITS:,} (no layer is wider), and a layer's units run from 0 to its hidden size - 1"
+            )
+        units.extend(range(first, last + 1))
+    if len(set(units)) != len(units):
+        raise InterventionError(f"the units of {text!r} repeat a unit: {units}")
+    value = None
+    if match["value"] is not None:
+        try:
+            value = float(match["value"])
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise InterventionError(f"the value after '=' must be a finite number, got {match['value']!r} in {text!r}")
+    return match["name"], units, value
 
 
 def spec_text(spec: UnitSpec) -> str:
@@ -191,6 +250,7 @@ __all__ = [
     "ablation_units",
     "check_unit_spec",
     "intervention_name",
+    "parse_unit_spec",
     "spec_interventions",
     "spec_text",
 ]

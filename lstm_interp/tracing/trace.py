@@ -117,6 +117,22 @@ class Trace(Mapping[str, Tensor]):
     def __len__(self) -> int:
         return len(self._activations)
 
+    def describe(self) -> str:
+        """What the trace holds, for a reader: its length and cell, then each name with its shape and dtype.
+
+        Example::
+
+            >>> print(trace(model, "hello").describe())  # doctest: +SKIP
+            5 characters, lstm with 1 layer(s), 6 activation(s)
+              layers.0.input_gate   (5, 8)  float32
+              ...
+        """
+        lines = [f"{self.num_steps} characters, {self.cell} with {self.num_layers} layer(s), {len(self)} activation(s)"]
+        width = max((len(name) for name in self), default=0)
+        for name, tensor in self.items():
+            lines.append(f"  {name:<{width}}  {tuple(tensor.shape)}  {str(tensor.dtype).removeprefix('torch.')}")
+        return "\n".join(lines)
+
     @property
     def quantities(self) -> tuple[str, ...]:
         """The per-layer quantities this kind of cell has (whether or not all were kept)."""
