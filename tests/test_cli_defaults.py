@@ -13,14 +13,14 @@ import pytest
 @pytest.mark.parametrize(
     ("cli_module", "library_module", "name"),
     [
-        ("analyze", "report.run_analysis", "DEFAULT_NGRAM_ORDER"),
-        ("atlas", "analysis.unit_atlas", "DEFAULT_K"),
-        ("atlas", "analysis.unit_atlas", "DEFAULT_WINDOW"),
-        ("atlas", "analysis.unit_atlas", "DEFAULT_BINS"),
-        ("atlas", "analysis.unit_atlas", "DEFAULT_FEATURE_CHARS"),
-        ("atlas", "analysis.unit_atlas", "DEFAULT_ABLATION_CHARS"),
-        ("atlas", "analysis.unit_atlas", "DEFAULT_SEGMENT_CHARS"),
-        ("probe", "analysis.probe", "DEFAULT_MAX_ROWS"),
+        ("analysis", "report.run_analysis", "DEFAULT_NGRAM_ORDER"),
+        ("analysis", "analysis.unit_atlas", "DEFAULT_K"),
+        ("analysis", "analysis.unit_atlas", "DEFAULT_WINDOW"),
+        ("analysis", "analysis.unit_atlas", "DEFAULT_BINS"),
+        ("analysis", "analysis.unit_atlas", "DEFAULT_FEATURE_CHARS"),
+        ("analysis", "analysis.unit_atlas", "DEFAULT_ABLATION_CHARS"),
+        ("analysis", "analysis.unit_atlas", "DEFAULT_SEGMENT_CHARS"),
+        ("experiments", "analysis.probe", "DEFAULT_MAX_ROWS"),
     ],
 )
 def test_the_cli_copies_the_library_default(cli_module: str, library_module: str, name: str) -> None:

@@ -63,14 +63,14 @@ def test_every_public_name_is_in_the_api_reference(site: Path) -> None:
 
 
 def test_the_cli_reference_is_generated_from_the_parsers(site: Path) -> None:
-    from lstm_interp.cli.main import COMMANDS, LIGHTNING_COMMANDS, PROG
+    from lstm_interp.cli.main import COMMANDS, LIGHTNING_COMMANDS, PROG, parser_of
 
     page = (site / "reference" / "cli" / "index.html").read_text("utf-8")
-    for name, command in COMMANDS.items():
+    for name in COMMANDS:
         assert f"{PROG} {name}" in page, name
         if name in LIGHTNING_COMMANDS:
             continue
-        parser = importlib.import_module(command.module).build_parser(f"{PROG} {name}")
+        parser = parser_of(name)
         for action in parser._actions:  # every option of the real parser is on the page
             for option in action.option_strings:
                 assert option in page, f"{option} of `{PROG} {name}` is missing from the CLI reference"

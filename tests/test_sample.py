@@ -18,7 +18,7 @@ import torch
 from cli_run import run_cli
 
 from lstm_interp import CharLSTM, VocabularyError
-from lstm_interp.cli.sample import MAX_LENGTH
+from lstm_interp.cli._arguments import MAX_LENGTH
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

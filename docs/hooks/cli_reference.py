@@ -2,7 +2,7 @@
 
 ``docs/reference/cli.md`` holds the prose and one marker line, ``<!-- cli-reference -->``; this hook replaces the
 marker with every subcommand of ``lstm_interp.cli.main.COMMANDS``: its one-line help and the ``--help`` text of its
-real parser (``build_parser(prog)`` of its module). ``fit``/``validate``/``test`` are one ``LightningCLI``
+real parser (``lstm_interp.cli.main.parser_of(name)``). ``fit``/``validate``/``test`` are one ``LightningCLI``
 (``lstm_interp/cli/char_lstm_cli.py``) with no argparse parser to call, so their help is what that CLI prints for
 ``--help``. Nothing is copied by hand, so the page cannot drift from the code.
 """
@@ -10,11 +10,9 @@ real parser (``build_parser(prog)`` of its module). ``fit``/``validate``/``test`
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import os
 from collections.abc import Iterator
-from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.plugins import get_plugin_logger
@@ -43,23 +41,24 @@ def _fixed_width() -> Iterator[None]:
             os.environ["COLUMNS"] = saved
 
 
-def _lightning_help(name: str, module: Any, prog: str) -> str:
+def _lightning_help(name: str, prog: str) -> str:
     """What ``lstm-interp <name> --help`` prints: LightningCLI parses, prints and exits before building anything."""
+    from lstm_interp.cli.char_lstm_cli import CharLSTMCLI
+
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        module.CharLSTMCLI(args=[name, "--help"], parser_kwargs={"prog": prog})
+        CharLSTMCLI(args=[name, "--help"], parser_kwargs={"prog": prog})
     return out.getvalue()
 
 
 def command_help(name: str) -> str:
     """The ``--help`` text of ``lstm-interp <name>``, from the command's own parser."""
-    from lstm_interp.cli.main import COMMANDS, LIGHTNING_COMMANDS, PROG
+    from lstm_interp.cli.main import LIGHTNING_COMMANDS, PROG, parser_of
 
-    module = importlib.import_module(COMMANDS[name].module)
     with _fixed_width():
         if name in LIGHTNING_COMMANDS:
-            return _lightning_help(name, module, PROG)
-        return module.build_parser(f"{PROG} {name}").format_help()
+            return _lightning_help(name, PROG)
+        return parser_of(name).format_help()
 
 
 def cli_reference() -> str:

@@ -28,9 +28,13 @@ DEFAULT_SHARD_CHARS, DEFAULT_PRIME_CHARS = 65_536, 1_024
 MAX_LENGTH = 1_000_000
 
 
-def add_model_argument(parser: argparse.ArgumentParser) -> argparse.Action:
-    """Add the positional MODEL argument (``args.model``), with the same name and help in every command."""
-    return parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+def command_parser(prog: str, description: str, example: str | None, *, model: bool = True) -> argparse.ArgumentParser:
+    """A command's parser, with its description, its example as the epilog and (unless ``model=False``) the
+    positional MODEL (``args.model``), with the same name and help in every command."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=example and f"Example: {example}")
+    if model:
+        parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    return parser
 
 
 def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *rows: Option) -> None:

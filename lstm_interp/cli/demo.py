@@ -5,31 +5,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lstm_interp.cli._arguments import add_options, positive_float, positive_int, temperature
-from lstm_interp.demo import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_HIDDEN_SIZE,
-    DEFAULT_LR,
-    DEFAULT_MAX_MINUTES,
-    DEFAULT_MAX_STEPS,
-    DEFAULT_OUTPUT_DIR,
-    run_demo,
-    summary,
-)
+from lstm_interp import demo
+from lstm_interp.cli._arguments import add_options, command_parser, positive_float, positive_int, temperature
+from lstm_interp.demo import DEFAULT_BATCH_SIZE, DEFAULT_HIDDEN_SIZE, DEFAULT_LR, DEFAULT_MAX_MINUTES, DEFAULT_MAX_STEPS
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
+def demo_parser(prog: str) -> argparse.ArgumentParser:
     # Each option is a keyword of run_demo, dashes for underscores.
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Train a small character-level LSTM on the bundled War and Peace (a few minutes on a CPU), save it, "
-            "report its validation loss and print samples."
-        ),
+    parser = command_parser(
+        prog,
+        "Train a small character-level LSTM on the bundled War and Peace (a few minutes on a CPU), save it, report "
+        "its validation loss and print samples.",
+        None,
+        model=False,
     )
     add_options(
         parser,
-        ("--output-dir", Path, Path(DEFAULT_OUTPUT_DIR), "DIR", "where everything goes"),
+        ("--output-dir", Path, Path(demo.DEFAULT_OUTPUT_DIR), "DIR", "where everything goes"),
         ("--max-steps", positive_int, DEFAULT_MAX_STEPS, "N", "training steps"),
         ("--max-minutes", positive_float, DEFAULT_MAX_MINUTES, "M", "stop training after this long, steps or not"),
         ("--seed", int, 0, "S", "random seed"),
@@ -57,8 +49,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     options = vars(args)
     progress_bar = not options.pop("no_progress_bar")
-    print(summary(run_demo(options.pop("output_dir"), progress_bar=progress_bar, **options)))
+    print(demo.summary(demo.run_demo(options.pop("output_dir"), progress_bar=progress_bar, **options)))
     return 0

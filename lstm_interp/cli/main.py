@@ -1,11 +1,9 @@
 """``lstm-interp``: one console script, one subcommand per job (train, evaluate, sample, trace, analyse, publish).
 
-The top-level parser only knows each subcommand's name and one line of help; the module that implements a
-subcommand is imported when it is chosen, so ``lstm-interp --help`` or ``sample`` never pays for importing Lightning.
-A command module has ``build_parser(prog)`` and ``run(parser, args)``: this module parses, checks MODEL
-(``cli/_arguments.py``) before any work, runs the command and turns what it raises into an exit status.
-``fit``/``validate``/``test`` are handed whole to :class:`~lstm_interp.cli.char_lstm_cli.CharLSTMCLI` (a
-``LightningCLI``), which parses its own arguments and YAML configs.
+A command's module is imported when it is chosen, so ``lstm-interp --help`` or ``sample`` never pays for importing
+Lightning. It has ``<name>_parser(prog)`` and ``run_<name>(parser, args)``; this module parses, checks MODEL before
+any work, runs the command and turns what it raises into an exit status. ``fit``/``validate``/``test`` are handed
+whole to :class:`~lstm_interp.cli.char_lstm_cli.CharLSTMCLI` (a ``LightningCLI``).
 
 Exit codes: 0 on success, 2 for a bad argument (argparse's convention, with a one-line message naming the value),
 1 for an error while running (a model folder without its files, text outside the vocabulary, a folder holding
@@ -20,6 +18,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import NamedTuple
 
 PROG = "lstm-interp"
@@ -28,32 +27,37 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 class Command(NamedTuple):
-    """A subcommand: the module implementing it (imported on use) and its one-line help."""
+    """A subcommand: its module in ``lstm_interp.cli`` (imported on use) and its one-line help."""
 
     module: str
     help: str
 
 
 COMMANDS: dict[str, Command] = {
-    "fit": Command("lstm_interp.cli.char_lstm_cli", "train a model from a YAML config and flags (LightningCLI)"),
-    "validate": Command("lstm_interp.cli.char_lstm_cli", "evaluate a model on the validation split (--ckpt_path)"),
-    "test": Command("lstm_interp.cli.char_lstm_cli", "evaluate a model on the test split (--ckpt_path)"),
-    "sample": Command(
-        "lstm_interp.cli.sample", "generate text from a model: a pretrained name, folder, .ckpt or Hub repo"
-    ),
-    "trace": Command("lstm_interp.cli.trace_command", "record every gate, cell and hidden state over a text"),
-    "demo": Command("lstm_interp.cli.demo", "train a small model on War and Peace in a few minutes, then sample"),
-    "analyze": Command("lstm_interp.cli.analyze", "find interpretable cells in a text and compare with an n-gram"),
-    "explore": Command("lstm_interp.cli.explore", "analyse a pretrained model (novel, code, foldoc) on your text"),
-    "ablate": Command("lstm_interp.cli.ablate", "ablate units: the loss at target characters, against random units"),
-    "atlas": Command("lstm_interp.cli.atlas", "every unit of every layer: top contexts, histogram, features, output"),
-    "index": Command("lstm_interp.cli.index", "trace a corpus into a state index (select & match), on any devices"),
-    "probe": Command("lstm_interp.cli.probe", "sparse probes: how many units each feature needs, and how selective"),
-    "push": Command("lstm_interp.cli.push", "upload a model and its model card to the Hugging Face Hub, in one commit"),
-    "steer": Command("lstm_interp.cli.steer", "clamp, ablate or scale units while sampling and compare the texts"),
-    "serve": Command("lstm_interp.cli.serve", "a live explorer in the browser: trace what you type, select & match"),
+    "fit": Command("char_lstm_cli", "train a model from a YAML config and flags (LightningCLI)"),
+    "validate": Command("char_lstm_cli", "evaluate a model on the validation split (--ckpt_path)"),
+    "test": Command("char_lstm_cli", "evaluate a model on the test split (--ckpt_path)"),
+    "sample": Command("models", "generate text from a model: pretrained name, folder, .ckpt, Hub repo"),
+    "trace": Command("models", "record every gate, cell and hidden state over a text"),
+    "demo": Command("demo", "train a small model on War and Peace in a few minutes, then sample"),
+    "analyze": Command("analysis", "find interpretable cells in a text and compare with an n-gram"),
+    "explore": Command("analysis", "analyse a pretrained model (novel, code, foldoc) on your text"),
+    "ablate": Command("experiments", "ablate units: the loss at target characters, against random units"),
+    "atlas": Command("analysis", "every unit of every layer: top contexts, histogram, features, output"),
+    "index": Command("analysis", "trace a corpus into a state index (select & match), on any devices"),
+    "probe": Command("experiments", "sparse probes: how many units each feature needs, and how selective"),
+    "push": Command("models", "upload a model and its model card to the Hugging Face Hub, in one commit"),
+    "steer": Command("experiments", "clamp, ablate or scale units while sampling and compare the texts"),
+    "serve": Command("serve", "a live explorer in the browser: trace what you type, select & match"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
+# The way out of text outside the vocabulary for the commands without --skip-unknown (the others: pass it).
+UNKNOWN_CHAR_HINTS = {
+    "sample": "Use only characters the model knows in --prompt.",
+    "steer": "Use only characters the model knows in --prompt.",
+    "ablate": "Use only characters the model knows in TEXT_FILE: the loss is measured at every one.",
+    "probe": "Use only characters the model knows in TEXT_FILE: the features are computed on the text as it is.",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
         # The real parsers live in the command modules; these entries only give the listing and the choices.
         subparsers.add_parser(name, help=command.help, add_help=False)
     return parser
+
+
+def parser_of(name: str) -> argparse.ArgumentParser:
+    """The parser of ``lstm-interp <name>`` (not of the Lightning commands, which parse their own)."""
+    return getattr(_module(name), f"{name}_parser")(f"{PROG} {name}")
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"lstm_interp.cli.{COMMANDS[name].module}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,21 +114,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_command(name: str, argv: list[str]) -> int:
     prog = f"{PROG} {name}"
-    module, args = None, None
+    args = None
     try:
-        module = importlib.import_module(COMMANDS[name].module)
         if name in LIGHTNING_COMMANDS:
-            return module.main(name, argv, prog=PROG)
-        parser = module.build_parser(prog)
+            return _module(name).main(name, argv, prog=PROG)
+        parser = parser_of(name)
         args = parser.parse_args(argv)
         if getattr(args, "model", None) is not None:
             from lstm_interp.cli._arguments import check_model_argument
 
             check_model_argument(parser, args.model)
-        return module.run(parser, args)
+        return getattr(_module(name), f"run_{name}")(parser, args)
     except KeyboardInterrupt:
         # Ctrl+C is how a user stops a sample they have read enough of, or the server: one line, no traceback.
-        _flush_stdout()
+        try:
+            sys.stdout.flush()  # what was printed before is still the user's
+        except BrokenPipeError:
+            _silence_stdout()
         print(f"{prog}: interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -126,33 +141,22 @@ def _run_command(name: str, argv: list[str]) -> int:
         # ValueErrors) are the user's to fix: one line says what and where; a traceback would only bury it.
         if os.environ.get("LSTM_INTERP_DEBUG"):
             raise
-        print(f"{prog}: error: {_one_line(_cli_hint(module, args, err))}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(_cli_hint(name, args, err))}", file=sys.stderr)
         return 1
 
 
-def _flush_stdout() -> None:
-    try:
-        sys.stdout.flush()  # what was printed before an interruption is still the user's
-    except BrokenPipeError:
-        _silence_stdout()
-
-
 def _silence_stdout() -> None:
-    from lstm_interp.models.sample_stream import silence_stdout
+    from lstm_interp.models.sample_stream import silence_stdout  # imports torch: only once output was written
 
     silence_stdout()
 
 
-def _cli_hint(module: object, args: argparse.Namespace | None, err: BaseException) -> BaseException:
-    """A VocabularyError's hint rewritten with the command's own way out (its Python hint names ``on_unknown``):
-    ``--skip-unknown`` where the command has it, else the module's ``UNKNOWN_CHAR_HINT``."""
+def _cli_hint(name: str, args: argparse.Namespace | None, err: BaseException) -> BaseException:
+    """A VocabularyError's hint rewritten with command ``name``'s way out (its Python hint names ``on_unknown``)."""
     from lstm_interp.vocab import VocabularyError
 
-    if not isinstance(err, VocabularyError):
-        return err
-    hint = "Pass --skip-unknown to drop them." if hasattr(args, "on_unknown") else None
-    hint = hint or getattr(module, "UNKNOWN_CHAR_HINT", None)
-    return err if hint is None else err.with_hint(hint)
+    hint = "Pass --skip-unknown to drop them." if hasattr(args, "on_unknown") else UNKNOWN_CHAR_HINTS.get(name)
+    return err.with_hint(hint) if isinstance(err, VocabularyError) and hint else err
 
 
 def _one_line(err: BaseException) -> str:

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from lstm_interp.cli._arguments import (
-    add_model_argument,
     add_options,
     check_corpus_files,
+    command_parser,
     non_negative_int,
     positive_float,
     positive_int,
@@ -24,13 +24,12 @@ def port_number(text: str) -> int:
     return value
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Serve a live explorer: type a text, see each unit's activations, select a span and match it.",
-        epilog="Example: lstm-interp serve novel --corpus chapter1.txt --open",
+def serve_parser(prog: str) -> argparse.ArgumentParser:
+    parser = command_parser(
+        prog,
+        "Serve a live explorer: type a text, see each unit's activations, select a span and match it.",
+        "lstm-interp serve novel --corpus chapter1.txt --open",
     )
-    add_model_argument(parser)
     add = parser.add_argument
     add("--corpus", type=Path, nargs="+", action="extend", default=[], metavar="FILE",
         help="UTF-8 text files to match selections in (indexed at start-up, at each --threshold)")  # fmt: skip
@@ -58,7 +57,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def run_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Serve until stopped: SIGTERM returns 0 quietly, Ctrl+C 130 with one line (``cli/main.py``)."""
     check_corpus_files(parser, args.corpus, "--corpus")
     if args.atlas is not None and not (args.atlas / "atlas.json").is_file():

@@ -144,15 +144,6 @@ def write_stream(chars: Iterable[str], length: int, out: TextIO, progress: TextI
     out.write("".join(pending))
 
 
-def flush_quietly(stream: TextIO) -> None:
-    """Flush ``stream``, ignoring a reader that has gone (then :func:`silence_stdout`): what was sampled before an
-    interruption is still the user's."""
-    try:
-        stream.flush()
-    except BrokenPipeError:
-        silence_stdout()
-
-
 def silence_stdout() -> None:
     """Point the process's stdout (its file descriptor) at ``os.devnull``, so that nothing more written to it can
     fail: Python's documented recipe for a writer whose reader has gone, without which the flush at interpreter exit
@@ -173,7 +164,6 @@ __all__ = [
     "FLUSH_CHARS",
     "PROGRESS_MIN_LENGTH",
     "default_prompt",
-    "flush_quietly",
     "silence_stdout",
     "write_samples",
     "write_stream",
