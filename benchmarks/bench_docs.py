@@ -3,6 +3,7 @@
 Prints, from one run:
 
 - the README's length in lines at ``--before`` (a git revision; ``git show REV:README.md``) and in the working tree;
+- the lines of ``lstm_interp/cli/*.py`` (the issue's thin shell) at ``--before`` and in the working tree, per file;
 - the public names (``lstm_interp.__all__`` and ``lstm_interp.callbacks.__all__``) and how many of them have an
   entry (an mkdocstrings anchor) in the built API reference;
 - the pages of the site, and the ```python examples of docs/ and README.md;
@@ -31,14 +32,23 @@ sys.path.insert(0, str(ROOT / "tests"))
 from markdown_examples import documentation_pages, examples  # noqa: E402  (tests/ is not a package)
 
 
-def readme_lines(revision: str | None) -> int:
-    """Lines of README.md at ``revision`` (``None``: the working tree)."""
+def readme_lines(revision: str | None, path: str = "README.md") -> int:
+    """Lines of README.md (or ``path``) at ``revision`` (``None``: the working tree)."""
     if revision is None:
-        return len((ROOT / "README.md").read_text(encoding="utf-8").splitlines())
-    shown = subprocess.run(
-        ["git", "show", f"{revision}:README.md"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+        return len((ROOT / path).read_text(encoding="utf-8").splitlines())
+    shown = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=ROOT, capture_output=True, text=True, check=True)
     return len(shown.stdout.splitlines())
+
+
+def cli_lines(revision: str | None) -> dict[str, int]:
+    """Lines of each ``lstm_interp/cli/*.py`` at ``revision`` (``None``: the working tree), as ``wc -l`` counts."""
+    if revision is None:
+        names = [p.name for p in sorted(ROOT.glob("lstm_interp/cli/*.py"))]
+    else:
+        listed = subprocess.run(["git", "ls-tree", "--name-only", f"{revision}:lstm_interp/cli"], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+        names = [name for name in listed if name.endswith(".py")]
+    return {name: readme_lines(revision, f"lstm_interp/cli/{name}") for name in names}
 
 
 def build(site: Path) -> float:
@@ -87,6 +97,9 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs")
     print(f"README.md lines: {readme_lines(args.before)} at {args.before} ({commit.stdout.strip()}), "
           f"{readme_lines(None)} now")  # fmt: skip
+    for label, counts in ((f"at {args.before}", cli_lines(args.before)), ("now", cli_lines(None))):
+        files = ", ".join(f"{name} {lines}" for name, lines in counts.items())
+        print(f"lstm_interp/cli lines {label}: {sum(counts.values()):,} in {len(counts)} files ({files})")
 
     pages = [p for p in documentation_pages() if examples(p)]
     blocks = sum(len(examples(p)) for p in pages)

@@ -363,3 +363,6 @@ def test_unknown_characters_hint_at_the_flag_of_the_command(trained: dict[str, P
     code, _, err = _run(["probe", str(trained["model"]), str(text), "--features", "start_of_word", "--out",
                          str(tmp_path / "probe")])  # fmt: skip
     assert code == 1 and "characters the model knows in TEXT_FILE" in err and "on_unknown" not in err
+    code, _, err = _run(["steer", str(trained["model"]), "--prompt", "\u00e9", "--ablate", "layers.0:0", "--samples",
+                         "1", "--length", "2", "--out", str(tmp_path / "steer")])  # fmt: skip
+    assert code == 1 and "characters the model knows in --prompt" in err and "on_unknown" not in err

@@ -229,6 +229,7 @@ def test_cli_streams_its_text_while_it_runs_and_ctrl_c_ends_it_quietly(model_dir
         assert proc.returncode == 130
         stderr = err.decode()
         assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+        assert stderr.strip().splitlines()[-1] == "lstm-interp sample: interrupted", stderr
     finally:
         proc.kill()
         proc.wait()

@@ -317,3 +317,14 @@ def test_load_names_the_path_and_the_problem(tmp_path):
               metadata={"format": "lstm_interp.trace", "text": "{not json", "cell": "lstm", "num_layers": "1"})
     with pytest.raises(ValueError, match=r"'.*meta.safetensors' has broken metadata \(JSONDecodeError"):
         Trace.load(tmp_path / "meta.safetensors")
+
+
+def test_describe_names_every_activation_with_its_shape_and_dtype() -> None:
+    tr = trace(make_model(layers=2, hidden=8), "ab{}x", names_filter=["layers.*.cell", "layers.1.hidden"])
+    lines = tr.describe().splitlines()
+    assert lines[0] == "5 characters, lstm with 2 layer(s), 3 activation(s)"
+    assert [line.split()[0] for line in lines[1:]] == list(tr)
+    assert all(line.split()[1:] == ["(5,", "8)", "float32"] for line in lines[1:])
+    half = Trace({"layers.0.cell": tr["layers.0.cell"].half()}, text="ab{}x", tokens=tr.tokens, cell="lstm",
+                 num_layers=2)  # fmt: skip
+    assert half.describe().splitlines()[1].endswith("(5, 8)  float16")

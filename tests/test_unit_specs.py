@@ -7,10 +7,12 @@ import torch
 
 from lstm_interp.interventions import Ablate, Clamp, InterventionError, Scale, generate_with_interventions
 from lstm_interp.interventions.unit_specs import (
+    MAX_SPEC_UNITS,
     MixedQuantitiesError,
     ablation_units,
     check_unit_spec,
     intervention_name,
+    parse_unit_spec,
     spec_interventions,
     spec_text,
 )
@@ -102,3 +104,31 @@ def test_ablation_units_refuses_mixed_quantities_and_no_specs() -> None:
         ablation_units([], "lstm")
     with pytest.raises(InterventionError, match="unknown quantity 'foo_gate'"):
         ablation_units([("layers.1.foo_gate", [1], None)], "lstm")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("layers.1:254", ("layers.1", [254], None)),
+        (" layers.1.cell:254,255=2.5 ", ("layers.1.cell", [254, 255], 2.5)),
+        ("layers.0:0-2,7=-1e-1", ("layers.0", [0, 1, 2, 7], -0.1)),
+    ],
+)
+def test_parse_unit_spec_reads_the_written_form(text: str, expected: tuple) -> None:
+    assert parse_unit_spec(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("layers.1", "expected LAYER"),
+        ("layers.1:5-3", "ends before it starts"),
+        ("layers.1:3,3", "repeat a unit"),
+        ("layers.1:3=inf", "finite number, got 'inf'"),
+        (f"layers.1:0-{MAX_SPEC_UNITS}", f"names {MAX_SPEC_UNITS + 1:,} units"),  # refused before it is expanded
+    ],
+)
+def test_parse_unit_spec_refuses_bad_text_as_an_intervention_error_quoting_it(text: str, match: str) -> None:
+    with pytest.raises(InterventionError, match=match) as caught:
+        parse_unit_spec(text)
+    assert repr(text) in str(caught.value)

@@ -129,12 +129,9 @@ class CharLSTMCLI(LightningCLI):
         print(f"\nSaved the trained model to {directory}")
         checkpoint = self.trainer.checkpoint_callback
         if isinstance(checkpoint, ModelCheckpoint):
-            for label, path in (
-                ("best checkpoint", checkpoint.best_model_path),
-                ("last checkpoint", checkpoint.last_model_path),
-            ):
+            for label, path in (("best", checkpoint.best_model_path), ("last", checkpoint.last_model_path)):
                 if path:
-                    print(f"  {label}: {path}")
+                    print(f"  {label} checkpoint: {path}")
         print(f"Sample from it with: lstm-interp sample {directory} --seed 0")
 
 

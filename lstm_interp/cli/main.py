@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import NamedTuple
 
+from lstm_interp.cli._arguments import check_model_argument
+
 PROG = "lstm-interp"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
@@ -87,20 +89,8 @@ def _module(name: str) -> ModuleType:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``lstm-interp`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status.
-
-    Args:
-        argv: the arguments after the program name, e.g. ``["sample", "model/", "--seed", "0"]``.
-
-    Returns:
-        The exit status of the module docstring. Argparse's and LightningCLI's ``SystemExit`` is turned into the
-        returned status, so that callers in Python get a number either way.
-
-    Example::
-
-        >>> main(["sample", "lstm_interp_demo/model", "--length", "100", "--seed", "0"])  # doctest: +SKIP
-        0
-    """
+    """Run ``lstm-interp`` with ``argv`` (default ``sys.argv[1:]``, e.g. ``["sample", "novel", "--seed", "0"]``)
+    and return the exit status of the module docstring, ``SystemExit`` included, so callers in Python get a number."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if not args or args[0] not in COMMANDS:
@@ -121,8 +111,6 @@ def _run_command(name: str, argv: list[str]) -> int:
         parser = parser_of(name)
         args = parser.parse_args(argv)
         if getattr(args, "model", None) is not None:
-            from lstm_interp.cli._arguments import check_model_argument
-
             check_model_argument(parser, args.model)
         return getattr(_module(name), f"run_{name}")(parser, args)
     except KeyboardInterrupt:
