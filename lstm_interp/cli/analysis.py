@@ -174,7 +174,7 @@ def index_parser(prog: str) -> argparse.ArgumentParser:
     add = parser.add_argument
     add("corpus", nargs="+", type=Path, metavar="CORPUS", help="UTF-8 text files, indexed end to end")
     add_output_options(parser, "an earlier index", default_help="the index cache, where serve finds it")
-    add("--threshold", type=float, default=0.3, help="a unit is on where its value is above (0.3)")
+    add_options(parser, ("--threshold", float, 0.3, "THETA", "a unit is on where its value is above it"))
     add("--names", nargs="+", default=None, metavar="NAME",
         help="the quantities to index, e.g. layers.1.hidden (default: every layer's state)")  # fmt: skip
     add_corpus_pass_options(parser)
