@@ -21,6 +21,9 @@ import pytest
         ("analysis", "analysis.unit_atlas", "DEFAULT_ABLATION_CHARS"),
         ("analysis", "analysis.unit_atlas", "DEFAULT_SEGMENT_CHARS"),
         ("experiments", "analysis.probe", "DEFAULT_MAX_ROWS"),
+        ("models", "tracing.trace", "DEFAULT_CHUNK_SIZE"),
+        ("_arguments", "analysis.corpus_shards", "DEFAULT_SHARD_CHARS"),
+        ("_arguments", "analysis.corpus_shards", "DEFAULT_PRIME_CHARS"),
     ],
 )
 def test_the_cli_copies_the_library_default(cli_module: str, library_module: str, name: str) -> None:

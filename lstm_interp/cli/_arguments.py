@@ -1,9 +1,7 @@
 """The arguments the ``lstm-interp`` commands share: MODEL, text files, a corpus pass, and argparse types.
 
-MODEL is whatever :func:`lstm_interp.load_pretrained` opens: a pretrained name (``novel``, ``code``, ...), a folder
-written by ``save_pretrained``, a Lightning ``.ckpt`` of a ``CharLSTMModule`` or an ``org/name`` Hub repo id;
-``cli/main.py`` checks it with :func:`check_model_argument` before any work. Every ``check_*`` here exits with
-status 2 and one line naming the argument and its value.
+MODEL is whatever :func:`lstm_interp.load_pretrained` opens. Every ``check_*`` here exits with status 2 and one line
+naming the argument and its value.
 """
 
 from __future__ import annotations
@@ -29,8 +27,7 @@ MAX_LENGTH = 1_000_000
 
 
 def command_parser(prog: str, description: str, example: str | None, *, model: bool = True) -> argparse.ArgumentParser:
-    """A command's parser, with its description, its example as the epilog and (unless ``model=False``) the
-    positional MODEL (``args.model``), with the same name and help in every command."""
+    """A command's parser: its description, its example as the epilog and (unless ``model=False``) MODEL."""
     parser = argparse.ArgumentParser(prog=prog, description=description, epilog=example and f"Example: {example}")
     if model:
         parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
@@ -38,8 +35,7 @@ def command_parser(prog: str, description: str, example: str | None, *, model: b
 
 
 def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *rows: Option) -> None:
-    """Add an option per row ``(flag, type, default, metavar, help)``; the help ends with ``(default X)`` unless
-    the default is ``None`` (then the help says what happens)."""
+    """Add an option per row; the help ends with ``(default X)`` unless it is ``None`` (the help says what then)."""
     for flag, kind, default, metavar, text in rows:
         shown = f"{default:,}" if isinstance(default, int) and default >= 10_000 else default
         suffix = "" if default is None else f" (default {shown})"
@@ -49,8 +45,8 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *rows
 def add_output_options(
     parser: argparse.ArgumentParser, writer: str, *, default: Path | None = None, default_help: str | None = None
 ) -> None:
-    """Add ``--out``/``-o`` (required without a ``default`` or a ``default_help`` saying what it is) and
-    ``--overwrite``, the one way past the refusal to replace a folder holding files ``writer`` did not write."""
+    """Add ``--out`` (required without a ``default`` or ``default_help``) and ``--overwrite``, the one way past the
+    refusal to replace a folder holding files ``writer`` did not write."""
     shown = default_help or default
     parser.add_argument("--out", "-o", type=Path, default=default, required=shown is None, metavar="DIR",
                         help="the folder to write" + (f" (default: {shown})" if shown else ""))  # fmt: skip
@@ -59,9 +55,8 @@ def add_output_options(
 
 
 def add_corpus_pass_options(parser: argparse.ArgumentParser, *, skip_unknown: bool = True) -> None:
-    """Add ``--revision``, ``--skip-unknown`` (unless the command needs the text as it is) and a pass over the text
-    on Lightning's engine: the Trainer's own ``--accelerator``, ``--devices``, ``--num_nodes``, ``--strategy``, and
-    the shards' sizes."""
+    """Add ``--revision``, ``--skip-unknown`` (unless the command needs the text as it is) and a pass on Lightning's
+    engine: the Trainer's own flags and the shards' sizes."""
     parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit of MODEL (default: main)")
     if skip_unknown:
         add_skip_unknown_argument(parser)
@@ -87,8 +82,8 @@ def add_skip_unknown_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def corpus_pass_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    """The keywords of a corpus pass (:func:`add_corpus_pass_options`): the Trainer's arguments given on the command
-    line (the others keep Lightning's defaults), with one progress bar, on rank 0."""
+    """The keywords of :func:`add_corpus_pass_options`: the Trainer's arguments given (the others keep Lightning's
+    defaults), with one progress bar, on rank 0."""
     given = {name: getattr(args, name) for name in ("accelerator", "devices", "num_nodes", "strategy")}
     given |= {"on_unknown": getattr(args, "on_unknown", None)}
     shards = {"shard_chars": args.shard_chars, "prime_chars": args.prime_chars, "enable_progress_bar": True}
@@ -106,8 +101,7 @@ def _devices(text: str) -> int | str:
 
 
 def check_model_argument(parser: argparse.ArgumentParser, source: str) -> None:
-    """Refuse ``source`` if :func:`~lstm_interp.load_pretrained` can only fail on it: not an existing path, not an
-    ``org/name`` repo id and not a pretrained name. Nothing is read or downloaded."""
+    """Refuse ``source`` if :func:`~lstm_interp.load_pretrained` can only fail on it (nothing is read)."""
     from lstm_interp.hub.load_pretrained import ALIASES, PRETRAINED, source_kind
 
     try:
@@ -137,8 +131,7 @@ def check_corpus_files(parser: argparse.ArgumentParser, paths: list[Path], argum
 
 
 def read_text_file(parser: argparse.ArgumentParser, path: Path, argument: str, *, min_chars: int = 1) -> str:
-    """The UTF-8 text of ``path``, given as ``argument``; a missing file or one shorter than ``min_chars`` is
-    refused, and bytes that are not UTF-8 raise a ``ValueError`` naming the byte."""
+    """The UTF-8 text of ``path``; a missing or shorter file is refused, bytes not UTF-8 are a ``ValueError``."""
     check_corpus_files(parser, [path], argument)
     try:
         text = path.read_text(encoding="utf-8")
@@ -156,8 +149,7 @@ def read_text_file(parser: argparse.ArgumentParser, path: Path, argument: str, *
 def check_sampled_length(
     parser: argparse.ArgumentParser, argument: str, length: int, max_length: int, *, unit: str, shown: str = ""
 ) -> None:
-    """Refuse, before the model is opened, a command that would sample ``length`` characters (``shown``: how that
-    came about), more than its ``--max-length`` of ``unit``."""
+    """Refuse sampling ``length`` characters (``shown``: how) above ``--max-length``, before the model is opened."""
     if length > max_length:
         parser.error(
             f"argument {argument}: {shown + ' = ' if shown else ''}{length} is above the limit of {max_length} "
@@ -165,41 +157,25 @@ def check_sampled_length(
         )
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
+def number_type(kind: Callable[[str], Any], expected: str, ok: Callable[[Any], bool]) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)`` where ``ok`` holds for it, else an error quoting ``text`` and ``expected``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
+        if not ok(value):  # NaN fails every comparison, so it is refused too
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def _finite_number(text: str, *, zero_allowed: bool) -> float:
-    bound = ">= 0" if zero_allowed else "> 0"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number {bound}, got {text!r}") from None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
-        raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    return _finite_number(text, zero_allowed=False)
-
-
-def temperature(text: str) -> float:
-    """An argparse type: a finite number >= 0 (0 means: always the most likely character)."""
-    return _finite_number(text, zero_allowed=True)
+positive_int = number_type(int, "an integer >= 1", lambda value: value >= 1)
+non_negative_int = number_type(int, "an integer >= 0", lambda value: value >= 0)
+positive_float = number_type(float, "a finite number > 0", lambda value: 0 < value < math.inf)
+temperature = number_type(float, "a finite number >= 0 (0: the most likely character)", lambda v: 0 <= v < math.inf)
 
 
 def feature_controls(text: str) -> tuple[str, list[str]]:

@@ -1,8 +1,7 @@
 """``lstm-interp analyze``, ``explore``, ``atlas`` and ``index``: passes over a text or corpus on Lightning's engine.
 
-Each parses its flags, refuses bad ones before the model is opened and calls one library function:
-:func:`~lstm_interp.report.run_analysis`, :func:`~lstm_interp.report.atlas_pages.run_atlas`,
-:meth:`~lstm_interp.analysis.StateIndex.build` or :func:`~lstm_interp.analysis.index_cache.cached_index`.
+They call :func:`~lstm_interp.report.run_analysis`, :func:`~lstm_interp.report.atlas_pages.run_atlas` and
+:meth:`~lstm_interp.analysis.StateIndex.build` (or :func:`~lstm_interp.analysis.index_cache.cached_index`).
 """
 
 from __future__ import annotations

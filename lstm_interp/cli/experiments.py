@@ -1,7 +1,7 @@
 """``lstm-interp ablate``, ``steer`` and ``probe``: the experiments of :mod:`lstm_interp.report.experiment_runs`.
 
-Each parses its flags, refuses bad ones before the model is opened, calls ``run_ablation``, ``run_steer`` or
-``run_probes`` (which write the folder ``--out`` with its ``manifest.json``) and prints the result.
+Each refuses bad flags before the model is opened, then ``run_ablation``, ``run_steer`` or ``run_probes`` writes
+the folder ``--out`` with its ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from lstm_interp.cli._arguments import (
     check_sampled_length,
     command_parser,
     corpus_pass_arguments,
+    number_type,
     positive_float,
     positive_int,
     read_text_file,
@@ -26,6 +27,8 @@ from lstm_interp.cli._arguments import (
 )
 
 DEFAULT_MAX_ROWS = 50_000  # lstm_interp.analysis.probe.DEFAULT_MAX_ROWS, without importing the analysis for --help
+_share = number_type(float, "a share between 0 and 1", lambda value: 0 < value < 1)
+_l1_ratio = number_type(float, "in (0, 1] (1 is the lasso)", lambda value: 0 < value <= 1)
 
 
 def ablate_parser(prog: str) -> argparse.ArgumentParser:
@@ -210,19 +213,3 @@ def run_probe(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if written is not None:  # rank 0 of a pass over several processes wrote the folder
         print(f"Wrote {args.out}/{written[0]}, {', '.join(written[1:])} and manifest.json")
     return 0
-
-
-def _share(text: str) -> float:
-    """An argparse type: a number strictly between 0 and 1."""
-    value = positive_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text!r}")
-    return value
-
-
-def _l1_ratio(text: str) -> float:
-    """An argparse type: a number in (0, 1]."""
-    value = positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1] (1 is the lasso), got {text!r}")
-    return value

@@ -1,8 +1,7 @@
-"""``lstm-interp sample``, ``trace`` and ``push``: a model's text, its activations, and its upload to the Hub.
+"""``lstm-interp sample``, ``trace`` and ``push``: a model's text, its activations, its upload to the Hub.
 
-``sample`` writes with :func:`~lstm_interp.models.sample_stream.write_samples` on stdout as it samples,
-``trace`` saves a :class:`~lstm_interp.tracing.Trace`, ``push`` calls :func:`~lstm_interp.hub.push_to_hub` (the
-token from ``HF_TOKEN`` or ``hf auth login``, the Hub from ``HF_ENDPOINT``). None of them imports Lightning.
+They call :func:`~lstm_interp.models.sample_stream.write_samples`, :func:`~lstm_interp.trace` and
+:func:`~lstm_interp.hub.push_to_hub` (token from ``HF_TOKEN`` or ``hf auth login``); none imports Lightning.
 """
 
 from __future__ import annotations

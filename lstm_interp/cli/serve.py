@@ -9,19 +9,13 @@ from lstm_interp.cli._arguments import (
     add_options,
     check_corpus_files,
     command_parser,
-    non_negative_int,
+    number_type,
     positive_float,
     positive_int,
 )
 from lstm_interp.serve.run_server import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, ServerArgumentError, run_server
 
-
-def port_number(text: str) -> int:
-    """An argparse type: a TCP port 0 .. 65535 (0: any free port)."""
-    value = non_negative_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port 0 .. 65535, got {text!r}")
-    return value
+port_number = number_type(int, "a port 0 .. 65535", lambda value: 0 <= value <= 65535)
 
 
 def serve_parser(prog: str) -> argparse.ArgumentParser:
