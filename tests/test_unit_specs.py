@@ -111,6 +111,7 @@ def test_ablation_units_refuses_mixed_quantities_and_no_specs() -> None:
     [
         ("layers.1:254", ("layers.1", [254], None)),
         (" layers.1.cell:254,255=2.5 ", ("layers.1.cell", [254, 255], 2.5)),
+        ("layers.0.forget_gate:3=1", ("layers.0.forget_gate", [3], 1.0)),
         ("layers.0:0-2,7=-1e-1", ("layers.0", [0, 1, 2, 7], -0.1)),
     ],
 )
@@ -122,8 +123,16 @@ def test_parse_unit_spec_reads_the_written_form(text: str, expected: tuple) -> N
     ("text", "match"),
     [
         ("layers.1", "expected LAYER"),
+        ("254", "expected LAYER"),
+        ("layers:1", "expected LAYER"),
+        ("layers.1:", "expected LAYER"),
+        ("layers.1:a", "units must be indices"),
+        ("layers.1:1,,2", "units must be indices"),
         ("layers.1:5-3", "ends before it starts"),
         ("layers.1:3,3", "repeat a unit"),
+        ("layers.1:3=", "finite number, got ''"),
+        ("layers.1:3=nan", "finite number, got 'nan'"),
+        ("layers.1:3=x", "finite number, got 'x'"),
         ("layers.1:3=inf", "finite number, got 'inf'"),
         (f"layers.1:0-{MAX_SPEC_UNITS}", f"names {MAX_SPEC_UNITS + 1:,} units"),  # refused before it is expanded
     ],
