@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -366,3 +367,13 @@ def test_unknown_characters_hint_at_the_flag_of_the_command(trained: dict[str, P
     code, _, err = _run(["steer", str(trained["model"]), "--prompt", "\u00e9", "--ablate", "layers.0:0", "--samples",
                          "1", "--length", "2", "--out", str(tmp_path / "steer")])  # fmt: skip
     assert code == 1 and "characters the model knows in --prompt" in err and "on_unknown" not in err
+
+
+def test_silence_stdout_leaves_a_stream_without_a_file_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstm_interp.cli.main import _silence_stdout
+
+    fake = io.StringIO()
+    monkeypatch.setattr("sys.stdout", fake)
+    _silence_stdout()  # a StringIO has no file descriptor: nothing to point at devnull
+    fake.write("still usable")
+    assert fake.getvalue() == "still usable"

@@ -11,7 +11,6 @@ from lstm_interp.models.sample_stream import (
     FLUSH_CHARS,
     PROGRESS_MIN_LENGTH,
     default_prompt,
-    silence_stdout,
     write_samples,
     write_stream,
 )
@@ -90,11 +89,3 @@ def test_long_samples_report_progress_at_each_tenth(monkeypatch: pytest.MonkeyPa
     lines = progress.getvalue().splitlines()
     assert len(lines) == 10 and lines[0].startswith("sample: 2 / 20 characters (")
     assert lines[-1].startswith("sample: 20 / 20 characters (")
-
-
-def test_silence_stdout_leaves_a_stream_without_a_file_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = io.StringIO()
-    monkeypatch.setattr("sys.stdout", fake)
-    silence_stdout()  # a StringIO has no file descriptor: nothing to point at devnull
-    fake.write("still usable")
-    assert fake.getvalue() == "still usable"

@@ -127,9 +127,9 @@ def run_steer(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser, "--samples/--length", 2 * args.samples * args.length, args.max_length,
         unit="characters sampled in all", shown=f"2 arms x {args.samples} sample pairs x {args.length} characters",
     )  # fmt: skip
-    from lstm_interp.interventions.unit_specs import check_unit_spec
+    from lstm_interp.interventions.unit_specs import SPEC_OPS, check_unit_spec
 
-    for op in ("clamp", "ablate", "scale"):
+    for op in SPEC_OPS:
         for spec in getattr(args, op):
             try:
                 check_unit_spec(op, spec, label=f"--{op}")

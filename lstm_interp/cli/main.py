@@ -108,11 +108,12 @@ def _run_command(name: str, argv: list[str]) -> int:
     try:
         if name in LIGHTNING_COMMANDS:
             return _module(name).main(name, argv, prog=PROG)
-        parser = parser_of(name)
+        module = _module(name)
+        parser = getattr(module, f"{name}_parser")(prog)
         args = parser.parse_args(argv)
         if getattr(args, "model", None) is not None:
             check_model_argument(parser, args.model)
-        return getattr(_module(name), f"run_{name}")(parser, args)
+        return getattr(module, f"run_{name}")(parser, args)
     except KeyboardInterrupt:
         # Ctrl+C is how a user stops a sample they have read enough of, or the server: one line, no traceback.
         try:
@@ -134,9 +135,18 @@ def _run_command(name: str, argv: list[str]) -> int:
 
 
 def _silence_stdout() -> None:
-    from lstm_interp.models.sample_stream import silence_stdout  # imports torch: only once output was written
-
-    silence_stdout()
+    """Point the process's stdout (its file descriptor) at ``os.devnull``, so that nothing more written to it can
+    fail: Python's documented recipe for a writer whose reader has gone, without which the flush at interpreter exit
+    raises a second ``BrokenPipeError`` ("Exception ignored ...")."""
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a StringIO in tests, a closed stream): nothing will be flushed to a pipe at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fileno)
+    finally:
+        os.close(devnull)
 
 
 def _cli_hint(name: str, args: argparse.Namespace | None, err: BaseException) -> BaseException:

@@ -10,8 +10,8 @@ What ``lstm-interp sample`` does once its arguments are parsed. Each sample come
 - with several temperatures each sample gets a header line (``----- temperature 0.5 -----``); with one, the text is
   written alone, ready to pipe.
 
-A reader that closes the pipe (``| head``) makes a write raise ``BrokenPipeError``; :func:`silence_stdout` then points
-the process's stdout at ``os.devnull``, so that the flush at interpreter exit cannot fail a second time.
+A reader that closes the pipe (``| head``) makes a write raise ``BrokenPipeError``, which the ``lstm-interp``
+command turns into a quiet exit with status 141.
 
 Example::
 
@@ -25,8 +25,6 @@ Example::
 from __future__ import annotations
 
 import numbers
-import os
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import TextIO
@@ -144,27 +142,11 @@ def write_stream(chars: Iterable[str], length: int, out: TextIO, progress: TextI
     out.write("".join(pending))
 
 
-def silence_stdout() -> None:
-    """Point the process's stdout (its file descriptor) at ``os.devnull``, so that nothing more written to it can
-    fail: Python's documented recipe for a writer whose reader has gone, without which the flush at interpreter exit
-    raises a second ``BrokenPipeError`` ("Exception ignored ...")."""
-    try:
-        fileno = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return  # not a real file (a StringIO in tests, a closed stream): nothing will be flushed to a pipe at exit
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fileno)
-    finally:
-        os.close(devnull)
-
-
 __all__ = [
     "DEFAULT_PROMPT",
     "FLUSH_CHARS",
     "PROGRESS_MIN_LENGTH",
     "default_prompt",
-    "silence_stdout",
     "write_samples",
     "write_stream",
 ]
