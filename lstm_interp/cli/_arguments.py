@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ MODEL_HELP = (
     "a Lightning .ckpt or an 'org/name' Hub repo id"
 )
 # (flag, type, default, metavar, help): an option written on one row; see add_options.
-Option = tuple[str, Callable[[str], Any], Any, "str | None", str]
+Option = tuple[Any, ...]  # (flag, type, default, metavar, help[, {argparse keyword: value}])
 # The defaults of lstm_interp.analysis.corpus_shards, without importing the analysis for --help.
 DEFAULT_SHARD_CHARS, DEFAULT_PRIME_CHARS = 65_536, 1_024
 # The most characters a command samples without --max-length: about a minute on a laptop CPU for a small model;
@@ -35,11 +35,13 @@ def command_parser(prog: str, description: str, example: str | None, *, model: b
 
 
 def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *rows: Option) -> None:
-    """Add an option per row; the help ends with ``(default X)`` unless it is ``None`` (the help says what then)."""
-    for flag, kind, default, metavar, text in rows:
-        shown = f"{default:,}" if isinstance(default, int) and default >= 10_000 else default
-        suffix = "" if default is None else f" (default {shown})"
-        parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=text + suffix)
+    """Add an option per row; the help ends with ``(default X)`` unless it is ``None`` (the help says what then).
+    A row's optional sixth item holds argparse's other keywords (``nargs``, ``required``, ``action``, ...)."""
+    for flag, kind, default, metavar, text, *more in rows:
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        shown = f"{default:,}" if isinstance(default, int) and default >= 10_000 else shown
+        suffix = "" if default is None or default == [] else f" (default {shown})"
+        parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=text + suffix, **dict(*more))
 
 
 def add_output_options(
@@ -113,26 +115,9 @@ def check_model_argument(parser: argparse.ArgumentParser, source: str) -> None:
         )
 
 
-def check_features(parser: argparse.ArgumentParser, names: Sequence[str], argument: str) -> list[str]:
-    """The registered names of the features ``names`` (each once); an unknown one is refused, listing them all."""
-    from lstm_interp.features import UnknownFeatureError, get_feature
-
-    try:
-        return [get_feature(name).name for name in dict.fromkeys(names)]
-    except UnknownFeatureError as err:
-        parser.error(f"argument {argument}: {err}")
-
-
-def check_corpus_files(parser: argparse.ArgumentParser, paths: list[Path], argument: str) -> None:
-    """Refuse the first of ``paths`` that is not an existing file (before the model is loaded)."""
-    for path in paths:
-        if not path.is_file():
-            parser.error(f"argument {argument}: {str(path)!r} does not exist or is not a file")
-
-
 def read_text_file(parser: argparse.ArgumentParser, path: Path, argument: str, *, min_chars: int = 1) -> str:
-    """The UTF-8 text of ``path``; a missing or shorter file is refused, bytes not UTF-8 are a ``ValueError``."""
-    check_corpus_files(parser, [path], argument)
+    """The UTF-8 text of ``path`` (an :func:`existing_file`); a shorter one is refused, bytes not UTF-8 are a
+    ``ValueError``."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -178,22 +163,52 @@ positive_float = number_type(float, "a finite number > 0", lambda value: 0 < val
 temperature = number_type(float, "a finite number >= 0 (0: the most likely character)", lambda v: 0 <= v < math.inf)
 
 
+def existing_file(text: str) -> Path:
+    """An argparse type: the path of a file that exists, checked before any model is opened."""
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} does not exist or is not a file")
+    return Path(text)
+
+
+def non_empty(text: str) -> str:
+    """An argparse type: a string of at least one character (a prompt, a text, target characters)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty, got ''")
+    return text
+
+
+def feature_name(text: str) -> str:
+    """An argparse type: a registered feature's name; an unknown one is refused, listing them (imported when
+    parsing, not for ``--help``)."""
+    from lstm_interp.features import UnknownFeatureError, get_feature
+
+    try:
+        return get_feature(text).name
+    except UnknownFeatureError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def feature_controls(text: str) -> tuple[str, list[str]]:
-    """An argparse type: ``FEATURE=CONTROL[,CONTROL...]`` (``FEATURE=`` for none) as ``(feature, [controls])``."""
+    """An argparse type: ``FEATURE=CONTROL[,CONTROL...]`` (``FEATURE=`` for none) as ``(feature, [controls])``, each a
+    :func:`feature_name`."""
     feature, sep, controls = text.partition("=")
     if not sep or not feature.strip():
         raise argparse.ArgumentTypeError(
             f"expected FEATURE=CONTROL[,CONTROL...] (e.g. inside_if_condition=inside_parens), got {text!r}"
         )
-    return feature.strip(), [c.strip() for c in controls.split(",") if c.strip()]
+    return feature_name(feature.strip()), [feature_name(c.strip()) for c in controls.split(",") if c.strip()]
 
 
-def unit_spec(text: str) -> tuple[str, list[int], float | None]:
+def unit_spec(text: str, op: str | None = None) -> tuple[str, list[int], float | None]:
     """An argparse type: ``LAYER[.QUANTITY]:UNITS[=VALUE]``, read by
-    :func:`~lstm_interp.interventions.unit_specs.parse_unit_spec` (imported when parsing, not for ``--help``)."""
-    from lstm_interp.interventions.unit_specs import parse_unit_spec
+    :func:`~lstm_interp.interventions.unit_specs.parse_unit_spec`; with ``op`` (``steer --clamp``, ``--ablate``,
+    ``--scale``), checked for it by :func:`~lstm_interp.interventions.unit_specs.check_unit_spec` too."""
+    from lstm_interp.interventions.unit_specs import check_unit_spec, parse_unit_spec
 
     try:
-        return parse_unit_spec(text)
+        spec = parse_unit_spec(text)
+        if op is not None:
+            check_unit_spec(op, spec, label=f"--{op}")
+        return spec
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None

@@ -14,11 +14,11 @@ from lstm_interp.cli._arguments import (
     add_corpus_pass_options,
     add_options,
     add_output_options,
-    check_corpus_files,
-    check_features,
     command_parser,
     corpus_pass_arguments,
+    existing_file,
     feature_controls,
+    feature_name,
     non_negative_int,
     positive_int,
     read_text_file,
@@ -40,7 +40,7 @@ def analyze_parser(prog: str) -> argparse.ArgumentParser:
         "--baseline-text war_and_peace_train.txt --ngram-order 9. The features are listed by an unknown --features "
         "name.",
     )
-    parser.add_argument("text_file", type=Path, metavar="TEXT_FILE", help="the UTF-8 text to analyse")
+    parser.add_argument("text_file", type=existing_file, metavar="TEXT_FILE", help="the UTF-8 text to analyse")
     _add_analysis_options(parser)
     return parser
 
@@ -55,41 +55,36 @@ def explore_parser(prog: str) -> argparse.ArgumentParser:
         model=False,
     )
     parser.add_argument("model", metavar="NAME", help=MODEL_HELP)
-    parser.add_argument("--text", dest="text_file", type=Path, required=True, metavar="FILE", help="the UTF-8 text "
-                        "to analyse")  # fmt: skip
+    parser.add_argument("--text", dest="text_file", type=existing_file, required=True, metavar="FILE",
+                        help="the UTF-8 text to analyse")  # fmt: skip
     _add_analysis_options(parser)
     return parser
 
 
 def _add_analysis_options(parser: argparse.ArgumentParser) -> None:
     add_output_options(parser, "an earlier analysis", default_help="lstm_interp_analysis/<model>_<text>")
-    add = parser.add_argument
-    add("--features", nargs="+", default=None, metavar="NAME",
-        help="the features to match units to (default: every registered feature that varies on the text)")  # fmt: skip
-    add("--controls", type=feature_controls, nargs="+", default=None, metavar="FEATURE=CONTROL",
-        help="score FEATURE's units also against these controls, comma-separated (FEATURE= for none); by default "
-        "each feature's registered controls, e.g. inside_if_condition=inside_parens")  # fmt: skip
-    add("--baseline-text", type=Path, default=None, metavar="FILE",
-        help="train an n-gram on this text (the model's training text) and compare it with the model")  # fmt: skip
-    add("--ngram-order", type=positive_int, default=None, metavar="N",
-        help=f"the baseline n-gram's order (default {DEFAULT_NGRAM_ORDER}; needs --baseline-text)")  # fmt: skip
     add_options(
         parser,
+        ("--features", feature_name, None, "NAME", "the features to match units to (default: every registered feature "
+         "that varies on the text)", {"nargs": "+"}),
+        ("--controls", feature_controls, None, "FEATURE=CONTROL", "score FEATURE's units also against these controls, "
+         "comma-separated (FEATURE= for none); by default each feature's registered controls, e.g. "
+         "inside_if_condition=inside_parens", {"nargs": "+"}),
+        ("--baseline-text", existing_file, None, "FILE", "train an n-gram on this text (the model's training text) and "
+         "compare it with the model"),
+        ("--ngram-order", positive_int, None, "N", f"the baseline n-gram's order (default {DEFAULT_NGRAM_ORDER}; needs "
+         "--baseline-text)"),
         ("--top", positive_int, 10, "K", "units listed per feature"),
         ("--report-chars", positive_int, 2000, "N", "characters of the text shown on the HTML page"),
-    )
+    )  # fmt: skip
     add_corpus_pass_options(parser)
 
 
 def run_analyze(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    features = None if args.features is None else check_features(parser, args.features, "--features")
     if args.ngram_order is not None and args.baseline_text is None:
         parser.error(
             f"argument --ngram-order: {args.ngram_order} needs --baseline-text FILE (the n-gram's training text)"
         )
-    controls = None if args.controls is None else dict(args.controls)
-    for feature, names in (controls or {}).items():
-        check_features(parser, [feature, *names], "--controls")
     text = read_text_file(parser, args.text_file, "TEXT_FILE", min_chars=2)
     baseline = args.baseline_text and read_text_file(parser, args.baseline_text, "--baseline-text", min_chars=2)
     from lstm_interp.hub.load_pretrained import load_pretrained, source_name
@@ -97,10 +92,11 @@ def run_analyze(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
 
     out = args.out or Path("lstm_interp_analysis") / f"{source_name(args.model)}_{args.text_file.stem or 'text'}"
     written = run_analysis(
-        load_pretrained(args.model, args.revision), text, out, features=features, baseline_text=baseline,
+        load_pretrained(args.model, args.revision), text, out, baseline_text=baseline,
+        features=args.features and list(dict.fromkeys(args.features)), controls=args.controls and dict(args.controls),
         ngram_order=args.ngram_order or DEFAULT_NGRAM_ORDER, top=args.top, report_chars=args.report_chars,
         title=f"{Path(args.model).name or args.model}: {args.text_file.name}",
-        controls=controls, overwrite=args.overwrite, log=print, **corpus_pass_arguments(args),
+        overwrite=args.overwrite, log=print, **corpus_pass_arguments(args),
     )  # fmt: skip
     if written is not None:  # rank 0 of a pass over several processes
         files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -121,7 +117,7 @@ def atlas_parser(prog: str) -> argparse.ArgumentParser:
         "lstm-interp atlas novel book.txt --out atlas_novel/, then open atlas_novel/index.html",
     )
     add = parser.add_argument
-    add("corpus", type=Path, nargs="+", metavar="CORPUS", help="UTF-8 text files, read end to end")
+    add("corpus", type=existing_file, nargs="+", metavar="CORPUS", help="UTF-8 text files, read end to end")
     add_output_options(parser, "an earlier atlas", default_help="lstm_interp_atlas/<model>_<corpus>")
     add("--layers", nargs="+", default=None, metavar="LAYER", help="layers to describe, e.g. layers.1 (default: all)")
     add("--quantity", default=None, help="the quantity described (default the state: cell of an LSTM, else hidden)")
@@ -136,16 +132,14 @@ def atlas_parser(prog: str) -> argparse.ArgumentParser:
         ("--ablation-chars", non_negative_int, DEFAULT_ABLATION_CHARS, "N", "zero each unit over the first N "
          "characters, one run per unit; 0: none"),
         ("--segment-chars", positive_int, DEFAULT_SEGMENT_CHARS, "N", "characters traced at a time"),
+        ("--features", feature_name, None, "NAME", "registered features to score (default: all)", {"nargs": "+"}),
     )  # fmt: skip
-    add("--features", nargs="+", default=None, metavar="NAME", help="registered features to score (default: all)")
     add("--title", default=None, help="the pages' title (default: Unit atlas: <model>)")
     add_corpus_pass_options(parser)
     return parser
 
 
 def run_atlas(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    check_corpus_files(parser, args.corpus, "CORPUS")
-    check_features(parser, args.features or [], "--features")
     from lstm_interp.hub.load_pretrained import load_pretrained, source_name
     from lstm_interp.report import atlas_pages
 
@@ -171,7 +165,7 @@ def index_parser(prog: str) -> argparse.ArgumentParser:
         None,
     )
     add = parser.add_argument
-    add("corpus", nargs="+", type=Path, metavar="CORPUS", help="UTF-8 text files, indexed end to end")
+    add("corpus", nargs="+", type=existing_file, metavar="CORPUS", help="UTF-8 text files, indexed end to end")
     add_output_options(parser, "an earlier index", default_help="the index cache, where serve finds it")
     add_options(parser, ("--threshold", float, 0.3, "THETA", "a unit is on where its value is above it"))
     add("--names", nargs="+", default=None, metavar="NAME",
@@ -181,7 +175,6 @@ def index_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run_index(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    check_corpus_files(parser, args.corpus, "CORPUS")
     from lstm_interp.analysis import StateIndex
     from lstm_interp.analysis.index_cache import cached_index
     from lstm_interp.hub.load_pretrained import load_pretrained

@@ -7,6 +7,7 @@ the folder ``--out`` with its ``manifest.json``.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 from lstm_interp.cli._arguments import (
@@ -14,10 +15,12 @@ from lstm_interp.cli._arguments import (
     add_corpus_pass_options,
     add_options,
     add_output_options,
-    check_features,
     check_sampled_length,
     command_parser,
     corpus_pass_arguments,
+    existing_file,
+    feature_name,
+    non_empty,
     number_type,
     positive_float,
     positive_int,
@@ -41,17 +44,19 @@ def ablate_parser(prog: str) -> argparse.ArgumentParser:
         "--out quote_cell_ablation",
     )
     add = parser.add_argument
-    add("text_file", type=Path, metavar="TEXT_FILE", help="the UTF-8 text the loss is measured on")
+    add("text_file", type=existing_file, metavar="TEXT_FILE", help="the UTF-8 text the loss is measured on")
     add("--unit", dest="units", type=unit_spec, action="append", required=True, metavar="LAYER[.QUANTITY]:UNITS",
         help="units to ablate, each on its own: layers.1:254 (the state: cell of an LSTM), layers.0.hidden:3,7; "
         "repeatable")  # fmt: skip
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--target", metavar="CHARS", help="predicted characters that are targets: '\"', '}', '\\n'")
-    target.add_argument("--target-feature", metavar="NAME", help="targets where a registered feature is on")
+    add_options(
+        parser.add_mutually_exclusive_group(required=True),
+        ("--target", non_empty, None, "CHARS", "predicted characters that are targets: '\"', '}', '\\n'"),
+        ("--target-feature", feature_name, None, "NAME", "targets where a registered feature is on"),
+    )
     add("--mean", action="store_true", help="ablate to the unit's mean over the text, not to zero")
-    add("--together-feature", metavar="NAME", help="also ablate the top --k units of this feature")
     add_options(
         parser,
+        ("--together-feature", feature_name, None, "NAME", "also ablate the top --k units of this feature"),
         ("--random", positive_int, 100, "N", "random units"),
         ("--k", positive_int, 5, "K", "units ablated together"),
         ("--chars", positive_int, None, "N", "use the first N characters"),
@@ -62,8 +67,6 @@ def ablate_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run_ablate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if args.target == "":
-        parser.error("argument --target: give at least one character, got ''")
     text = read_text_file(parser, args.text_file, "TEXT_FILE", min_chars=2)[: args.chars]
     from lstm_interp.hub.load_pretrained import load_pretrained
     from lstm_interp.interventions.unit_specs import MixedQuantitiesError, ablation_units
@@ -96,10 +99,10 @@ def steer_parser(prog: str) -> argparse.ArgumentParser:
         "'layers.1.cell:254,255=2.5'; without a quantity, the layer's state (cell of an LSTM, hidden of a GRU or RNN).",
     )
     add = parser.add_argument
-    add("--prompt", required=True, help="the text every sample starts from")
-    add("--clamp", type=unit_spec, action="append", default=[], metavar="SPEC=VALUE", help="set units to VALUE")
-    add("--ablate", type=unit_spec, action="append", default=[], metavar="SPEC", help="set units to zero")
-    add("--scale", type=unit_spec, action="append", default=[], metavar="SPEC=FACTOR", help="multiply units by FACTOR")
+    add("--prompt", type=non_empty, required=True, help="the text every sample starts from")
+    for op, metavar, text in (("clamp", "SPEC=VALUE", "set units to VALUE"), ("ablate", "SPEC", "set units to zero"),
+                              ("scale", "SPEC=FACTOR", "multiply units by FACTOR")):  # fmt: skip
+        add(f"--{op}", type=partial(unit_spec, op=op), action="append", default=[], metavar=metavar, help=text)
     add("--from-prompt", action="store_true",
         help="act from the prompt's first character too (default: on the sampled characters only)")  # fmt: skip
     add_options(
@@ -111,8 +114,8 @@ def steer_parser(prog: str) -> argparse.ArgumentParser:
         ("--temperature", temperature, 1.0, "T", "softmax temperature"),
         ("--top-k", positive_int, None, "K", "sample among the K most likely"),
         ("--seed", int, 0, "S", "pair i is sampled with seed S + i"),
+        ("--features", feature_name, [], "NAME", "features whose mean over the samples to compare", {"nargs": "+"}),
     )  # fmt: skip
-    add("--features", nargs="+", default=[], metavar="NAME", help="features whose mean over the samples to compare")
     add_output_options(parser, "an earlier run")
     return parser
 
@@ -120,22 +123,11 @@ def steer_parser(prog: str) -> argparse.ArgumentParser:
 def run_steer(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not (args.clamp or args.ablate or args.scale):
         parser.error("give at least one intervention: --clamp SPEC=VALUE, --ablate SPEC or --scale SPEC=FACTOR")
-    if args.prompt == "":
-        parser.error("argument --prompt: must not be empty, got ''")
     # Both arms of every pair are sampled: the cap of `sample`, on all the characters the run draws.
     check_sampled_length(
         parser, "--samples/--length", 2 * args.samples * args.length, args.max_length,
         unit="characters sampled in all", shown=f"2 arms x {args.samples} sample pairs x {args.length} characters",
     )  # fmt: skip
-    from lstm_interp.interventions.unit_specs import SPEC_OPS, check_unit_spec
-
-    for op in SPEC_OPS:
-        for spec in getattr(args, op):
-            try:
-                check_unit_spec(op, spec, label=f"--{op}")
-            except ValueError as err:
-                parser.error(f"argument --{op}: {err}")
-    features = check_features(parser, args.features, "--features")
     from lstm_interp.hub.load_pretrained import load_pretrained
     from lstm_interp.report import experiment_runs
     from lstm_interp.report.experiment_folder import check_experiment_folder
@@ -144,7 +136,7 @@ def run_steer(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     result = experiment_runs.run_steer(
         load_pretrained(args.model), args.prompt, args.out, clamp=args.clamp, ablate=args.ablate, scale=args.scale,
         from_prompt=args.from_prompt, n_samples=args.samples, length=args.length, temperature=args.temperature,
-        top_k=args.top_k, seed=args.seed, features=features, overwrite=args.overwrite,
+        top_k=args.top_k, seed=args.seed, features=list(dict.fromkeys(args.features)), overwrite=args.overwrite,
     )  # fmt: skip
     print(f"{result.to_markdown()}\nwrote {args.out}")
     return 0
@@ -160,17 +152,17 @@ def probe_parser(prog: str) -> argparse.ArgumentParser:
         "lstm-interp probe novel chapter.txt --features inside_quotes position_in_line --causal --out quote_probes",
     )
     add = parser.add_argument
-    add("text_file", type=Path, metavar="TEXT_FILE", help="the UTF-8 text to probe on")
-    add("--features", nargs="+", required=True, metavar="NAME", help="registered features to probe")
+    add("text_file", type=existing_file, metavar="TEXT_FILE", help="the UTF-8 text to probe on")
+    add("--features", type=feature_name, nargs="+", required=True, metavar="NAME", help="registered features to probe")
     add("--quantity", default=None, help="the quantity probed (default: the state, cell of an LSTM)")
     add("--layers", nargs="+", default=None, metavar="LAYER", help="layers.1 or 1 (default: all)")
-    add("--alpha", type=positive_float, nargs="+", default=[0.01], metavar="A",
-        help="penalty strength; several: chosen on a validation slice (default 0.01)")  # fmt: skip
     add("--causal", action="store_true", help="ablate each probe's top --k units against random sets")
-    add("--target", default=None, metavar="CHARS",
+    add("--target", type=non_empty, default=None, metavar="CHARS",
         help="--causal targets: predicted characters (default: where the feature is on)")  # fmt: skip
     add_options(
         parser,
+        ("--alpha", positive_float, [0.01], "A", "penalty strength; several: chosen on a validation slice",
+         {"nargs": "+"}),
         ("--chars", positive_int, None, "N", "use the first N characters"),
         ("--max-rows", positive_int, DEFAULT_MAX_ROWS, "N", "the most positions kept, evenly spaced"),
         ("--heldout", _share, 0.2, "SHARE", "the share of the text held out, at its end"),
@@ -188,9 +180,7 @@ def probe_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run_probe(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    features = check_features(parser, args.features, "--features")
-    if args.target == "":
-        parser.error("argument --target: give at least one character, got ''")
+    features = list(dict.fromkeys(args.features))
     text = read_text_file(parser, args.text_file, "TEXT_FILE", min_chars=2)[: args.chars]
     from lstm_interp.hub.load_pretrained import load_pretrained
     from lstm_interp.report.experiment_folder import check_experiment_folder

@@ -12,9 +12,12 @@ from pathlib import Path
 
 from lstm_interp.cli._arguments import (
     MAX_LENGTH,
+    add_options,
     add_skip_unknown_argument,
     check_sampled_length,
     command_parser,
+    existing_file,
+    non_empty,
     non_negative_int,
     positive_int,
     read_text_file,
@@ -31,24 +34,22 @@ def sample_parser(prog: str) -> argparse.ArgumentParser:
         "Generate text from a trained character-level model and print it.",
         "lstm-interp sample lstm_interp_demo/model --prompt 'The ' --temperature 0.5 1.0 --seed 0",
     )
-    add = parser.add_argument
-    add("--prompt", default=None, help="text to start from (default: a newline, or the first character it knows)")
-    add("--length", type=non_negative_int, default=500,
-        help=f"characters to generate per temperature (default 500, at most --max-length: {MAX_LENGTH:,})")  # fmt: skip
-    add("--max-length", type=positive_int, default=MAX_LENGTH, metavar="N",
-        help=f"the largest --length accepted (default {MAX_LENGTH:,}); raise it for a longer sample")  # fmt: skip
-    add("--temperature", type=temperature, nargs="+", default=[1.0], metavar="T",
-        help="softmax temperature; several give one sample each (default 1.0; 0 = most likely character)")  # fmt: skip
-    add("--top-k", type=positive_int, default=None, metavar="K", help="sample among the K most likely")
-    add("--seed", type=int, default=None, help="random seed, for a reproducible sample")
+    add_options(
+        parser,
+        ("--prompt", non_empty, None, None, "text to start from (default: a newline, or the first character it knows)"),
+        ("--length", non_negative_int, 500, None, "characters to generate per temperature, at most --max-length"),
+        ("--max-length", positive_int, MAX_LENGTH, "N", "the largest --length accepted; raise it for a longer sample"),
+        ("--temperature", temperature, [1.0], "T", "softmax temperature, 0 for the most likely character; several "
+         "give one sample each", {"nargs": "+"}),
+        ("--top-k", positive_int, None, "K", "sample among the K most likely"),
+        ("--seed", int, None, None, "random seed, for a reproducible sample"),
+    )  # fmt: skip
     return parser
 
 
 def run_sample(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     # Before the model is opened: a length that would run for hours is refused at once, not after a download.
     check_sampled_length(parser, "--length", args.length, args.max_length, unit="characters per sample")
-    if args.prompt == "":
-        parser.error("argument --prompt: must not be empty, got ''")
     from lstm_interp.hub.load_pretrained import load_pretrained
     from lstm_interp.models.sample_stream import write_samples
 
@@ -65,15 +66,18 @@ def trace_parser(prog: str) -> argparse.ArgumentParser:
         "'layers.*.cell' 'layers.*.forget_gate'. Read it back with lstm_interp.Trace.load(path).",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--text", help="the text to trace")
-    source.add_argument("--file", type=Path, metavar="PATH", help="a UTF-8 text file to trace")
+    add_options(source, ("--text", non_empty, None, None, "the text to trace"),
+                ("--file", existing_file, None, "PATH", "a UTF-8 text file to trace"))  # fmt: skip
     add = parser.add_argument
     add("--output", "-o", type=Path, required=True, metavar="OUT", help="the .safetensors to write")
     add("--names", nargs="+", metavar="PATTERN", default=None,
         help="keep only these activations: names or globs such as 'layers.*.cell' (default: all)")  # fmt: skip
-    add("--dtype", choices=DTYPES, default="float32", help="storage dtype (default float32)")
-    add("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE, metavar="N",
-        help=f"characters per chunk; memory is the trace plus one chunk (default {DEFAULT_CHUNK_SIZE})")  # fmt: skip
+    add_options(
+        parser,
+        ("--dtype", str, "float32", None, "storage dtype", {"choices": DTYPES}),
+        ("--chunk-size", positive_int, DEFAULT_CHUNK_SIZE, "N", "characters per chunk; memory is the trace plus one "
+         "chunk"),
+    )  # fmt: skip
     add_skip_unknown_argument(parser)
     return parser
 
@@ -81,8 +85,6 @@ def trace_parser(prog: str) -> argparse.ArgumentParser:
 def run_trace(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.output.is_dir():
         parser.error(f"argument --output: {str(args.output)!r} is a folder; give a file name ending in .safetensors")
-    if args.text == "":
-        parser.error("argument --text: must not be empty, got ''")
     text = args.text if args.text is not None else read_text_file(parser, args.file, "--file")
     import torch
 

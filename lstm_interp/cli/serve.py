@@ -7,8 +7,8 @@ from pathlib import Path
 
 from lstm_interp.cli._arguments import (
     add_options,
-    check_corpus_files,
     command_parser,
+    existing_file,
     number_type,
     positive_float,
     positive_int,
@@ -25,7 +25,7 @@ def serve_parser(prog: str) -> argparse.ArgumentParser:
         "lstm-interp serve novel --corpus chapter1.txt --open",
     )
     add = parser.add_argument
-    add("--corpus", type=Path, nargs="+", action="extend", default=[], metavar="FILE",
+    add("--corpus", type=existing_file, nargs="+", action="extend", default=[], metavar="FILE",
         help="UTF-8 text files to match selections in (indexed at start-up, at each --threshold)")  # fmt: skip
     add("--threshold", type=float, nargs="+", default=[0.3], metavar="THETA", help="thresholds to index the corpora "
         "at, for matching (default 0.3, LSTMVis's); each costs one more index")  # fmt: skip
@@ -53,7 +53,6 @@ def serve_parser(prog: str) -> argparse.ArgumentParser:
 
 def run_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Serve until stopped: SIGTERM returns 0 quietly, Ctrl+C 130 with one line (``cli/main.py``)."""
-    check_corpus_files(parser, args.corpus, "--corpus")
     if args.atlas is not None and not (args.atlas / "atlas.json").is_file():
         parser.error(f"argument --atlas: {str(args.atlas)!r} holds no atlas.json; make one with lstm-interp atlas")
     try:
