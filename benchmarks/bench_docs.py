@@ -3,7 +3,8 @@
 Prints, from one run:
 
 - the README's length in lines at ``--before`` (a git revision; ``git show REV:README.md``) and in the working tree;
-- the lines of ``lstm_interp/cli/*.py`` (the issue's thin shell) at ``--before`` and in the working tree, per file;
+- the lines of ``lstm_interp/cli/*.py`` (the issue's thin shell) at ``--before`` and in the working tree, per file,
+  and its code lines among them (no blank line, comment or docstring), with the options its parsers declare now;
 - the public names (``lstm_interp.__all__`` and ``lstm_interp.callbacks.__all__``) and how many of them have an
   entry (an mkdocstrings anchor) in the built API reference;
 - the pages of the site, and the ```python examples of docs/ and README.md;
@@ -16,6 +17,7 @@ Prints, from one run:
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -32,23 +34,51 @@ sys.path.insert(0, str(ROOT / "tests"))
 from markdown_examples import documentation_pages, examples  # noqa: E402  (tests/ is not a package)
 
 
+def file_text(revision: str | None, path: str) -> str:
+    """The text of ``path`` at ``revision`` (``None``: the working tree)."""
+    if revision is None:
+        return (ROOT / path).read_text(encoding="utf-8")
+    shown = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=ROOT, capture_output=True, text=True, check=True)
+    return shown.stdout
+
+
 def readme_lines(revision: str | None, path: str = "README.md") -> int:
     """Lines of README.md (or ``path``) at ``revision`` (``None``: the working tree)."""
-    if revision is None:
-        return len((ROOT / path).read_text(encoding="utf-8").splitlines())
-    shown = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=ROOT, capture_output=True, text=True, check=True)
-    return len(shown.stdout.splitlines())
+    return len(file_text(revision, path).splitlines())
 
 
-def cli_lines(revision: str | None) -> dict[str, int]:
-    """Lines of each ``lstm_interp/cli/*.py`` at ``revision`` (``None``: the working tree), as ``wc -l`` counts."""
+def code_lines(source: str) -> int:
+    """Lines of ``source`` that are not blank, a comment or part of a docstring."""
+    docstrings = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and ast.get_docstring(node) is not None:
+            docstrings.update(range(body[0].lineno, body[0].end_lineno + 1))
+    lines = source.splitlines()
+    return sum(1 for i, line in enumerate(lines, 1) if line.strip() and not line.strip().startswith("#")
+               and i not in docstrings)  # fmt: skip
+
+
+def cli_lines(revision: str | None) -> dict[str, tuple[int, int]]:
+    """(lines as ``wc -l`` counts them, code lines) of each ``lstm_interp/cli/*.py`` at ``revision`` (``None``: the
+    working tree)."""
     if revision is None:
         names = [p.name for p in sorted(ROOT.glob("lstm_interp/cli/*.py"))]
     else:
         listed = subprocess.run(["git", "ls-tree", "--name-only", f"{revision}:lstm_interp/cli"], cwd=ROOT,
                                 capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
         names = [name for name in listed if name.endswith(".py")]
-    return {name: readme_lines(revision, f"lstm_interp/cli/{name}") for name in names}
+    texts = {name: file_text(revision, f"lstm_interp/cli/{name}") for name in names}
+    return {name: (len(text.splitlines()), code_lines(text)) for name, text in texts.items()}
+
+
+def cli_options() -> tuple[int, int]:
+    """(commands, options and positional arguments) of the ``lstm-interp`` parsers in the working tree, ``--help``
+    left out; the Lightning commands (``fit``, ``validate``, ``test``) are LightningCLI's and not counted."""
+    from lstm_interp.cli.main import COMMANDS, LIGHTNING_COMMANDS, parser_of
+
+    names = [name for name in COMMANDS if name not in LIGHTNING_COMMANDS]
+    return len(names), sum(len(parser_of(name)._actions) - 1 for name in names)
 
 
 def build(site: Path) -> float:
@@ -98,8 +128,12 @@ def main() -> None:
     print(f"README.md lines: {readme_lines(args.before)} at {args.before} ({commit.stdout.strip()}), "
           f"{readme_lines(None)} now")  # fmt: skip
     for label, counts in ((f"at {args.before}", cli_lines(args.before)), ("now", cli_lines(None))):
-        files = ", ".join(f"{name} {lines}" for name, lines in counts.items())
-        print(f"lstm_interp/cli lines {label}: {sum(counts.values()):,} in {len(counts)} files ({files})")
+        files = ", ".join(f"{name} {lines}" for name, (lines, _) in counts.items())
+        total, code = (sum(c[i] for c in counts.values()) for i in (0, 1))
+        print(f"lstm_interp/cli lines {label}: {total:,} in {len(counts)} files ({files}); {code:,} of them code")
+    commands, options = cli_options()
+    print(f"lstm_interp/cli now declares {options} options and arguments in {commands} commands (fit/validate/test: "
+          "LightningCLI's own)")  # fmt: skip
 
     pages = [p for p in documentation_pages() if examples(p)]
     blocks = sum(len(examples(p)) for p in pages)
