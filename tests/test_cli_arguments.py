@@ -7,9 +7,9 @@ import argparse
 from pathlib import Path
 
 import pytest
+from cli_run import run_cli
 
 from lstm_interp.cli._arguments import add_options, existing_file, feature_controls, feature_name, non_empty, unit_spec
-from tests.cli_run import run_cli
 
 
 @pytest.fixture
